@@ -1,0 +1,17 @@
+//! edgetracker core: everything a BitTorrent tracker decides, with no I/O.
+//!
+//! Layers, each depending only on the ones above it:
+//! - [`protocol`]: bytes in, typed requests out; typed replies in, bytes out (BEP 3, 7, 15, 23,
+//!   41, 48). Knows nothing of swarms.
+//! - [`swarm`]: tracker policy — who is in a swarm, who gets which peers, when peers expire.
+//! - [`store`]: the storage seam every home plugs a backend into, the in-memory store, and the
+//!   conformance suite every backend must pass.
+//!
+//! Nothing here opens a socket, reads a clock or draws entropy: callers pass `now` (Unix seconds)
+//! and an RNG in, so the same code runs natively and as wasm32 inside a Cloudflare Worker.
+
+pub mod protocol;
+pub mod store;
+pub mod swarm;
+
+pub use protocol::types::{InfoHash, PeerId};

@@ -1,0 +1,11 @@
+//! The wire: parsing requests and writing replies, for HTTP (BEP 3/7/23/48) and UDP (BEP 15/41).
+//!
+//! Owns byte layouts and their validation. May not know about swarms, stores, clocks or sockets:
+//! everything time- or address-dependent is passed in by the caller.
+
+pub mod bencode;
+pub mod connection_id;
+pub mod http;
+pub mod percent;
+pub mod types;
+pub mod udp;

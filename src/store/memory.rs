@@ -1,0 +1,257 @@
+//! The in-memory store: sharded hash maps of [`Torrent`]s behind short-held mutexes.
+//!
+//! Torrents are spread over shards by info hash; an announce locks one shard for the time of a
+//! binary search and a sample, so threads serving different torrents rarely meet and no lock is
+//! global. Store-wide totals are kept per shard as announces change them, so a stats page never
+//! walks the swarms. Owns memory layout and locking; policy comes in as [`Policy`] and random
+//! numbers as an RNG, and there is no clock here.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::Mutex;
+
+use rand_core::Rng;
+use siphasher::sip::SipHasher13;
+
+use super::{PeerAnnounce, PeerStore, StoreError, Totals};
+use crate::protocol::types::{Event, InfoHash, SwarmCounts};
+use crate::swarm::Policy;
+use crate::swarm::PeerAddr;
+use crate::swarm::torrent::{Delta, Torrent};
+
+/// Keyed SipHash-1-3 for the torrent maps. Info hashes come from the network, so an unkeyed
+/// hash would let anyone fill one bucket chain; the key comes from the caller (no entropy here).
+#[derive(Clone, Copy)]
+struct KeyedHasher([u8; 16]);
+
+impl BuildHasher for KeyedHasher {
+    type Hasher = SipHasher13;
+    fn build_hasher(&self) -> SipHasher13 {
+        SipHasher13::new_with_key(&self.0)
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct ShardTotals {
+    seeders_v4: i64,
+    leechers_v4: i64,
+    seeders_v6: i64,
+    leechers_v6: i64,
+}
+
+struct Shard {
+    torrents: HashMap<InfoHash, Torrent, KeyedHasher>,
+    totals: ShardTotals,
+}
+
+impl Shard {
+    fn apply(&mut self, v6: bool, d: Delta) {
+        if v6 {
+            self.totals.seeders_v6 += d.seeders;
+            self.totals.leechers_v6 += d.leechers;
+        } else {
+            self.totals.seeders_v4 += d.seeders;
+            self.totals.leechers_v4 += d.leechers;
+        }
+    }
+}
+
+/// Swarms in process memory. `Sync`: share it between socket threads behind an `Arc`.
+pub struct MemoryStore {
+    shards: Box<[Mutex<Shard>]>,
+    policy: Policy,
+}
+
+/// Shards: enough that a handful of socket threads rarely contend, few enough that each shard's
+/// map is big (a map's growth slack is per map).
+pub const DEFAULT_SHARDS: usize = 64;
+
+impl MemoryStore {
+    /// `hash_key` keys the hash maps against collision attacks: draw it at random.
+    pub fn new(policy: Policy, hash_key: [u8; 16]) -> Self {
+        Self::with_shards(policy, hash_key, DEFAULT_SHARDS)
+    }
+
+    pub fn with_shards(policy: Policy, hash_key: [u8; 16], shards: usize) -> Self {
+        let shards = shards.max(1);
+        let shards = (0..shards)
+            .map(|_| Mutex::new(Shard { torrents: HashMap::with_hasher(KeyedHasher(hash_key)), totals: ShardTotals::default() }))
+            .collect();
+        MemoryStore { shards, policy }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn shard(&self, hash: &InfoHash) -> std::sync::MutexGuard<'_, Shard> {
+        // Info hashes are SHA-1/SHA-256 output, so their leading bytes spread torrents evenly. A
+        // client that picks hashes can crowd one shard, which costs it contention, not the map.
+        let i = u32::from_le_bytes([hash.0[0], hash.0[1], hash.0[2], hash.0[3]]) as usize % self.shards.len();
+        // A panic while a shard was locked cannot leave it half-updated in a way that matters
+        // more than losing the tracker: keep serving.
+        self.shards[i].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Synchronous [`PeerStore::announce`], for callers on the native hot path.
+    pub fn announce_now(&self, a: &PeerAnnounce, now: u32, rng: &mut impl Rng, peers: &mut Vec<u8>) -> SwarmCounts {
+        let stopped = a.event == Event::Stopped;
+        let mut shard = self.shard(&a.info_hash);
+        let shard = &mut *shard;
+        if stopped && !shard.torrents.contains_key(&a.info_hash) {
+            // Never create a torrent just to remove a peer from it.
+            return SwarmCounts::default();
+        }
+        let torrent = shard.torrents.entry(a.info_hash).or_default();
+        let (announced, counts, v6) = match &a.peer {
+            PeerAddr::V4(addr) => {
+                let (r, me) = torrent.v4.announce(*addr, a.seeding, stopped, now);
+                if !stopped {
+                    torrent.v4.select(me, a.seeding, a.want, rng, peers);
+                }
+                (r, (torrent.v4.seeders(), torrent.v4.leechers()), false)
+            }
+            PeerAddr::V6(addr) => {
+                let list = torrent.v6.get_or_insert_default();
+                let (r, me) = list.announce(*addr, a.seeding, stopped, now);
+                if !stopped {
+                    list.select(me, a.seeding, a.want, rng, peers);
+                }
+                let counts = (list.seeders(), list.leechers());
+                if list.is_empty() {
+                    torrent.v6 = None;
+                }
+                (r, counts, true)
+            }
+        };
+        if a.event == Event::Completed && !announced.was_seeder {
+            torrent.downloaded = torrent.downloaded.saturating_add(1);
+        }
+        let downloaded = torrent.downloaded;
+        if !torrent.has_peers() && downloaded == 0 {
+            shard.torrents.remove(&a.info_hash);
+        }
+        shard.apply(v6, announced.delta);
+        SwarmCounts { complete: counts.0, incomplete: counts.1, downloaded }
+    }
+
+    /// Synchronous [`PeerStore::scrape`].
+    pub fn scrape_now(&self, hashes: &[InfoHash], out: &mut Vec<SwarmCounts>) {
+        out.extend(hashes.iter().map(|h| self.shard(h).torrents.get(h).map(Torrent::counts).unwrap_or_default()));
+    }
+
+    /// Synchronous [`PeerStore::expire`]: one shard at a time, so announces wait at most for one
+    /// shard's sweep. Torrents left without peers are dropped unless they hold a completed count.
+    pub fn expire_now(&self, now: u32) {
+        let timeout = self.policy.peer_timeout;
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let shard = &mut *shard;
+            let mut gone4 = Delta::default();
+            let mut gone6 = Delta::default();
+            shard.torrents.retain(|_, t| {
+                gone4 += t.v4.expire(now, timeout);
+                if let Some(v6) = &mut t.v6 {
+                    gone6 += v6.expire(now, timeout);
+                    if v6.is_empty() {
+                        t.v6 = None;
+                    }
+                }
+                t.has_peers() || t.downloaded > 0
+            });
+            shard.apply(false, gone4);
+            shard.apply(true, gone6);
+            if shard.torrents.capacity() > 2 * shard.torrents.len() + 64 {
+                shard.torrents.shrink_to_fit();
+            }
+        }
+    }
+
+    /// Store-wide totals, from the per-shard counters.
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            t.torrents += shard.torrents.len() as u64;
+            t.seeders_v4 += shard.totals.seeders_v4 as u64;
+            t.leechers_v4 += shard.totals.leechers_v4 as u64;
+            t.seeders_v6 += shard.totals.seeders_v6 as u64;
+            t.leechers_v6 += shard.totals.leechers_v6 as u64;
+        }
+        t
+    }
+
+    /// Visits every torrent (for snapshots), one shard locked at a time.
+    pub fn for_each_torrent(&self, mut f: impl FnMut(&InfoHash, &Torrent)) {
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            for (h, t) in &shard.torrents {
+                f(h, t);
+            }
+        }
+    }
+}
+
+impl PeerStore for MemoryStore {
+    fn announce(
+        &self,
+        a: &PeerAnnounce,
+        now: u32,
+        rng: &mut impl Rng,
+        peers: &mut Vec<u8>,
+    ) -> impl Future<Output = Result<SwarmCounts, StoreError>> {
+        std::future::ready(Ok(self.announce_now(a, now, rng, peers)))
+    }
+
+    fn scrape(&self, hashes: &[InfoHash], _now: u32, out: &mut Vec<SwarmCounts>) -> impl Future<Output = Result<(), StoreError>> {
+        self.scrape_now(hashes, out);
+        std::future::ready(Ok(()))
+    }
+
+    fn expire(&self, now: u32) -> impl Future<Output = Result<(), StoreError>> {
+        self.expire_now(now);
+        std::future::ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance;
+    use rand::SeedableRng;
+
+    #[test]
+    fn passes_the_conformance_suite() {
+        let policy = conformance::policy();
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
+        crate::store::now_or_never(conformance::run_all(|| MemoryStore::new(policy.clone(), [7; 16]), &mut rng));
+    }
+
+    #[test]
+    fn totals_follow_announces_and_expiry() {
+        let store = MemoryStore::with_shards(conformance::policy(), [1; 16], 4);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(6);
+        let mut peers = Vec::new();
+        for i in 0..10u8 {
+            let a = PeerAnnounce {
+                info_hash: InfoHash([i % 3; 20]),
+                peer: PeerAddr::new(format!("10.0.0.{i}").parse().unwrap(), 1000),
+                event: Event::Started,
+                seeding: i % 2 == 0,
+                want: 5,
+            };
+            store.announce_now(&a, 1000, &mut rng, &mut peers);
+        }
+        let v6 = PeerAnnounce {
+            info_hash: InfoHash([9; 20]),
+            peer: PeerAddr::new("2001:db8::1".parse().unwrap(), 1000),
+            event: Event::Started,
+            seeding: false,
+            want: 5,
+        };
+        store.announce_now(&v6, 1100, &mut rng, &mut peers);
+        assert_eq!(store.totals(), Totals { torrents: 4, seeders_v4: 5, leechers_v4: 5, seeders_v6: 0, leechers_v6: 1 });
+        store.expire_now(1000 + conformance::policy().peer_timeout + 1);
+        assert_eq!(store.totals(), Totals { torrents: 1, seeders_v4: 0, leechers_v4: 0, seeders_v6: 0, leechers_v6: 1 });
+    }
+}

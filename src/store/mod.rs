@@ -1,0 +1,101 @@
+//! The storage seam: where swarms live.
+//!
+//! [`PeerStore`] is the one interface every backend implements (this crate's [`memory`] store,
+//! the edge's Workers KV store) and [`conformance`] is the one suite every backend must pass.
+//! Methods return futures so a remote store (KV) fits the same seam; the memory store's futures
+//! are `std::future::Ready`, and the native hot path calls its synchronous methods directly, so it
+//! pays nothing for the edge's async.
+//!
+//! A store owns bookkeeping (who is in which swarm, since when, completed counts); the policy of
+//! what an announce means stays in [`crate::swarm`]. Stores may not parse or write wire formats.
+
+pub mod conformance;
+pub mod memory;
+
+use std::fmt;
+use std::future::Future;
+
+use rand_core::Rng;
+
+use crate::protocol::types::{Event, InfoHash, SwarmCounts};
+use crate::swarm::PeerAddr;
+
+/// An announce as a store sees it: already validated, addressed and sized by policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerAnnounce {
+    pub info_hash: InfoHash,
+    /// The peer's key in the swarm, and the family of the swarm it joins.
+    pub peer: PeerAddr,
+    pub event: Event,
+    /// `left == 0`.
+    pub seeding: bool,
+    /// How many peers to return (0 for a stopping peer).
+    pub want: usize,
+}
+
+/// A backend failure. Callers degrade (serve what they can) rather than fail the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "store error: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Totals over a whole store, for stats pages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub torrents: u64,
+    pub seeders_v4: u64,
+    pub leechers_v4: u64,
+    pub seeders_v6: u64,
+    pub leechers_v6: u64,
+}
+
+impl Totals {
+    pub fn seeders(&self) -> u64 {
+        self.seeders_v4 + self.seeders_v6
+    }
+    pub fn leechers(&self) -> u64 {
+        self.leechers_v4 + self.leechers_v6
+    }
+    pub fn peers(&self) -> u64 {
+        self.seeders() + self.leechers()
+    }
+}
+
+/// The storage seam. `now` is Unix seconds; randomness comes from `rng`.
+pub trait PeerStore {
+    /// Records `a` and appends up to `a.want` compact peers of the announcing peer's family to
+    /// `peers` (leechers only for a seeder, never the peer itself). Returns the counts of that
+    /// family's swarm, with the torrent's completed count.
+    fn announce(
+        &self,
+        a: &PeerAnnounce,
+        now: u32,
+        rng: &mut impl Rng,
+        peers: &mut Vec<u8>,
+    ) -> impl Future<Output = Result<SwarmCounts, StoreError>>;
+
+    /// Appends one entry per hash, in order, to `out`: counts over both families, zeros for
+    /// unknown torrents.
+    fn scrape(&self, hashes: &[InfoHash], now: u32, out: &mut Vec<SwarmCounts>) -> impl Future<Output = Result<(), StoreError>>;
+
+    /// Forgets peers that have not announced within the peer timeout. (A store whose backend
+    /// expires entries by itself, as KV does with `expirationTtl`, may do nothing.)
+    fn expire(&self, now: u32) -> impl Future<Output = Result<(), StoreError>>;
+}
+
+/// Drives a future that is expected to be ready at once (the memory store's) to completion.
+/// Panics if it is not: use it only where the store is known to be synchronous.
+pub fn now_or_never<F: Future>(fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => panic!("now_or_never: the future was not ready"),
+    }
+}
