@@ -6,11 +6,14 @@
 //! - [`swarm`]: tracker policy — who is in a swarm, who gets which peers, when peers expire.
 //! - [`store`]: the storage seam every home plugs a backend into, the in-memory store, and the
 //!   conformance suite every backend must pass.
+//! - [`service`]: request bytes in, reply bytes out — the order of the steps above, shared by
+//!   every home so they answer alike.
 //!
 //! Nothing here opens a socket, reads a clock or draws entropy: callers pass `now` (Unix seconds)
 //! and an RNG in, so the same code runs natively and as wasm32 inside a Cloudflare Worker.
 
 pub mod protocol;
+pub mod service;
 pub mod store;
 pub mod swarm;
 

@@ -1,0 +1,186 @@
+//! The native twin: edgetracker's core served over UDP (BEP 15) and HTTP on one port.
+//!
+//! This crate is I/O only — sockets, threads, clock, entropy, signals, configuration — around
+//! [`edgetracker::service::Tracker`] with the in-memory store. It must not know about the edge.
+//! [`start`] brings a tracker up and hands back a [`Running`] handle, which is what both `main`
+//! and the integration tests use.
+
+pub mod config;
+pub mod http;
+pub mod stats;
+pub mod udp;
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use edgetracker::protocol::connection_id::ConnectionIds;
+use edgetracker::service::Tracker;
+use edgetracker::store::memory::MemoryStore;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+use crate::config::Config;
+use crate::stats::Stats;
+
+/// Unix seconds, as the core wants `now`.
+pub fn unix_now() -> u32 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
+}
+
+/// Bytes from the OS's CSPRNG (keys, RNG seeds).
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).expect("the OS random number generator is unavailable");
+    b
+}
+
+/// A fast per-thread RNG for peer selection, seeded from the OS.
+pub fn thread_rng() -> SmallRng {
+    SmallRng::from_seed(random_bytes())
+}
+
+/// What every serving thread shares.
+pub struct Shared {
+    pub tracker: Tracker<MemoryStore>,
+    pub stats: Stats,
+    pub started: Instant,
+    pub config: Config,
+}
+
+impl Shared {
+    pub fn uptime(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+}
+
+/// A running tracker. Dropping it without [`Running::shutdown`] leaves its threads running.
+pub struct Running {
+    pub shared: Arc<Shared>,
+    udp_addrs: Vec<SocketAddr>,
+    http_addrs: Vec<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    http: Option<http::HttpServer>,
+}
+
+impl Running {
+    /// Where UDP is served (one entry per listen address; the real port when 0 was asked).
+    pub fn udp_addrs(&self) -> &[SocketAddr] {
+        &self.udp_addrs
+    }
+
+    /// Where HTTP is served.
+    pub fn http_addrs(&self) -> &[SocketAddr] {
+        &self.http_addrs
+    }
+
+    /// Blocks until SIGINT or SIGTERM.
+    pub fn wait_for_signal(&self) {
+        match &self.http {
+            Some(http) => http.wait_for_signal(),
+            None => http::wait_for_signal_standalone(),
+        }
+    }
+
+    /// Stops accepting, lets serving threads finish their current request, and joins them.
+    pub fn shutdown(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(http) = self.http.take() {
+            http.shutdown();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Binds every socket on one port. With port 0 the first TCP socket picks the port and the
+/// others follow it, so UDP and HTTP share one port as users expect (retried if it is taken).
+fn bind_all(config: &Config) -> io::Result<(Vec<std::net::UdpSocket>, Vec<std::net::TcpListener>)> {
+    let net = &config.network;
+    let attempts = if net.port == 0 { 20 } else { 1 };
+    let mut last_err = None;
+    for _ in 0..attempts {
+        match bind_on_port(&net.listen, net.port, net.udp, net.http) {
+            Ok(bound) => return Ok(bound),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.expect("at least one attempt"))
+}
+
+fn bind_on_port(listen: &[IpAddr], mut port: u16, want_udp: bool, want_http: bool) -> io::Result<(Vec<std::net::UdpSocket>, Vec<std::net::TcpListener>)> {
+    let mut udp_sockets = Vec::new();
+    let mut tcp_listeners = Vec::new();
+    for &ip in listen {
+        if want_http {
+            let l = http::bind(SocketAddr::new(ip, port))?;
+            port = l.local_addr()?.port();
+            tcp_listeners.push(l);
+        }
+        if want_udp {
+            let s = udp::bind(SocketAddr::new(ip, port))?;
+            port = s.local_addr()?.port();
+            udp_sockets.push(s);
+        }
+    }
+    Ok((udp_sockets, tcp_listeners))
+}
+
+/// Starts serving `config`: binds every socket first (so errors surface before anything runs),
+/// then starts UDP threads, the HTTP runtime and the expiry sweeper.
+pub fn start(config: Config) -> io::Result<Running> {
+    config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let (udp_sockets, tcp_listeners) = bind_all(&config)?;
+
+    let policy = config.policy();
+    let ids = ConnectionIds::new(random_bytes(), config.udp.connection_id_validity, config.udp.connection_id_leniency);
+    let store = MemoryStore::new(policy.clone(), random_bytes());
+    let shared = Arc::new(Shared { tracker: Tracker::new(store, policy, ids), stats: Stats::default(), started: Instant::now(), config });
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let udp_addrs = udp_sockets.iter().map(|s| s.local_addr()).collect::<io::Result<Vec<_>>>()?;
+    let http_addrs = tcp_listeners.iter().map(|s| s.local_addr()).collect::<io::Result<Vec<_>>>()?;
+
+    let mut threads = Vec::new();
+    for socket in udp_sockets {
+        for i in 0..shared.config.network.udp_threads {
+            let socket = socket.try_clone()?;
+            let (shared, stop) = (shared.clone(), stop.clone());
+            let name = format!("udp-{}-{i}", socket.local_addr()?);
+            threads.push(std::thread::Builder::new().name(name).spawn(move || udp::serve(socket, &shared, &stop))?);
+        }
+    }
+    let http = if tcp_listeners.is_empty() { None } else { Some(http::HttpServer::start(tcp_listeners, shared.clone())?) };
+    {
+        let (shared, stop) = (shared.clone(), stop.clone());
+        threads.push(std::thread::Builder::new().name("sweeper".into()).spawn(move || sweep(&shared, &stop))?);
+    }
+    for a in &udp_addrs {
+        tracing::info!("serving udp://{a}/announce");
+    }
+    for a in &http_addrs {
+        tracing::info!("serving http://{a}/announce (and /scrape, /stats)");
+    }
+    Ok(Running { shared, udp_addrs, http_addrs, stop, threads, http })
+}
+
+/// Expires peers every `cleanup_interval` seconds, waking often enough to notice shutdown.
+fn sweep(shared: &Shared, stop: &AtomicBool) {
+    let every = Duration::from_secs(u64::from(shared.config.tracker.cleanup_interval));
+    let mut last = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if last.elapsed() >= every {
+            let began = Instant::now();
+            shared.tracker.store.expire_now(unix_now());
+            let t = shared.tracker.store.totals();
+            tracing::debug!(took_ms = began.elapsed().as_millis() as u64, torrents = t.torrents, peers = t.peers(), "expired stale peers");
+            last = Instant::now();
+        }
+    }
+}

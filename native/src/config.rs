@@ -1,0 +1,331 @@
+//! Configuration: defaults < TOML file < `EDGETRACKER__SECTION__KEY` environment < CLI flags.
+//!
+//! Owns the operator-facing knobs and their documentation (`--print-config`). May not start
+//! anything: it only produces a validated [`Config`].
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use edgetracker::swarm::Policy;
+use serde::{Deserialize, Serialize};
+
+/// XBT Tracker's port, which users know as the tracker port.
+pub const DEFAULT_PORT: u16 = 2710;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub network: Network,
+    pub tracker: Tracker,
+    pub udp: Udp,
+    pub log: Log,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Network {
+    /// Addresses to listen on; each gets UDP and TCP (HTTP) sockets on `port`.
+    pub listen: Vec<IpAddr>,
+    pub port: u16,
+    pub udp: bool,
+    pub http: bool,
+    /// Header carrying the client address when behind a reverse proxy; its rightmost entry is
+    /// used. Empty: the socket address is the client.
+    pub trusted_proxy_header: String,
+    /// Threads serving each UDP socket.
+    pub udp_threads: usize,
+    /// Threads serving HTTP (all sockets).
+    pub http_threads: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tracker {
+    pub announce_interval: u32,
+    pub min_interval: u32,
+    pub peer_timeout: u32,
+    pub cleanup_interval: u32,
+    pub numwant_default: u32,
+    pub numwant_max: u32,
+    pub scrape_max_hashes: u32,
+    pub accept_claimed_ip: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Udp {
+    pub connection_id_validity: u32,
+    pub connection_id_leniency: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// A `tracing` filter: `info`, `debug`, `edgetracker_native=debug,warn`, ...
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { network: Network::default(), tracker: Tracker::default(), udp: Udp::default(), log: Log::default() }
+    }
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network {
+            listen: vec![IpAddr::from([0, 0, 0, 0]), IpAddr::from([0u16; 8])],
+            port: DEFAULT_PORT,
+            udp: true,
+            http: true,
+            trusted_proxy_header: String::new(),
+            udp_threads: 1,
+            http_threads: 1,
+        }
+    }
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        let p = Policy::default();
+        Tracker {
+            announce_interval: p.announce_interval,
+            min_interval: p.min_interval,
+            peer_timeout: p.peer_timeout,
+            cleanup_interval: 60,
+            numwant_default: p.numwant_default,
+            numwant_max: p.numwant_max,
+            scrape_max_hashes: p.scrape_max_hashes,
+            accept_claimed_ip: p.accept_claimed_ip,
+        }
+    }
+}
+
+impl Default for Udp {
+    fn default() -> Self {
+        Udp { connection_id_validity: 120, connection_id_leniency: 0 }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log { level: "info".into() }
+    }
+}
+
+/// The commented default configuration printed by `--print-config`.
+pub const DEFAULT_TOML: &str = r#"# edgetracker configuration. Every key is optional; shown are the defaults.
+# Precedence: defaults < this file (--config) < environment < command-line flags.
+# Any key can be set from the environment as EDGETRACKER__<SECTION>__<KEY>, e.g.
+# EDGETRACKER__TRACKER__ANNOUNCE_INTERVAL=900 or EDGETRACKER__NETWORK__LISTEN='["127.0.0.1"]'.
+
+[network]
+# Addresses to listen on; each gets a UDP (BEP 15) and a TCP (HTTP) socket on `port`.
+# "0.0.0.0" and "::" together serve IPv4 and IPv6 (the IPv6 socket is IPv6-only).
+listen = ["0.0.0.0", "::"]
+# udp://host:2710/announce and http://host:2710/announce, as XBT Tracker did.
+port = 2710
+udp = true
+http = true
+# Behind a reverse proxy, the header that carries the client address, e.g. "X-Forwarded-For".
+# Its rightmost entry (the one your proxy added) is used. Empty: the socket address is the client.
+trusted_proxy_header = ""
+# Threads reading each UDP socket, and threads serving HTTP.
+udp_threads = 1
+http_threads = 1
+
+[tracker]
+# Seconds between a client's announces (`interval`), and the least it may wait (`min interval`).
+announce_interval = 1800
+min_interval = 900
+# A peer that has not announced for this many seconds is dropped (at most 43200).
+peer_timeout = 2700
+# Seconds between sweeps for expired peers.
+cleanup_interval = 60
+# Peers returned when the client does not say, and at most whatever it says.
+# (UDP replies are also capped to one unfragmented datagram: 242 IPv4 or 79 IPv6 peers.)
+numwant_default = 50
+numwant_max = 200
+# Most info hashes in one scrape.
+scrape_max_hashes = 64
+# Trust the address a client claims (ip=, BEP 15's IP field). Off: it lets anyone point a
+# swarm at a third party (BEP 7, 2020 revision).
+accept_claimed_ip = false
+
+[udp]
+# Seconds a BEP 15 connection id stays valid, plus extra leniency for clients (uTorrent) that
+# reuse ids minutes later.
+connection_id_validity = 120
+connection_id_leniency = 0
+
+[log]
+# A tracing filter: "warn", "info", "debug", "edgetracker_native=debug". Nothing per request is
+# logged at info. RUST_LOG, when set, wins.
+level = "info"
+"#;
+
+/// edgetracker: a BitTorrent tracker serving UDP (BEP 15) and HTTP on one port (2710).
+#[derive(Parser, Debug, Default)]
+#[command(name = "edgetracker", version, about)]
+pub struct Cli {
+    /// TOML configuration file (see --print-config).
+    #[arg(long, short, env = "EDGETRACKER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Port for both UDP and HTTP [default: 2710].
+    #[arg(long, short, env = "EDGETRACKER_PORT")]
+    pub port: Option<u16>,
+    /// Address to listen on; repeat for several [default: 0.0.0.0 and ::].
+    #[arg(long = "listen", short = 'l', value_name = "ADDR", env = "EDGETRACKER_LISTEN", value_delimiter = ',')]
+    pub listen: Vec<IpAddr>,
+    /// Log filter (e.g. warn, info, debug) [default: info].
+    #[arg(long, env = "EDGETRACKER_LOG")]
+    pub log_level: Option<String>,
+    /// Print the commented default configuration and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+impl Config {
+    /// Builds the configuration from an optional file, the environment and the flags.
+    pub fn load(cli: &Cli, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, String> {
+        let mut table: toml::Table = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                text.parse().map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("EDGETRACKER__") else { continue };
+            let Some((section, key)) = rest.split_once("__") else {
+                return Err(format!("{name}: expected EDGETRACKER__SECTION__KEY"));
+            };
+            let section = table
+                .entry(section.to_ascii_lowercase())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .ok_or_else(|| format!("{name}: not a section"))?;
+            section.insert(key.to_ascii_lowercase(), parse_env_value(&value));
+        }
+        let mut config: Config = toml::Value::Table(table).try_into().map_err(|e| format!("configuration: {e}"))?;
+        if let Some(port) = cli.port {
+            config.network.port = port;
+        }
+        if !cli.listen.is_empty() {
+            config.network.listen = cli.listen.clone();
+        }
+        if let Some(level) = &cli.log_level {
+            config.log.level = level.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn policy(&self) -> Policy {
+        let t = &self.tracker;
+        Policy {
+            announce_interval: t.announce_interval,
+            min_interval: t.min_interval,
+            peer_timeout: t.peer_timeout,
+            numwant_default: t.numwant_default,
+            numwant_max: t.numwant_max,
+            scrape_max_hashes: t.scrape_max_hashes,
+            accept_claimed_ip: t.accept_claimed_ip,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.policy().validate().map_err(|e| format!("[tracker] {e}"))?;
+        if self.network.listen.is_empty() {
+            return Err("[network] listen must name at least one address".into());
+        }
+        if !self.network.udp && !self.network.http {
+            return Err("[network] enable udp, http or both".into());
+        }
+        if self.network.udp_threads == 0 || self.network.http_threads == 0 {
+            return Err("[network] udp_threads and http_threads must be at least 1".into());
+        }
+        if self.tracker.cleanup_interval == 0 || self.tracker.cleanup_interval > self.tracker.peer_timeout {
+            return Err("[tracker] cleanup_interval must be between 1 and peer_timeout".into());
+        }
+        if self.udp.connection_id_validity == 0 {
+            return Err("[udp] connection_id_validity must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// An environment value as TOML (numbers, booleans, arrays), or else as a plain string.
+fn parse_env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    #[test]
+    fn printed_default_is_the_default() {
+        let parsed: Config = toml::from_str(DEFAULT_TOML).unwrap();
+        assert_eq!(parsed, Config::default());
+        parsed.validate().unwrap();
+    }
+
+    #[test]
+    fn defaults_listen_on_both_families_on_2710() {
+        let c = Config::load(&Cli::default(), no_env()).unwrap();
+        assert_eq!(c.network.port, 2710);
+        assert_eq!(c.network.listen, vec!["0.0.0.0".parse::<IpAddr>().unwrap(), "::".parse().unwrap()]);
+    }
+
+    #[test]
+    fn file_env_and_flags_layer_in_order() {
+        let dir = std::env::temp_dir().join(format!("edgetracker-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "[network]\nport = 7000\n[tracker]\nannounce_interval = 600\nmin_interval = 300\n").unwrap();
+        let cli = Cli { config: Some(path.clone()), ..Cli::default() };
+        let env = vec![
+            ("EDGETRACKER__TRACKER__ANNOUNCE_INTERVAL".to_string(), "900".to_string()),
+            ("EDGETRACKER__NETWORK__LISTEN".to_string(), r#"["127.0.0.1"]"#.to_string()),
+            ("EDGETRACKER__LOG__LEVEL".to_string(), "debug".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let c = Config::load(&cli, env.clone()).unwrap();
+        assert_eq!((c.network.port, c.tracker.announce_interval, c.tracker.min_interval), (7000, 900, 300));
+        assert_eq!(c.network.listen, vec!["127.0.0.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(c.log.level, "debug");
+        let cli = Cli { config: Some(path), port: Some(6969), listen: vec!["::1".parse().unwrap()], ..Cli::default() };
+        let c = Config::load(&cli, env).unwrap();
+        assert_eq!(c.network.port, 6969);
+        assert_eq!(c.network.listen, vec!["::1".parse::<IpAddr>().unwrap()]);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn mistakes_are_reported_by_name() {
+        let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let err = Config::load(&Cli::default(), env("EDGETRACKER__TRACKER__ANNOUNCE_INTERVALL", "5")).unwrap_err();
+        assert!(err.contains("announce_intervall"), "{err}");
+        let err = Config::load(&Cli::default(), env("EDGETRACKER__TRACKER__PEER_TIMEOUT", "10")).unwrap_err();
+        assert!(err.contains("peer_timeout"), "{err}");
+        let err = Config::load(&Cli::default(), env("EDGETRACKER__NETWORK__PORT", "\"x\"")).unwrap_err();
+        assert!(err.contains("port"), "{err}");
+    }
+
+    #[test]
+    fn cli_flags_parse() {
+        let cli = Cli::try_parse_from(["edgetracker", "--port", "6969", "--listen", "127.0.0.1", "--listen", "::1"]).unwrap();
+        assert_eq!(cli.port, Some(6969));
+        assert_eq!(cli.listen.len(), 2);
+    }
+}

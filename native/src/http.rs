@@ -1,0 +1,218 @@
+//! HTTP: `/announce`, `/scrape`, `/stats` and `/metrics` on hyper, on a small tokio runtime.
+//!
+//! Tracker requests are answered synchronously inside the service function (the memory store
+//! never waits), with a per-thread RNG and scratch space. Owns HTTP framing, routing, the client
+//! address (socket or trusted proxy header) and status codes; tracker semantics are the core's.
+
+use std::cell::RefCell;
+use std::convert::Infallible;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use edgetracker::protocol::bencode::write_failure;
+use edgetracker::protocol::http::split_target;
+use edgetracker::protocol::types::{Family, canonical_ip};
+use edgetracker::service::{Outcome, Scratch};
+use edgetracker::store::now_or_never;
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rand::rngs::SmallRng;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::watch;
+
+use crate::stats;
+use crate::{Shared, thread_rng, unix_now};
+
+/// Binds a TCP listener; `[::]` is IPv6-only so `0.0.0.0` can be bound beside it.
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// The HTTP side: its runtime and the signal to stop accepting.
+pub struct HttpServer {
+    runtime: tokio::runtime::Runtime,
+    stop: watch::Sender<bool>,
+}
+
+impl HttpServer {
+    pub fn start(listeners: Vec<std::net::TcpListener>, shared: Arc<Shared>) -> io::Result<HttpServer> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(shared.config.network.http_threads)
+            .thread_name("http")
+            .enable_all()
+            .build()?;
+        let (stop, stopped) = watch::channel(false);
+        for listener in listeners {
+            let listener = {
+                let _guard = runtime.enter();
+                tokio::net::TcpListener::from_std(listener)?
+            };
+            runtime.spawn(accept_loop(listener, shared.clone(), stopped.clone()));
+        }
+        Ok(HttpServer { runtime, stop })
+    }
+
+    pub fn wait_for_signal(&self) {
+        self.runtime.block_on(signal());
+    }
+
+    pub fn shutdown(self) {
+        let _ = self.stop.send(true);
+        // Requests in flight finish quickly (nothing here waits on I/O but the client).
+        self.runtime.shutdown_timeout(Duration::from_secs(2));
+    }
+}
+
+/// Waits for SIGINT or SIGTERM when there is no HTTP runtime to borrow.
+pub fn wait_for_signal_standalone() {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(signal()),
+        Err(e) => tracing::error!("cannot wait for signals: {e}"),
+    }
+}
+
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot install signal handlers");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let response = handle(&req, remote, &shared);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(%remote, "http connection: {e}");
+            }
+        });
+    }
+}
+
+thread_local! {
+    static LOCAL: RefCell<(SmallRng, Scratch)> = RefCell::new((thread_rng(), Scratch::default()));
+}
+
+fn response(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+const BENCODE: &str = "text/plain; charset=utf-8";
+
+fn failure(status: StatusCode, reason: &str) -> Response<Full<Bytes>> {
+    response(status, BENCODE, write_failure(reason))
+}
+
+/// The client's address: the socket's, or the rightmost entry of the trusted proxy header.
+fn client_ip(req: &Request<Incoming>, remote: SocketAddr, shared: &Shared) -> Result<IpAddr, String> {
+    let header = &shared.config.network.trusted_proxy_header;
+    if header.is_empty() {
+        return Ok(canonical_ip(remote.ip()));
+    }
+    let value = req.headers().get(header.as_str()).ok_or_else(|| format!("missing {header} header from the proxy"))?;
+    let last = value.to_str().ok().and_then(|v| v.rsplit(',').next()).map(str::trim).unwrap_or_default();
+    last.parse::<IpAddr>()
+        .or_else(|_| last.parse::<SocketAddr>().map(|s| s.ip()))
+        .map(canonical_ip)
+        .map_err(|_| format!("unparseable {header} header from the proxy"))
+}
+
+fn handle(req: &Request<Incoming>, remote: SocketAddr, shared: &Shared) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return failure(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported");
+    }
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let (path, query) = split_target(target.as_bytes());
+    match path {
+        b"/announce" | b"/scrape" => {
+            let ip = match client_ip(req, remote, shared) {
+                Ok(ip) => ip,
+                Err(reason) => {
+                    let outcome = Outcome { action: None, error: Some(reason.clone()), store_error: None };
+                    shared.stats.record(stats::Protocol::Http, Family::of(remote.ip()), &outcome);
+                    return failure(StatusCode::OK, &reason);
+                }
+            };
+            let now = unix_now();
+            let tracker = &shared.tracker;
+            let (body, outcome) = LOCAL.with_borrow_mut(|(rng, scratch)| {
+                if path == b"/announce" {
+                    now_or_never(tracker.http_announce(query, ip, now, rng, scratch))
+                } else {
+                    now_or_never(tracker.http_scrape(query, now, scratch))
+                }
+            });
+            shared.stats.record(stats::Protocol::Http, Family::of(ip), &outcome);
+            if let Some(reason) = &outcome.error {
+                tracing::debug!(%remote, reason, "http request refused");
+            }
+            response(StatusCode::OK, BENCODE, body)
+        }
+        b"/stats" => {
+            let prometheus = query.split(|&b| b == b'&').any(|p| p == b"format=prometheus");
+            stats_response(shared, prometheus)
+        }
+        b"/metrics" => stats_response(shared, true),
+        _ => failure(StatusCode::NOT_FOUND, "not found: this tracker serves /announce and /scrape"),
+    }
+}
+
+fn stats_response(shared: &Shared, prometheus: bool) -> Response<Full<Bytes>> {
+    let totals = shared.tracker.store.totals();
+    if prometheus {
+        response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", shared.stats.prometheus(&totals, shared.uptime()))
+    } else {
+        let body = serde_json::to_vec_pretty(&shared.stats.json(&totals, shared.uptime())).unwrap_or_default();
+        response(StatusCode::OK, "application/json", body)
+    }
+}

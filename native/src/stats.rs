@@ -1,0 +1,162 @@
+//! Request counters and the `/stats` renderings (JSON, Prometheus text).
+//!
+//! Counters are relaxed atomics bumped once per request; swarm totals come from the store's own
+//! per-shard counts. Owns naming and formats of the metrics; may not touch swarms or sockets.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use edgetracker::protocol::types::Family;
+use edgetracker::service::{Action, Outcome};
+use edgetracker::store::Totals;
+use serde_json::json;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Udp,
+    Http,
+}
+
+impl Protocol {
+    fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Udp => "udp",
+            Protocol::Http => "http",
+        }
+    }
+}
+
+const PROTOCOLS: [Protocol; 2] = [Protocol::Udp, Protocol::Http];
+const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
+/// Counted kinds: the three actions, then requests that were not recognisable at all.
+const KINDS: [&str; 4] = ["connect", "announce", "scrape", "invalid"];
+
+#[derive(Default)]
+struct Cell {
+    requests: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// Per protocol, family and kind: requests seen and requests refused.
+#[derive(Default)]
+pub struct Stats {
+    cells: [[[Cell; 4]; 2]; 2],
+    store_errors: AtomicU64,
+}
+
+fn kind_index(action: Option<Action>) -> usize {
+    match action {
+        Some(Action::Connect) => 0,
+        Some(Action::Announce) => 1,
+        Some(Action::Scrape) => 2,
+        None => 3,
+    }
+}
+
+impl Stats {
+    fn cell(&self, protocol: Protocol, family: Family, kind: usize) -> &Cell {
+        let p = PROTOCOLS.iter().position(|&x| x == protocol).expect("known protocol");
+        let f = FAMILIES.iter().position(|&x| x == family).expect("known family");
+        &self.cells[p][f][kind]
+    }
+
+    pub fn record(&self, protocol: Protocol, family: Family, outcome: &Outcome) {
+        let cell = self.cell(protocol, family, kind_index(outcome.action));
+        cell.requests.fetch_add(1, Ordering::Relaxed);
+        if outcome.error.is_some() {
+            cell.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if outcome.store_error.is_some() {
+            self.store_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn load(&self, protocol: Protocol, family: Family, kind: usize) -> (u64, u64) {
+        let c = self.cell(protocol, family, kind);
+        (c.requests.load(Ordering::Relaxed), c.errors.load(Ordering::Relaxed))
+    }
+
+    /// The JSON form of `/stats`.
+    pub fn json(&self, totals: &Totals, uptime: u64) -> serde_json::Value {
+        let mut requests = serde_json::Map::new();
+        for p in PROTOCOLS {
+            let mut per_family = serde_json::Map::new();
+            for f in FAMILIES {
+                let mut kinds = serde_json::Map::new();
+                for (k, name) in KINDS.iter().enumerate() {
+                    let (n, e) = self.load(p, f, k);
+                    kinds.insert((*name).into(), json!({ "requests": n, "errors": e }));
+                }
+                per_family.insert(f.as_str().into(), kinds.into());
+            }
+            requests.insert(p.as_str().into(), per_family.into());
+        }
+        json!({
+            "uptime_seconds": uptime,
+            "torrents": totals.torrents,
+            "peers": totals.peers(),
+            "seeders": totals.seeders(),
+            "leechers": totals.leechers(),
+            "ipv4": { "seeders": totals.seeders_v4, "leechers": totals.leechers_v4 },
+            "ipv6": { "seeders": totals.seeders_v6, "leechers": totals.leechers_v6 },
+            "requests": requests,
+            "store_errors": self.store_errors.load(Ordering::Relaxed),
+        })
+    }
+
+    /// The Prometheus text exposition form (`/metrics`, `/stats?format=prometheus`).
+    pub fn prometheus(&self, totals: &Totals, uptime: u64) -> String {
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        family("edgetracker_requests_total", "counter", "Requests received, by protocol, address family and action.");
+        family("edgetracker_errors_total", "counter", "Requests refused with an error, by protocol, address family and action.");
+        family("edgetracker_torrents", "gauge", "Torrents tracked.");
+        family("edgetracker_peers", "gauge", "Peers in swarms, by address family and role.");
+        family("edgetracker_store_errors_total", "counter", "Requests served without store data after a store failure.");
+        family("edgetracker_uptime_seconds", "gauge", "Seconds since start.");
+        for p in PROTOCOLS {
+            for f in FAMILIES {
+                for (k, name) in KINDS.iter().enumerate() {
+                    let (n, e) = self.load(p, f, k);
+                    let labels = format!("protocol=\"{}\",family=\"{}\",action=\"{name}\"", p.as_str(), f.as_str());
+                    let _ = writeln!(out, "edgetracker_requests_total{{{labels}}} {n}");
+                    let _ = writeln!(out, "edgetracker_errors_total{{{labels}}} {e}");
+                }
+            }
+        }
+        let _ = writeln!(out, "edgetracker_torrents {}", totals.torrents);
+        for (fam, s, l) in [("ipv4", totals.seeders_v4, totals.leechers_v4), ("ipv6", totals.seeders_v6, totals.leechers_v6)] {
+            let _ = writeln!(out, "edgetracker_peers{{family=\"{fam}\",role=\"seeder\"}} {s}");
+            let _ = writeln!(out, "edgetracker_peers{{family=\"{fam}\",role=\"leecher\"}} {l}");
+        }
+        let _ = writeln!(out, "edgetracker_store_errors_total {}", self.store_errors.load(Ordering::Relaxed));
+        let _ = writeln!(out, "edgetracker_uptime_seconds {uptime}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_land_in_their_cells_in_both_forms() {
+        let stats = Stats::default();
+        let ok = Outcome { action: Some(Action::Announce), error: None, store_error: None };
+        let bad = Outcome { action: None, error: Some("packet too short".into()), store_error: None };
+        stats.record(Protocol::Udp, Family::V6, &ok);
+        stats.record(Protocol::Udp, Family::V6, &ok);
+        stats.record(Protocol::Http, Family::V4, &bad);
+        let totals = Totals { torrents: 3, seeders_v4: 1, leechers_v4: 2, seeders_v6: 4, leechers_v6: 0 };
+        let j = stats.json(&totals, 5);
+        assert_eq!(j["requests"]["udp"]["ipv6"]["announce"]["requests"], 2);
+        assert_eq!(j["requests"]["http"]["ipv4"]["invalid"]["errors"], 1);
+        assert_eq!((j["torrents"].as_u64(), j["peers"].as_u64(), j["seeders"].as_u64()), (Some(3), Some(7), Some(5)));
+        let p = stats.prometheus(&totals, 5);
+        assert!(p.contains("edgetracker_requests_total{protocol=\"udp\",family=\"ipv6\",action=\"announce\"} 2\n"), "{p}");
+        assert!(p.contains("edgetracker_errors_total{protocol=\"http\",family=\"ipv4\",action=\"invalid\"} 1\n"));
+        assert!(p.contains("edgetracker_peers{family=\"ipv6\",role=\"seeder\"} 4\n"));
+    }
+}
