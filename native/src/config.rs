@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 /// XBT Tracker's port, which users know as the tracker port.
 pub const DEFAULT_PORT: u16 = 2710;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub network: Network,
@@ -66,12 +66,6 @@ pub struct Log {
     pub level: String,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config { network: Network::default(), tracker: Tracker::default(), udp: Udp::default(), log: Log::default() }
-    }
-}
-
 impl Default for Network {
     fn default() -> Self {
         Network {
@@ -104,13 +98,18 @@ impl Default for Tracker {
 
 impl Default for Udp {
     fn default() -> Self {
-        Udp { connection_id_validity: 120, connection_id_leniency: 0 }
+        Udp {
+            connection_id_validity: 120,
+            connection_id_leniency: 0,
+        }
     }
 }
 
 impl Default for Log {
     fn default() -> Self {
-        Log { level: "info".into() }
+        Log {
+            level: "info".into(),
+        }
     }
 }
 
@@ -176,7 +175,13 @@ pub struct Cli {
     #[arg(long, short, env = "EDGETRACKER_PORT")]
     pub port: Option<u16>,
     /// Address to listen on; repeat for several [default: 0.0.0.0 and ::].
-    #[arg(long = "listen", short = 'l', value_name = "ADDR", env = "EDGETRACKER_LISTEN", value_delimiter = ',')]
+    #[arg(
+        long = "listen",
+        short = 'l',
+        value_name = "ADDR",
+        env = "EDGETRACKER_LISTEN",
+        value_delimiter = ','
+    )]
     pub listen: Vec<IpAddr>,
     /// Log filter (e.g. warn, info, debug) [default: info].
     #[arg(long, env = "EDGETRACKER_LOG")]
@@ -188,16 +193,23 @@ pub struct Cli {
 
 impl Config {
     /// Builds the configuration from an optional file, the environment and the flags.
-    pub fn load(cli: &Cli, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, String> {
+    pub fn load(
+        cli: &Cli,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, String> {
         let mut table: toml::Table = match &cli.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                text.parse().map_err(|e| format!("{}: {e}", path.display()))?
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                text.parse()
+                    .map_err(|e| format!("{}: {e}", path.display()))?
             }
             None => toml::Table::new(),
         };
         for (name, value) in env {
-            let Some(rest) = name.strip_prefix("EDGETRACKER__") else { continue };
+            let Some(rest) = name.strip_prefix("EDGETRACKER__") else {
+                continue;
+            };
             let Some((section, key)) = rest.split_once("__") else {
                 return Err(format!("{name}: expected EDGETRACKER__SECTION__KEY"));
             };
@@ -208,7 +220,9 @@ impl Config {
                 .ok_or_else(|| format!("{name}: not a section"))?;
             section.insert(key.to_ascii_lowercase(), parse_env_value(&value));
         }
-        let mut config: Config = toml::Value::Table(table).try_into().map_err(|e| format!("configuration: {e}"))?;
+        let mut config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| format!("configuration: {e}"))?;
         if let Some(port) = cli.port {
             config.network.port = port;
         }
@@ -236,7 +250,9 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        self.policy().validate().map_err(|e| format!("[tracker] {e}"))?;
+        self.policy()
+            .validate()
+            .map_err(|e| format!("[tracker] {e}"))?;
         if self.network.listen.is_empty() {
             return Err("[network] listen must name at least one address".into());
         }
@@ -246,7 +262,9 @@ impl Config {
         if self.network.udp_threads == 0 || self.network.http_threads == 0 {
             return Err("[network] udp_threads and http_threads must be at least 1".into());
         }
-        if self.tracker.cleanup_interval == 0 || self.tracker.cleanup_interval > self.tracker.peer_timeout {
+        if self.tracker.cleanup_interval == 0
+            || self.tracker.cleanup_interval > self.tracker.peer_timeout
+        {
             return Err("[tracker] cleanup_interval must be between 1 and peer_timeout".into());
         }
         if self.udp.connection_id_validity == 0 {
@@ -284,7 +302,10 @@ mod tests {
     fn defaults_listen_on_both_families_on_2710() {
         let c = Config::load(&Cli::default(), no_env()).unwrap();
         assert_eq!(c.network.port, 2710);
-        assert_eq!(c.network.listen, vec!["0.0.0.0".parse::<IpAddr>().unwrap(), "::".parse().unwrap()]);
+        assert_eq!(
+            c.network.listen,
+            vec!["0.0.0.0".parse::<IpAddr>().unwrap(), "::".parse().unwrap()]
+        );
     }
 
     #[test]
@@ -292,19 +313,47 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("edgetracker-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.toml");
-        std::fs::write(&path, "[network]\nport = 7000\n[tracker]\nannounce_interval = 600\nmin_interval = 300\n").unwrap();
-        let cli = Cli { config: Some(path.clone()), ..Cli::default() };
+        std::fs::write(
+            &path,
+            "[network]\nport = 7000\n[tracker]\nannounce_interval = 600\nmin_interval = 300\n",
+        )
+        .unwrap();
+        let cli = Cli {
+            config: Some(path.clone()),
+            ..Cli::default()
+        };
         let env = vec![
-            ("EDGETRACKER__TRACKER__ANNOUNCE_INTERVAL".to_string(), "900".to_string()),
-            ("EDGETRACKER__NETWORK__LISTEN".to_string(), r#"["127.0.0.1"]"#.to_string()),
+            (
+                "EDGETRACKER__TRACKER__ANNOUNCE_INTERVAL".to_string(),
+                "900".to_string(),
+            ),
+            (
+                "EDGETRACKER__NETWORK__LISTEN".to_string(),
+                r#"["127.0.0.1"]"#.to_string(),
+            ),
             ("EDGETRACKER__LOG__LEVEL".to_string(), "debug".to_string()),
             ("UNRELATED".to_string(), "x".to_string()),
         ];
         let c = Config::load(&cli, env.clone()).unwrap();
-        assert_eq!((c.network.port, c.tracker.announce_interval, c.tracker.min_interval), (7000, 900, 300));
-        assert_eq!(c.network.listen, vec!["127.0.0.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            (
+                c.network.port,
+                c.tracker.announce_interval,
+                c.tracker.min_interval
+            ),
+            (7000, 900, 300)
+        );
+        assert_eq!(
+            c.network.listen,
+            vec!["127.0.0.1".parse::<IpAddr>().unwrap()]
+        );
         assert_eq!(c.log.level, "debug");
-        let cli = Cli { config: Some(path), port: Some(6969), listen: vec!["::1".parse().unwrap()], ..Cli::default() };
+        let cli = Cli {
+            config: Some(path),
+            port: Some(6969),
+            listen: vec!["::1".parse().unwrap()],
+            ..Cli::default()
+        };
         let c = Config::load(&cli, env).unwrap();
         assert_eq!(c.network.port, 6969);
         assert_eq!(c.network.listen, vec!["::1".parse::<IpAddr>().unwrap()]);
@@ -314,17 +363,35 @@ mod tests {
     #[test]
     fn mistakes_are_reported_by_name() {
         let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
-        let err = Config::load(&Cli::default(), env("EDGETRACKER__TRACKER__ANNOUNCE_INTERVALL", "5")).unwrap_err();
+        let err = Config::load(
+            &Cli::default(),
+            env("EDGETRACKER__TRACKER__ANNOUNCE_INTERVALL", "5"),
+        )
+        .unwrap_err();
         assert!(err.contains("announce_intervall"), "{err}");
-        let err = Config::load(&Cli::default(), env("EDGETRACKER__TRACKER__PEER_TIMEOUT", "10")).unwrap_err();
+        let err = Config::load(
+            &Cli::default(),
+            env("EDGETRACKER__TRACKER__PEER_TIMEOUT", "10"),
+        )
+        .unwrap_err();
         assert!(err.contains("peer_timeout"), "{err}");
-        let err = Config::load(&Cli::default(), env("EDGETRACKER__NETWORK__PORT", "\"x\"")).unwrap_err();
+        let err =
+            Config::load(&Cli::default(), env("EDGETRACKER__NETWORK__PORT", "\"x\"")).unwrap_err();
         assert!(err.contains("port"), "{err}");
     }
 
     #[test]
     fn cli_flags_parse() {
-        let cli = Cli::try_parse_from(["edgetracker", "--port", "6969", "--listen", "127.0.0.1", "--listen", "::1"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "edgetracker",
+            "--port",
+            "6969",
+            "--listen",
+            "127.0.0.1",
+            "--listen",
+            "::1",
+        ])
+        .unwrap();
         assert_eq!(cli.port, Some(6969));
         assert_eq!(cli.listen.len(), 2);
     }

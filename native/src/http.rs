@@ -48,7 +48,10 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    pub fn start(listeners: Vec<std::net::TcpListener>, shared: Arc<Shared>) -> io::Result<HttpServer> {
+    pub fn start(
+        listeners: Vec<std::net::TcpListener>,
+        shared: Arc<Shared>,
+    ) -> io::Result<HttpServer> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(shared.config.network.http_threads)
             .thread_name("http")
@@ -78,7 +81,10 @@ impl HttpServer {
 
 /// Waits for SIGINT or SIGTERM when there is no HTTP runtime to borrow.
 pub fn wait_for_signal_standalone() {
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt.block_on(signal()),
         Err(e) => tracing::error!("cannot wait for signals: {e}"),
     }
@@ -88,7 +94,10 @@ async fn signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             tracing::error!("cannot install signal handlers");
             return std::future::pending().await;
         };
@@ -103,7 +112,11 @@ async fn signal() {
     }
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -140,10 +153,15 @@ thread_local! {
     static LOCAL: RefCell<(SmallRng, Scratch)> = RefCell::new((thread_rng(), Scratch::default()));
 }
 
-fn response(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+fn response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
@@ -154,13 +172,25 @@ fn failure(status: StatusCode, reason: &str) -> Response<Full<Bytes>> {
 }
 
 /// The client's address: the socket's, or the rightmost entry of the trusted proxy header.
-fn client_ip(req: &Request<Incoming>, remote: SocketAddr, shared: &Shared) -> Result<IpAddr, String> {
+fn client_ip(
+    req: &Request<Incoming>,
+    remote: SocketAddr,
+    shared: &Shared,
+) -> Result<IpAddr, String> {
     let header = &shared.config.network.trusted_proxy_header;
     if header.is_empty() {
         return Ok(canonical_ip(remote.ip()));
     }
-    let value = req.headers().get(header.as_str()).ok_or_else(|| format!("missing {header} header from the proxy"))?;
-    let last = value.to_str().ok().and_then(|v| v.rsplit(',').next()).map(str::trim).unwrap_or_default();
+    let value = req
+        .headers()
+        .get(header.as_str())
+        .ok_or_else(|| format!("missing {header} header from the proxy"))?;
+    let last = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.rsplit(',').next())
+        .map(str::trim)
+        .unwrap_or_default();
     last.parse::<IpAddr>()
         .or_else(|_| last.parse::<SocketAddr>().map(|s| s.ip()))
         .map(canonical_ip)
@@ -178,8 +208,14 @@ fn handle(req: &Request<Incoming>, remote: SocketAddr, shared: &Shared) -> Respo
             let ip = match client_ip(req, remote, shared) {
                 Ok(ip) => ip,
                 Err(reason) => {
-                    let outcome = Outcome { action: None, error: Some(reason.clone()), store_error: None };
-                    shared.stats.record(stats::Protocol::Http, Family::of(remote.ip()), &outcome);
+                    let outcome = Outcome {
+                        action: None,
+                        error: Some(reason.clone()),
+                        store_error: None,
+                    };
+                    shared
+                        .stats
+                        .record(stats::Protocol::Http, Family::of(remote.ip()), &outcome);
                     return failure(StatusCode::OK, &reason);
                 }
             };
@@ -192,27 +228,39 @@ fn handle(req: &Request<Incoming>, remote: SocketAddr, shared: &Shared) -> Respo
                     now_or_never(tracker.http_scrape(query, now, scratch))
                 }
             });
-            shared.stats.record(stats::Protocol::Http, Family::of(ip), &outcome);
+            shared
+                .stats
+                .record(stats::Protocol::Http, Family::of(ip), &outcome);
             if let Some(reason) = &outcome.error {
                 tracing::debug!(%remote, reason, "http request refused");
             }
             response(StatusCode::OK, BENCODE, body)
         }
         b"/stats" => {
-            let prometheus = query.split(|&b| b == b'&').any(|p| p == b"format=prometheus");
+            let prometheus = query
+                .split(|&b| b == b'&')
+                .any(|p| p == b"format=prometheus");
             stats_response(shared, prometheus)
         }
         b"/metrics" => stats_response(shared, true),
-        _ => failure(StatusCode::NOT_FOUND, "not found: this tracker serves /announce and /scrape"),
+        _ => failure(
+            StatusCode::NOT_FOUND,
+            "not found: this tracker serves /announce and /scrape",
+        ),
     }
 }
 
 fn stats_response(shared: &Shared, prometheus: bool) -> Response<Full<Bytes>> {
     let totals = shared.tracker.store.totals();
     if prometheus {
-        response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", shared.stats.prometheus(&totals, shared.uptime()))
+        response(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            shared.stats.prometheus(&totals, shared.uptime()),
+        )
     } else {
-        let body = serde_json::to_vec_pretty(&shared.stats.json(&totals, shared.uptime())).unwrap_or_default();
+        let body = serde_json::to_vec_pretty(&shared.stats.json(&totals, shared.uptime()))
+            .unwrap_or_default();
         response(StatusCode::OK, "application/json", body)
     }
 }

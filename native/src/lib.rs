@@ -28,7 +28,9 @@ use crate::stats::Stats;
 
 /// Unix seconds, as the core wants `now`.
 pub fn unix_now() -> u32 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as u32)
 }
 
 /// Bytes from the OS's CSPRNG (keys, RNG seeds).
@@ -113,7 +115,12 @@ fn bind_all(config: &Config) -> io::Result<(Vec<std::net::UdpSocket>, Vec<std::n
     Err(last_err.expect("at least one attempt"))
 }
 
-fn bind_on_port(listen: &[IpAddr], mut port: u16, want_udp: bool, want_http: bool) -> io::Result<(Vec<std::net::UdpSocket>, Vec<std::net::TcpListener>)> {
+fn bind_on_port(
+    listen: &[IpAddr],
+    mut port: u16,
+    want_udp: bool,
+    want_http: bool,
+) -> io::Result<(Vec<std::net::UdpSocket>, Vec<std::net::TcpListener>)> {
     let mut udp_sockets = Vec::new();
     let mut tcp_listeners = Vec::new();
     for &ip in listen {
@@ -134,17 +141,34 @@ fn bind_on_port(listen: &[IpAddr], mut port: u16, want_udp: bool, want_http: boo
 /// Starts serving `config`: binds every socket first (so errors surface before anything runs),
 /// then starts UDP threads, the HTTP runtime and the expiry sweeper.
 pub fn start(config: Config) -> io::Result<Running> {
-    config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    config
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let (udp_sockets, tcp_listeners) = bind_all(&config)?;
 
     let policy = config.policy();
-    let ids = ConnectionIds::new(random_bytes(), config.udp.connection_id_validity, config.udp.connection_id_leniency);
+    let ids = ConnectionIds::new(
+        random_bytes(),
+        config.udp.connection_id_validity,
+        config.udp.connection_id_leniency,
+    );
     let store = MemoryStore::new(policy.clone(), random_bytes());
-    let shared = Arc::new(Shared { tracker: Tracker::new(store, policy, ids), stats: Stats::default(), started: Instant::now(), config });
+    let shared = Arc::new(Shared {
+        tracker: Tracker::new(store, policy, ids),
+        stats: Stats::default(),
+        started: Instant::now(),
+        config,
+    });
     let stop = Arc::new(AtomicBool::new(false));
 
-    let udp_addrs = udp_sockets.iter().map(|s| s.local_addr()).collect::<io::Result<Vec<_>>>()?;
-    let http_addrs = tcp_listeners.iter().map(|s| s.local_addr()).collect::<io::Result<Vec<_>>>()?;
+    let udp_addrs = udp_sockets
+        .iter()
+        .map(|s| s.local_addr())
+        .collect::<io::Result<Vec<_>>>()?;
+    let http_addrs = tcp_listeners
+        .iter()
+        .map(|s| s.local_addr())
+        .collect::<io::Result<Vec<_>>>()?;
 
     let mut threads = Vec::new();
     for socket in udp_sockets {
@@ -152,13 +176,25 @@ pub fn start(config: Config) -> io::Result<Running> {
             let socket = socket.try_clone()?;
             let (shared, stop) = (shared.clone(), stop.clone());
             let name = format!("udp-{}-{i}", socket.local_addr()?);
-            threads.push(std::thread::Builder::new().name(name).spawn(move || udp::serve(socket, &shared, &stop))?);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || udp::serve(socket, &shared, &stop))?,
+            );
         }
     }
-    let http = if tcp_listeners.is_empty() { None } else { Some(http::HttpServer::start(tcp_listeners, shared.clone())?) };
+    let http = if tcp_listeners.is_empty() {
+        None
+    } else {
+        Some(http::HttpServer::start(tcp_listeners, shared.clone())?)
+    };
     {
         let (shared, stop) = (shared.clone(), stop.clone());
-        threads.push(std::thread::Builder::new().name("sweeper".into()).spawn(move || sweep(&shared, &stop))?);
+        threads.push(
+            std::thread::Builder::new()
+                .name("sweeper".into())
+                .spawn(move || sweep(&shared, &stop))?,
+        );
     }
     for a in &udp_addrs {
         tracing::info!("serving udp://{a}/announce");
@@ -166,7 +202,14 @@ pub fn start(config: Config) -> io::Result<Running> {
     for a in &http_addrs {
         tracing::info!("serving http://{a}/announce (and /scrape, /stats)");
     }
-    Ok(Running { shared, udp_addrs, http_addrs, stop, threads, http })
+    Ok(Running {
+        shared,
+        udp_addrs,
+        http_addrs,
+        stop,
+        threads,
+        http,
+    })
 }
 
 /// Expires peers every `cleanup_interval` seconds, waking often enough to notice shutdown.
@@ -179,7 +222,12 @@ fn sweep(shared: &Shared, stop: &AtomicBool) {
             let began = Instant::now();
             shared.tracker.store.expire_now(unix_now());
             let t = shared.tracker.store.totals();
-            tracing::debug!(took_ms = began.elapsed().as_millis() as u64, torrents = t.torrents, peers = t.peers(), "expired stale peers");
+            tracing::debug!(
+                took_ms = began.elapsed().as_millis() as u64,
+                torrents = t.torrents,
+                peers = t.peers(),
+                "expired stale peers"
+            );
             last = Instant::now();
         }
     }

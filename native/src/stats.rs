@@ -55,8 +55,14 @@ fn kind_index(action: Option<Action>) -> usize {
 
 impl Stats {
     fn cell(&self, protocol: Protocol, family: Family, kind: usize) -> &Cell {
-        let p = PROTOCOLS.iter().position(|&x| x == protocol).expect("known protocol");
-        let f = FAMILIES.iter().position(|&x| x == family).expect("known family");
+        let p = PROTOCOLS
+            .iter()
+            .position(|&x| x == protocol)
+            .expect("known protocol");
+        let f = FAMILIES
+            .iter()
+            .position(|&x| x == family)
+            .expect("known family");
         &self.cells[p][f][kind]
     }
 
@@ -73,7 +79,10 @@ impl Stats {
 
     fn load(&self, protocol: Protocol, family: Family, kind: usize) -> (u64, u64) {
         let c = self.cell(protocol, family, kind);
-        (c.requests.load(Ordering::Relaxed), c.errors.load(Ordering::Relaxed))
+        (
+            c.requests.load(Ordering::Relaxed),
+            c.errors.load(Ordering::Relaxed),
+        )
     }
 
     /// The JSON form of `/stats`.
@@ -110,28 +119,65 @@ impl Stats {
         let mut family = |name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
-        family("edgetracker_requests_total", "counter", "Requests received, by protocol, address family and action.");
-        family("edgetracker_errors_total", "counter", "Requests refused with an error, by protocol, address family and action.");
+        family(
+            "edgetracker_requests_total",
+            "counter",
+            "Requests received, by protocol, address family and action.",
+        );
+        family(
+            "edgetracker_errors_total",
+            "counter",
+            "Requests refused with an error, by protocol, address family and action.",
+        );
         family("edgetracker_torrents", "gauge", "Torrents tracked.");
-        family("edgetracker_peers", "gauge", "Peers in swarms, by address family and role.");
-        family("edgetracker_store_errors_total", "counter", "Requests served without store data after a store failure.");
-        family("edgetracker_uptime_seconds", "gauge", "Seconds since start.");
+        family(
+            "edgetracker_peers",
+            "gauge",
+            "Peers in swarms, by address family and role.",
+        );
+        family(
+            "edgetracker_store_errors_total",
+            "counter",
+            "Requests served without store data after a store failure.",
+        );
+        family(
+            "edgetracker_uptime_seconds",
+            "gauge",
+            "Seconds since start.",
+        );
         for p in PROTOCOLS {
             for f in FAMILIES {
                 for (k, name) in KINDS.iter().enumerate() {
                     let (n, e) = self.load(p, f, k);
-                    let labels = format!("protocol=\"{}\",family=\"{}\",action=\"{name}\"", p.as_str(), f.as_str());
+                    let labels = format!(
+                        "protocol=\"{}\",family=\"{}\",action=\"{name}\"",
+                        p.as_str(),
+                        f.as_str()
+                    );
                     let _ = writeln!(out, "edgetracker_requests_total{{{labels}}} {n}");
                     let _ = writeln!(out, "edgetracker_errors_total{{{labels}}} {e}");
                 }
             }
         }
         let _ = writeln!(out, "edgetracker_torrents {}", totals.torrents);
-        for (fam, s, l) in [("ipv4", totals.seeders_v4, totals.leechers_v4), ("ipv6", totals.seeders_v6, totals.leechers_v6)] {
-            let _ = writeln!(out, "edgetracker_peers{{family=\"{fam}\",role=\"seeder\"}} {s}");
-            let _ = writeln!(out, "edgetracker_peers{{family=\"{fam}\",role=\"leecher\"}} {l}");
+        for (fam, s, l) in [
+            ("ipv4", totals.seeders_v4, totals.leechers_v4),
+            ("ipv6", totals.seeders_v6, totals.leechers_v6),
+        ] {
+            let _ = writeln!(
+                out,
+                "edgetracker_peers{{family=\"{fam}\",role=\"seeder\"}} {s}"
+            );
+            let _ = writeln!(
+                out,
+                "edgetracker_peers{{family=\"{fam}\",role=\"leecher\"}} {l}"
+            );
         }
-        let _ = writeln!(out, "edgetracker_store_errors_total {}", self.store_errors.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "edgetracker_store_errors_total {}",
+            self.store_errors.load(Ordering::Relaxed)
+        );
         let _ = writeln!(out, "edgetracker_uptime_seconds {uptime}");
         out
     }
@@ -144,19 +190,42 @@ mod tests {
     #[test]
     fn counts_land_in_their_cells_in_both_forms() {
         let stats = Stats::default();
-        let ok = Outcome { action: Some(Action::Announce), error: None, store_error: None };
-        let bad = Outcome { action: None, error: Some("packet too short".into()), store_error: None };
+        let ok = Outcome {
+            action: Some(Action::Announce),
+            error: None,
+            store_error: None,
+        };
+        let bad = Outcome {
+            action: None,
+            error: Some("packet too short".into()),
+            store_error: None,
+        };
         stats.record(Protocol::Udp, Family::V6, &ok);
         stats.record(Protocol::Udp, Family::V6, &ok);
         stats.record(Protocol::Http, Family::V4, &bad);
-        let totals = Totals { torrents: 3, seeders_v4: 1, leechers_v4: 2, seeders_v6: 4, leechers_v6: 0 };
+        let totals = Totals {
+            torrents: 3,
+            seeders_v4: 1,
+            leechers_v4: 2,
+            seeders_v6: 4,
+            leechers_v6: 0,
+        };
         let j = stats.json(&totals, 5);
         assert_eq!(j["requests"]["udp"]["ipv6"]["announce"]["requests"], 2);
         assert_eq!(j["requests"]["http"]["ipv4"]["invalid"]["errors"], 1);
-        assert_eq!((j["torrents"].as_u64(), j["peers"].as_u64(), j["seeders"].as_u64()), (Some(3), Some(7), Some(5)));
+        assert_eq!(
+            (
+                j["torrents"].as_u64(),
+                j["peers"].as_u64(),
+                j["seeders"].as_u64()
+            ),
+            (Some(3), Some(7), Some(5))
+        );
         let p = stats.prometheus(&totals, 5);
         assert!(p.contains("edgetracker_requests_total{protocol=\"udp\",family=\"ipv6\",action=\"announce\"} 2\n"), "{p}");
-        assert!(p.contains("edgetracker_errors_total{protocol=\"http\",family=\"ipv4\",action=\"invalid\"} 1\n"));
+        assert!(p.contains(
+            "edgetracker_errors_total{protocol=\"http\",family=\"ipv4\",action=\"invalid\"} 1\n"
+        ));
         assert!(p.contains("edgetracker_peers{family=\"ipv6\",role=\"seeder\"} 4\n"));
     }
 }

@@ -45,7 +45,16 @@ pub fn serve(socket: UdpSocket, shared: &Shared, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         let (len, from) = match socket.recv_from(&mut buf) {
             Ok(got) => got,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
             Err(e) => {
                 // ICMP errors from earlier sends surface here on Linux (ECONNREFUSED); not fatal.
                 tracing::debug!("udp recv: {e}");
@@ -53,18 +62,27 @@ pub fn serve(socket: UdpSocket, shared: &Shared, stop: &AtomicBool) {
             }
         };
         let ip = from.ip();
-        let outcome = now_or_never(shared.tracker.udp(&buf[..len], ip, unix_now(), &mut rng, &mut scratch, &mut reply));
-        shared.stats.record(stats::Protocol::Udp, Family::of(ip), &outcome);
+        let outcome = now_or_never(shared.tracker.udp(
+            &buf[..len],
+            ip,
+            unix_now(),
+            &mut rng,
+            &mut scratch,
+            &mut reply,
+        ));
+        shared
+            .stats
+            .record(stats::Protocol::Udp, Family::of(ip), &outcome);
         if let Some(reason) = &outcome.error {
             tracing::debug!(%from, reason, "udp request refused");
         }
         if let Some(e) = &outcome.store_error {
             tracing::warn!("{e}");
         }
-        if !reply.is_empty() {
-            if let Err(e) = socket.send_to(&reply, from) {
-                tracing::debug!(%from, "udp send: {e}");
-            }
+        if !reply.is_empty()
+            && let Err(e) = socket.send_to(&reply, from)
+        {
+            tracing::debug!(%from, "udp send: {e}");
         }
     }
 }

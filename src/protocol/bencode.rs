@@ -82,7 +82,11 @@ pub fn compact_peers(family: Family, peers: &[u8]) -> impl Iterator<Item = (IpAd
 /// Writes an announce reply. IPv4 requesters get `peers`; IPv6 requesters get `peers6` (BEP 7)
 /// next to an empty `peers`, which clients that predate BEP 7 still expect to find.
 pub fn write_announce(reply: &AnnounceReply<'_>) -> Vec<u8> {
-    let SwarmCounts { complete, incomplete, downloaded } = reply.counts;
+    let SwarmCounts {
+        complete,
+        incomplete,
+        downloaded,
+    } = reply.counts;
     let result = if reply.compact {
         let (peers, peers6) = match reply.family {
             Family::V4 => (reply.peers, None),
@@ -99,7 +103,10 @@ pub fn write_announce(reply: &AnnounceReply<'_>) -> Vec<u8> {
         })
     } else {
         let peers = compact_peers(reply.family, reply.peers)
-            .map(|(ip, port)| PeerDict { ip: ip.to_string(), port })
+            .map(|(ip, port)| PeerDict {
+                ip: ip.to_string(),
+                port,
+            })
             .collect();
         serde_bencode::to_bytes(&DictAnnounce {
             complete,
@@ -130,11 +137,16 @@ pub fn write_scrape<'a>(entries: impl IntoIterator<Item = (&'a InfoHash, SwarmCo
     let files = entries
         .into_iter()
         .map(|(hash, c)| {
-            let file = ScrapeFile { complete: c.complete, downloaded: c.downloaded, incomplete: c.incomplete };
+            let file = ScrapeFile {
+                complete: c.complete,
+                downloaded: c.downloaded,
+                incomplete: c.incomplete,
+            };
             (ByteBuf::from(hash.0.to_vec()), file)
         })
         .collect();
-    serde_bencode::to_bytes(&Scrape { files }).expect("serializing integers and byte strings cannot fail")
+    serde_bencode::to_bytes(&Scrape { files })
+        .expect("serializing integers and byte strings cannot fail")
 }
 
 #[derive(Serialize)]
@@ -177,19 +189,37 @@ mod tests {
         }
     }
 
-    const COUNTS: SwarmCounts = SwarmCounts { complete: 3, incomplete: 4, downloaded: 5 };
+    const COUNTS: SwarmCounts = SwarmCounts {
+        complete: 3,
+        incomplete: 4,
+        downloaded: 5,
+    };
 
     #[test]
     fn compact_v4_reply_exact_bytes() {
         let peers = [10, 0, 0, 1, 0x1a, 0xe1];
-        let reply = AnnounceReply { interval: 1800, min_interval: 900, counts: COUNTS, family: Family::V4, peers: &peers, compact: true };
+        let reply = AnnounceReply {
+            interval: 1800,
+            min_interval: 900,
+            counts: COUNTS,
+            family: Family::V4,
+            peers: &peers,
+            compact: true,
+        };
         let out = write_announce(&reply);
         assert_eq!(
             out,
             b"d8:completei3e10:downloadedi5e10:incompletei4e8:intervali1800e12:min intervali900e5:peers6:\x0a\x00\x00\x01\x1a\xe1e"
         );
         let d = dict(&out);
-        assert_eq!((int(&d, "complete"), int(&d, "incomplete"), int(&d, "downloaded")), (3, 4, 5));
+        assert_eq!(
+            (
+                int(&d, "complete"),
+                int(&d, "incomplete"),
+                int(&d, "downloaded")
+            ),
+            (3, 4, 5)
+        );
         assert_eq!(bytes(&d, "peers"), &peers);
         assert!(!d.contains_key(&b"peers6"[..]));
     }
@@ -201,7 +231,14 @@ mod tests {
         peers[16..18].copy_from_slice(&6881u16.to_be_bytes());
         peers[18] = 0x20;
         peers[34..36].copy_from_slice(&51413u16.to_be_bytes());
-        let reply = AnnounceReply { interval: 60, min_interval: 30, counts: COUNTS, family: Family::V6, peers: &peers, compact: true };
+        let reply = AnnounceReply {
+            interval: 60,
+            min_interval: 30,
+            counts: COUNTS,
+            family: Family::V6,
+            peers: &peers,
+            compact: true,
+        };
         let d = dict(&write_announce(&reply));
         assert_eq!(bytes(&d, "peers"), b"");
         assert_eq!(bytes(&d, "peers6"), &peers);
@@ -211,9 +248,18 @@ mod tests {
     #[test]
     fn non_compact_reply_lists_dicts() {
         let peers = [127, 0, 0, 1, 0x1a, 0xe1, 10, 1, 2, 3, 0, 80];
-        let reply = AnnounceReply { interval: 1, min_interval: 1, counts: COUNTS, family: Family::V4, peers: &peers, compact: false };
+        let reply = AnnounceReply {
+            interval: 1,
+            min_interval: 1,
+            counts: COUNTS,
+            family: Family::V4,
+            peers: &peers,
+            compact: false,
+        };
         let d = dict(&write_announce(&reply));
-        let Some(Value::List(list)) = d.get(&b"peers"[..]) else { panic!("peers is not a list") };
+        let Some(Value::List(list)) = d.get(&b"peers"[..]) else {
+            panic!("peers is not a list")
+        };
         let got: Vec<(Vec<u8>, i64)> = list
             .iter()
             .map(|p| match p {
@@ -221,7 +267,10 @@ mod tests {
                 other => panic!("{other:?}"),
             })
             .collect();
-        assert_eq!(got, vec![(b"127.0.0.1".to_vec(), 6881), (b"10.1.2.3".to_vec(), 80)]);
+        assert_eq!(
+            got,
+            vec![(b"127.0.0.1".to_vec(), 6881), (b"10.1.2.3".to_vec(), 80)]
+        );
     }
 
     #[test]
@@ -230,12 +279,32 @@ mod tests {
         let b = InfoHash([b'b'; 20]);
         let out = write_scrape([(&b, SwarmCounts::default()), (&a, COUNTS)]);
         let d = dict(&out);
-        let Some(Value::Dict(files)) = d.get(&b"files"[..]) else { panic!("no files") };
+        let Some(Value::Dict(files)) = d.get(&b"files"[..]) else {
+            panic!("no files")
+        };
         assert_eq!(files.len(), 2);
-        let Some(Value::Dict(fa)) = files.get(&a.0[..]) else { panic!("no a") };
-        assert_eq!((int(fa, "complete"), int(fa, "incomplete"), int(fa, "downloaded")), (3, 4, 5));
-        let Some(Value::Dict(fb)) = files.get(&b.0[..]) else { panic!("no b") };
-        assert_eq!((int(fb, "complete"), int(fb, "incomplete"), int(fb, "downloaded")), (0, 0, 0));
+        let Some(Value::Dict(fa)) = files.get(&a.0[..]) else {
+            panic!("no a")
+        };
+        assert_eq!(
+            (
+                int(fa, "complete"),
+                int(fa, "incomplete"),
+                int(fa, "downloaded")
+            ),
+            (3, 4, 5)
+        );
+        let Some(Value::Dict(fb)) = files.get(&b.0[..]) else {
+            panic!("no b")
+        };
+        assert_eq!(
+            (
+                int(fb, "complete"),
+                int(fb, "incomplete"),
+                int(fb, "downloaded")
+            ),
+            (0, 0, 0)
+        );
         // Keys sorted, as bencode requires: a's entry comes before b's.
         let pos = |h: &InfoHash| out.windows(20).position(|w| w == h.0).unwrap();
         assert!(pos(&a) < pos(&b));
@@ -243,7 +312,10 @@ mod tests {
 
     #[test]
     fn failure_reply() {
-        assert_eq!(write_failure("missing port"), b"d14:failure reason12:missing porte");
+        assert_eq!(
+            write_failure("missing port"),
+            b"d14:failure reason12:missing porte"
+        );
     }
 
     use proptest::prelude::*;

@@ -26,7 +26,10 @@ impl ConnectionIds {
     /// `key` must be secret and random (the caller draws it; the core draws no entropy).
     /// Ids are accepted for `validity + leniency` seconds after issue.
     pub fn new(key: [u8; 16], validity: u32, leniency: u32) -> Self {
-        ConnectionIds { key, max_age: validity.saturating_add(leniency) }
+        ConnectionIds {
+            key,
+            max_age: validity.saturating_add(leniency),
+        }
     }
 
     fn mac(&self, issued: u32, ip: IpAddr) -> [u8; 4] {
@@ -82,7 +85,10 @@ mod tests {
         let id = ids().issue(NOW, ip);
         assert!(!ids().is_valid(id, NOW, "192.0.2.2".parse().unwrap()));
         assert!(!ids().is_valid(id, NOW + 121, ip), "expired");
-        assert!(!ids().is_valid(ids().issue(NOW + 5, ip), NOW, ip), "from the future");
+        assert!(
+            !ids().is_valid(ids().issue(NOW + 5, ip), NOW, ip),
+            "from the future"
+        );
         let mut forged = id;
         forged[7] ^= 1;
         assert!(!ids().is_valid(forged, NOW, ip));

@@ -18,12 +18,18 @@ pub const MAX_QUERY_LEN: usize = 16 * 1024;
 pub enum RequestError {
     Missing(&'static str),
     BadEncoding(&'static str),
-    WrongLength { field: &'static str, expected: usize, got: usize },
+    WrongLength {
+        field: &'static str,
+        expected: usize,
+        got: usize,
+    },
     Invalid(&'static str),
     ZeroPort,
     UnknownEvent,
     QueryTooLong,
-    TooManyHashes { max: usize },
+    TooManyHashes {
+        max: usize,
+    },
     /// A scrape without `info_hash` while full scrapes are not served.
     FullScrapeDisabled,
 }
@@ -33,13 +39,20 @@ impl fmt::Display for RequestError {
         match self {
             RequestError::Missing(field) => write!(f, "missing {field}"),
             RequestError::BadEncoding(field) => write!(f, "invalid percent-encoding in {field}"),
-            RequestError::WrongLength { field, expected, got } => {
+            RequestError::WrongLength {
+                field,
+                expected,
+                got,
+            } => {
                 write!(f, "{field} must be {expected} bytes, got {got}")
             }
             RequestError::Invalid(field) => write!(f, "invalid {field}"),
             RequestError::ZeroPort => write!(f, "port must not be 0"),
             RequestError::UnknownEvent => {
-                write!(f, "unknown event (expected started, stopped, completed or empty)")
+                write!(
+                    f,
+                    "unknown event (expected started, stopped, completed or empty)"
+                )
             }
             RequestError::QueryTooLong => write!(f, "query string too long"),
             RequestError::TooManyHashes { max } => {
@@ -64,12 +77,13 @@ pub fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
 
 /// Iterates the `key=value` pairs of a raw query; values stay percent-encoded.
 fn pairs(query: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    query.split(|&b| b == b'&').filter(|p| !p.is_empty()).map(|pair| {
-        match pair.iter().position(|&b| b == b'=') {
+    query
+        .split(|&b| b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| match pair.iter().position(|&b| b == b'=') {
             Some(eq) => (&pair[..eq], &pair[eq + 1..]),
             None => (pair, &[][..]),
-        }
-    })
+        })
 }
 
 fn decode_fixed<const N: usize>(field: &'static str, raw: &[u8]) -> Result<[u8; N], RequestError> {
@@ -81,7 +95,11 @@ fn decode_fixed<const N: usize>(field: &'static str, raw: &[u8]) -> Result<[u8; 
         Err(PercentError::TooLong) => buf.len() + 1,
     };
     if len != N {
-        return Err(RequestError::WrongLength { field, expected: N, got: len });
+        return Err(RequestError::WrongLength {
+            field,
+            expected: N,
+            got: len,
+        });
     }
     let mut out = [0u8; N];
     out.copy_from_slice(&buf[..N]);
@@ -89,7 +107,11 @@ fn decode_fixed<const N: usize>(field: &'static str, raw: &[u8]) -> Result<[u8; 
 }
 
 /// Decodes a short textual value (a number, an event name) into `buf`.
-fn decode_short<'b>(field: &'static str, raw: &[u8], buf: &'b mut [u8; 48]) -> Result<&'b [u8], RequestError> {
+fn decode_short<'b>(
+    field: &'static str,
+    raw: &[u8],
+    buf: &'b mut [u8; 48],
+) -> Result<&'b [u8], RequestError> {
     match percent::decode_into(raw, buf) {
         Ok(len) => Ok(&buf[..len]),
         Err(PercentError::BadEscape) => Err(RequestError::BadEncoding(field)),
@@ -140,7 +162,9 @@ pub fn parse_announce(query: &[u8]) -> Result<AnnounceRequest, RequestError> {
             b"info_hash" if info_hash.is_none() => {
                 info_hash = Some(InfoHash(decode_fixed("info_hash", value)?));
             }
-            b"peer_id" if peer_id.is_none() => peer_id = Some(PeerId(decode_fixed("peer_id", value)?)),
+            b"peer_id" if peer_id.is_none() => {
+                peer_id = Some(PeerId(decode_fixed("peer_id", value)?))
+            }
             b"port" if port.is_none() => port = Some(decode_number::<u16>("port", value)?),
             b"uploaded" if uploaded.is_none() => uploaded = Some(decode_number("uploaded", value)?),
             b"downloaded" if downloaded.is_none() => {
@@ -166,13 +190,17 @@ pub fn parse_announce(query: &[u8]) -> Result<AnnounceRequest, RequestError> {
                 });
             }
             b"compact" if compact.is_none() => compact = Some(decode_flag("compact", value)?),
-            b"no_peer_id" if no_peer_id.is_none() => no_peer_id = Some(decode_flag("no_peer_id", value)?),
+            b"no_peer_id" if no_peer_id.is_none() => {
+                no_peer_id = Some(decode_flag("no_peer_id", value)?)
+            }
             b"key" if key.is_none() => key = Some(parse_key(value)?),
             b"ip" | b"ipv4" | b"ipv6" if claimed_ip.is_none() => {
                 // Parsed so a misconfigured client learns nothing odd; used only if enabled.
                 let mut buf = [0u8; 48];
                 let text = decode_short("ip", value, &mut buf)?;
-                claimed_ip = std::str::from_utf8(text).ok().and_then(|s| s.parse::<IpAddr>().ok());
+                claimed_ip = std::str::from_utf8(text)
+                    .ok()
+                    .and_then(|s| s.parse::<IpAddr>().ok());
             }
             _ => {}
         }
@@ -205,16 +233,25 @@ pub fn parse_announce(query: &[u8]) -> Result<AnnounceRequest, RequestError> {
 fn parse_key(raw: &[u8]) -> Result<u32, RequestError> {
     let mut buf = [0u8; 48];
     let text = decode_short("key", raw, &mut buf)?;
-    if let Some(v) = std::str::from_utf8(text).ok().and_then(|s| u32::from_str_radix(s, 16).ok()) {
+    if let Some(v) = std::str::from_utf8(text)
+        .ok()
+        .and_then(|s| u32::from_str_radix(s, 16).ok())
+    {
         return Ok(v);
     }
     // FNV-1a: stable across platforms and versions, which `DefaultHasher` is not.
-    Ok(text.iter().fold(0x811c_9dc5u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193)))
+    Ok(text.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    }))
 }
 
 /// Parses the query of an HTTP scrape into `out` (cleared first). An empty `out` afterwards
 /// means a full scrape was asked for; the caller decides whether to serve it.
-pub fn parse_scrape(query: &[u8], max_hashes: usize, out: &mut Vec<InfoHash>) -> Result<(), RequestError> {
+pub fn parse_scrape(
+    query: &[u8],
+    max_hashes: usize,
+    out: &mut Vec<InfoHash>,
+) -> Result<(), RequestError> {
     out.clear();
     if query.len() > MAX_QUERY_LEN {
         return Err(RequestError::QueryTooLong);
@@ -284,10 +321,16 @@ mod tests {
 
     #[test]
     fn parses_a_typical_announce() {
-        let req = parse_announce(&q("&uploaded=1&downloaded=2&left=3&event=started&numwant=7&compact=1&key=1A2B")).unwrap();
+        let req = parse_announce(&q(
+            "&uploaded=1&downloaded=2&left=3&event=started&numwant=7&compact=1&key=1A2B",
+        ))
+        .unwrap();
         assert_eq!(req.info_hash.0, std::array::from_fn(|i| i as u8 + 1));
         assert_eq!(&req.peer_id.0, b"-XX0001-abcdefghijkl");
-        assert_eq!((req.port, req.uploaded, req.downloaded, req.left), (6881, 1, 2, 3));
+        assert_eq!(
+            (req.port, req.uploaded, req.downloaded, req.left),
+            (6881, 1, 2, 3)
+        );
         assert_eq!(req.event, Event::Started);
         assert_eq!(req.numwant, Some(7));
         assert!(req.compact);
@@ -309,28 +352,50 @@ mod tests {
     fn each_error_names_what_was_wrong() {
         let cases: &[(&[u8], &str)] = &[
             (b"peer_id=-XX0001-abcdefghijkl&port=1", "missing info_hash"),
-            (b"info_hash=abc&peer_id=-XX0001-abcdefghijkl&port=1", "info_hash must be 20 bytes, got 3"),
-            (b"info_hash=%zz&port=1", "invalid percent-encoding in info_hash"),
+            (
+                b"info_hash=abc&peer_id=-XX0001-abcdefghijkl&port=1",
+                "info_hash must be 20 bytes, got 3",
+            ),
+            (
+                b"info_hash=%zz&port=1",
+                "invalid percent-encoding in info_hash",
+            ),
             (&q("")[..q("").len() - "&port=6881".len()], "missing port"),
             (&q("&x")[..], ""),
         ];
         for (query, reason) in cases {
             match parse_announce(query) {
                 Err(e) => assert_eq!(e.to_string(), *reason, "{}", String::from_utf8_lossy(query)),
-                Ok(_) => assert!(reason.is_empty(), "{} parsed", String::from_utf8_lossy(query)),
+                Ok(_) => assert!(
+                    reason.is_empty(),
+                    "{} parsed",
+                    String::from_utf8_lossy(query)
+                ),
             }
         }
         let bad = |extra: &str| parse_announce(&q(extra)).unwrap_err().to_string();
-        assert_eq!(bad("&event=exploded"), "unknown event (expected started, stopped, completed or empty)");
+        assert_eq!(
+            bad("&event=exploded"),
+            "unknown event (expected started, stopped, completed or empty)"
+        );
         assert_eq!(bad("&left=-1"), "invalid left");
         assert_eq!(bad("&numwant=lots"), "invalid numwant");
         assert_eq!(bad("&compact=2"), "invalid compact");
         let zero = format!("info_hash={HASH}&peer_id=-XX0001-abcdefghijkl&port=0");
-        assert_eq!(parse_announce(zero.as_bytes()).unwrap_err(), RequestError::ZeroPort);
+        assert_eq!(
+            parse_announce(zero.as_bytes()).unwrap_err(),
+            RequestError::ZeroPort
+        );
         let big = format!("info_hash={HASH}&peer_id=-XX0001-abcdefghijkl&port=65536");
-        assert_eq!(parse_announce(big.as_bytes()).unwrap_err().to_string(), "invalid port");
+        assert_eq!(
+            parse_announce(big.as_bytes()).unwrap_err().to_string(),
+            "invalid port"
+        );
         let long = vec![b'a'; MAX_QUERY_LEN + 1];
-        assert_eq!(parse_announce(&long).unwrap_err(), RequestError::QueryTooLong);
+        assert_eq!(
+            parse_announce(&long).unwrap_err(),
+            RequestError::QueryTooLong
+        );
     }
 
     #[test]
@@ -347,19 +412,30 @@ mod tests {
         assert_eq!(out.len(), 2, "repeats collapse");
         assert_eq!(out[1].0, *b"AAAAAAAAAAAAAAAAAAAA");
         let err = parse_scrape(query.as_bytes(), 1, &mut out).unwrap_err();
-        assert_eq!(err.to_string(), "too many info_hash in one scrape (at most 1)");
+        assert_eq!(
+            err.to_string(),
+            "too many info_hash in one scrape (at most 1)"
+        );
         parse_scrape(b"", 3, &mut out).unwrap();
         assert!(out.is_empty());
     }
 
     #[test]
     fn split_target_separates_path_and_query() {
-        assert_eq!(split_target(b"/announce?a=1"), (&b"/announce"[..], &b"a=1"[..]));
+        assert_eq!(
+            split_target(b"/announce?a=1"),
+            (&b"/announce"[..], &b"a=1"[..])
+        );
         assert_eq!(split_target(b"/scrape"), (&b"/scrape"[..], &b""[..]));
     }
 
     fn arb_request() -> impl Strategy<Value = AnnounceRequest> {
-        let event = prop_oneof![Just(Event::None), Just(Event::Started), Just(Event::Completed), Just(Event::Stopped)];
+        let event = prop_oneof![
+            Just(Event::None),
+            Just(Event::Started),
+            Just(Event::Completed),
+            Just(Event::Stopped)
+        ];
         (
             any::<[u8; 20]>(),
             any::<[u8; 20]>(),
@@ -371,22 +447,34 @@ mod tests {
             proptest::option::of(any::<u32>()),
             proptest::option::of(any::<std::net::IpAddr>()),
         )
-            .prop_map(|(ih, pid, port, (up, down, left), event, numwant, (compact, no_peer_id), key, claimed_ip)| {
-                AnnounceRequest {
-                    info_hash: InfoHash(ih),
-                    peer_id: PeerId(pid),
+            .prop_map(
+                |(
+                    ih,
+                    pid,
                     port,
-                    uploaded: up,
-                    downloaded: down,
-                    left,
+                    (up, down, left),
                     event,
                     numwant,
-                    compact,
-                    no_peer_id,
+                    (compact, no_peer_id),
                     key,
                     claimed_ip,
-                }
-            })
+                )| {
+                    AnnounceRequest {
+                        info_hash: InfoHash(ih),
+                        peer_id: PeerId(pid),
+                        port,
+                        uploaded: up,
+                        downloaded: down,
+                        left,
+                        event,
+                        numwant,
+                        compact,
+                        no_peer_id,
+                        key,
+                        claimed_ip,
+                    }
+                },
+            )
     }
 
     proptest! {

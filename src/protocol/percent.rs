@@ -80,7 +80,11 @@ mod tests {
     fn refuses_malformed_escapes() {
         let mut buf = [0u8; 8];
         for bad in [&b"%"[..], b"%4", b"%zz", b"ab%g0", b"%%41"] {
-            assert_eq!(decode_into(bad, &mut buf), Err(PercentError::BadEscape), "{bad:?}");
+            assert_eq!(
+                decode_into(bad, &mut buf),
+                Err(PercentError::BadEscape),
+                "{bad:?}"
+            );
         }
     }
 
@@ -88,7 +92,10 @@ mod tests {
     fn refuses_overflow() {
         let mut buf = [0u8; 2];
         assert_eq!(decode_into(b"abc", &mut buf), Err(PercentError::TooLong));
-        assert_eq!(decode_into(b"%41%42%43", &mut buf), Err(PercentError::TooLong));
+        assert_eq!(
+            decode_into(b"%41%42%43", &mut buf),
+            Err(PercentError::TooLong)
+        );
     }
 
     proptest! {

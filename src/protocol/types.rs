@@ -28,7 +28,11 @@ impl fmt::Display for InfoHash {
 
 impl fmt::Debug for PeerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PeerId({})", String::from_utf8_lossy(&self.0).escape_debug())
+        write!(
+            f,
+            "PeerId({})",
+            String::from_utf8_lossy(&self.0).escape_debug()
+        )
     }
 }
 

@@ -46,9 +46,20 @@ pub fn max_peers_per_reply(family: Family) -> usize {
 /// A parsed request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request<'a> {
-    Connect { transaction_id: u32 },
-    Announce { connection_id: [u8; 8], transaction_id: u32, announce: AnnounceRequest, options: Options<'a> },
-    Scrape { connection_id: [u8; 8], transaction_id: u32, info_hashes: &'a [[u8; 20]] },
+    Connect {
+        transaction_id: u32,
+    },
+    Announce {
+        connection_id: [u8; 8],
+        transaction_id: u32,
+        announce: AnnounceRequest,
+        options: Options<'a>,
+    },
+    Scrape {
+        connection_id: [u8; 8],
+        transaction_id: u32,
+        info_hashes: &'a [[u8; 20]],
+    },
 }
 
 /// Why a packet is not a request we serve. `transaction_id` is set when the packet got far enough
@@ -61,10 +72,16 @@ pub struct ParseError {
 
 impl ParseError {
     fn silent(reason: &'static str) -> Self {
-        ParseError { transaction_id: None, reason }
+        ParseError {
+            transaction_id: None,
+            reason,
+        }
     }
     fn reply(transaction_id: u32, reason: &'static str) -> Self {
-        ParseError { transaction_id: Some(transaction_id), reason }
+        ParseError {
+            transaction_id: Some(transaction_id),
+            reason,
+        }
     }
 }
 
@@ -100,7 +117,10 @@ pub fn parse_request(packet: &[u8]) -> Result<Request<'_>, ParseError> {
         }
         ACTION_ANNOUNCE => {
             if packet.len() < ANNOUNCE_LEN {
-                return Err(ParseError::reply(transaction_id, "announce packet too short"));
+                return Err(ParseError::reply(
+                    transaction_id,
+                    "announce packet too short",
+                ));
             }
             let event = match u32_at(packet, 80) {
                 0 => Event::None,
@@ -130,18 +150,33 @@ pub fn parse_request(packet: &[u8]) -> Result<Request<'_>, ParseError> {
                 no_peer_id: true,
             };
             let options = Options(&packet[ANNOUNCE_LEN..]);
-            Ok(Request::Announce { connection_id, transaction_id, announce, options })
+            Ok(Request::Announce {
+                connection_id,
+                transaction_id,
+                announce,
+                options,
+            })
         }
         ACTION_SCRAPE => {
             let hashes = &packet[16..];
             let (info_hashes, rest) = hashes.as_chunks::<20>();
             if info_hashes.is_empty() || !rest.is_empty() {
-                return Err(ParseError::reply(transaction_id, "scrape must carry whole 20-byte info hashes"));
+                return Err(ParseError::reply(
+                    transaction_id,
+                    "scrape must carry whole 20-byte info hashes",
+                ));
             }
             if info_hashes.len() > MAX_SCRAPE_HASHES {
-                return Err(ParseError::reply(transaction_id, "too many info hashes in one scrape"));
+                return Err(ParseError::reply(
+                    transaction_id,
+                    "too many info hashes in one scrape",
+                ));
             }
-            Ok(Request::Scrape { connection_id, transaction_id, info_hashes })
+            Ok(Request::Scrape {
+                connection_id,
+                transaction_id,
+                info_hashes,
+            })
         }
         _ => Err(ParseError::reply(transaction_id, "unknown action")),
     }
@@ -198,7 +233,13 @@ pub fn write_connect(out: &mut Vec<u8>, transaction_id: u32, connection_id: [u8;
 
 /// Appends an announce reply. `peers` are compact entries of the packet's family, already
 /// limited to [`max_peers_per_reply`].
-pub fn write_announce(out: &mut Vec<u8>, transaction_id: u32, interval: u32, counts: SwarmCounts, peers: &[u8]) {
+pub fn write_announce(
+    out: &mut Vec<u8>,
+    transaction_id: u32,
+    interval: u32,
+    counts: SwarmCounts,
+    peers: &[u8],
+) {
     out.extend_from_slice(&ACTION_ANNOUNCE.to_be_bytes());
     out.extend_from_slice(&transaction_id.to_be_bytes());
     out.extend_from_slice(&interval.to_be_bytes());
@@ -208,7 +249,11 @@ pub fn write_announce(out: &mut Vec<u8>, transaction_id: u32, interval: u32, cou
 }
 
 /// Appends a scrape reply: seeders, completed, leechers per hash, in request order.
-pub fn write_scrape(out: &mut Vec<u8>, transaction_id: u32, counts: impl IntoIterator<Item = SwarmCounts>) {
+pub fn write_scrape(
+    out: &mut Vec<u8>,
+    transaction_id: u32,
+    counts: impl IntoIterator<Item = SwarmCounts>,
+) {
     out.extend_from_slice(&ACTION_SCRAPE.to_be_bytes());
     out.extend_from_slice(&transaction_id.to_be_bytes());
     for c in counts {
@@ -222,7 +267,9 @@ pub fn write_scrape(out: &mut Vec<u8>, transaction_id: u32, counts: impl IntoIte
 /// the request it answers: a tracker must never amplify). Returns false, writing nothing, if not
 /// even the 8-byte header fits.
 pub fn write_error(out: &mut Vec<u8>, transaction_id: u32, message: &str, max_len: usize) -> bool {
-    let Some(room) = max_len.checked_sub(8) else { return false };
+    let Some(room) = max_len.checked_sub(8) else {
+        return false;
+    };
     out.extend_from_slice(&ACTION_ERROR.to_be_bytes());
     out.extend_from_slice(&transaction_id.to_be_bytes());
     out.extend_from_slice(&message.as_bytes()[..message.len().min(room)]);
@@ -239,7 +286,12 @@ pub fn connect_request(transaction_id: u32) -> [u8; 16] {
 }
 
 /// Builds an announce request (for tests and load tools), with optional BEP 41 URL data.
-pub fn announce_request(connection_id: [u8; 8], transaction_id: u32, a: &AnnounceRequest, url_data: &[u8]) -> Vec<u8> {
+pub fn announce_request(
+    connection_id: [u8; 8],
+    transaction_id: u32,
+    a: &AnnounceRequest,
+    url_data: &[u8],
+) -> Vec<u8> {
     let mut p = Vec::with_capacity(ANNOUNCE_LEN + url_data.len() + 8);
     p.extend_from_slice(&connection_id);
     p.extend_from_slice(&ACTION_ANNOUNCE.to_be_bytes());
@@ -313,8 +365,18 @@ mod tests {
     #[test]
     fn connect_request_layout() {
         let p = connect_request(0x1122_3344);
-        assert_eq!(p, [0, 0, 4, 0x17, 0x27, 0x10, 0x19, 0x80, 0, 0, 0, 0, 0x11, 0x22, 0x33, 0x44]);
-        assert_eq!(parse_request(&p), Ok(Request::Connect { transaction_id: 0x1122_3344 }));
+        assert_eq!(
+            p,
+            [
+                0, 0, 4, 0x17, 0x27, 0x10, 0x19, 0x80, 0, 0, 0, 0, 0x11, 0x22, 0x33, 0x44
+            ]
+        );
+        assert_eq!(
+            parse_request(&p),
+            Ok(Request::Connect {
+                transaction_id: 0x1122_3344
+            })
+        );
     }
 
     #[test]
@@ -327,17 +389,28 @@ mod tests {
     #[test]
     fn announce_round_trips_with_url_data() {
         let p = announce_request([1; 8], 7, &sample(), b"/0123abcd/announce?x=1");
-        let Ok(Request::Announce { connection_id, transaction_id, announce, options }) = parse_request(&p) else {
+        let Ok(Request::Announce {
+            connection_id,
+            transaction_id,
+            announce,
+            options,
+        }) = parse_request(&p)
+        else {
             panic!("not an announce")
         };
         assert_eq!((connection_id, transaction_id), ([1; 8], 7));
         assert_eq!(announce, sample());
-        assert_eq!(options.url_data().collect::<Vec<_>>().concat(), b"/0123abcd/announce?x=1");
+        assert_eq!(
+            options.url_data().collect::<Vec<_>>().concat(),
+            b"/0123abcd/announce?x=1"
+        );
     }
 
     #[test]
     fn url_data_spans_several_options_and_skips_unknown_ones() {
-        let opts = [1, 2, 3, b'/', b'a', b'b', 9, 1, 0xff, 2, 2, b'/', b'c', 0, 2, 1, b'X'];
+        let opts = [
+            1, 2, 3, b'/', b'a', b'b', 9, 1, 0xff, 2, 2, b'/', b'c', 0, 2, 1, b'X',
+        ];
         let got: Vec<&[u8]> = Options(&opts).url_data().collect();
         assert_eq!(got, vec![&b"/ab"[..], &b"/c"[..]], "stops at EndOfOptions");
         let truncated = [2, 10, b'/'];
@@ -348,9 +421,18 @@ mod tests {
     fn bad_announces_get_a_reason_and_the_transaction_id() {
         let mut p = announce_request([1; 8], 9, &sample(), b"");
         p[96..98].copy_from_slice(&[0, 0]);
-        assert_eq!(parse_request(&p).unwrap_err(), ParseError { transaction_id: Some(9), reason: "port must not be 0" });
+        assert_eq!(
+            parse_request(&p).unwrap_err(),
+            ParseError {
+                transaction_id: Some(9),
+                reason: "port must not be 0"
+            }
+        );
         let p = announce_request([1; 8], 9, &sample(), b"");
-        assert_eq!(parse_request(&p[..97]).unwrap_err().reason, "announce packet too short");
+        assert_eq!(
+            parse_request(&p[..97]).unwrap_err().reason,
+            "announce packet too short"
+        );
         let mut p = announce_request([1; 8], 9, &sample(), b"");
         p[80..84].copy_from_slice(&7u32.to_be_bytes());
         assert_eq!(parse_request(&p).unwrap_err().reason, "unknown event");
@@ -365,7 +447,9 @@ mod tests {
         a.numwant = None;
         let p = announce_request([0; 8], 1, &a, b"");
         assert_eq!(&p[92..96], &[0xff; 4]);
-        let Ok(Request::Announce { announce, .. }) = parse_request(&p) else { panic!() };
+        let Ok(Request::Announce { announce, .. }) = parse_request(&p) else {
+            panic!()
+        };
         assert_eq!(announce.numwant, None);
     }
 
@@ -373,11 +457,23 @@ mod tests {
     fn scrape_round_trips_and_is_capped() {
         let hashes: Vec<InfoHash> = (0..3).map(|i| InfoHash([i; 20])).collect();
         let p = scrape_request([2; 8], 5, &hashes);
-        let Ok(Request::Scrape { info_hashes, transaction_id, .. }) = parse_request(&p) else { panic!() };
+        let Ok(Request::Scrape {
+            info_hashes,
+            transaction_id,
+            ..
+        }) = parse_request(&p)
+        else {
+            panic!()
+        };
         assert_eq!(transaction_id, 5);
         assert_eq!(info_hashes, &[[0; 20], [1; 20], [2; 20]]);
         let too_many: Vec<InfoHash> = (0..75).map(|i| InfoHash([i; 20])).collect();
-        assert_eq!(parse_request(&scrape_request([2; 8], 5, &too_many)).unwrap_err().reason, "too many info hashes in one scrape");
+        assert_eq!(
+            parse_request(&scrape_request([2; 8], 5, &too_many))
+                .unwrap_err()
+                .reason,
+            "too many info hashes in one scrape"
+        );
         assert!(parse_request(&p[..p.len() - 1]).is_err());
     }
 
@@ -387,18 +483,35 @@ mod tests {
         write_connect(&mut out, 3, [9; 8]);
         assert_eq!(out, [0, 0, 0, 0, 0, 0, 0, 3, 9, 9, 9, 9, 9, 9, 9, 9]);
         out.clear();
-        let counts = SwarmCounts { complete: 2, incomplete: 1, downloaded: 4 };
+        let counts = SwarmCounts {
+            complete: 2,
+            incomplete: 1,
+            downloaded: 4,
+        };
         write_announce(&mut out, 3, 1800, counts, &[10, 0, 0, 1, 0x1a, 0xe1]);
-        assert_eq!(out, [0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 7, 8, 0, 0, 0, 1, 0, 0, 0, 2, 10, 0, 0, 1, 0x1a, 0xe1]);
+        assert_eq!(
+            out,
+            [
+                0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 7, 8, 0, 0, 0, 1, 0, 0, 0, 2, 10, 0, 0, 1, 0x1a, 0xe1
+            ]
+        );
         out.clear();
         write_scrape(&mut out, 3, [counts]);
-        assert_eq!(out, [0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0, 1]);
+        assert_eq!(
+            out,
+            [0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0, 1]
+        );
     }
 
     #[test]
     fn error_replies_never_exceed_the_request() {
         let mut out = Vec::new();
-        assert!(write_error(&mut out, 1, "a long explanation of what went wrong", 16));
+        assert!(write_error(
+            &mut out,
+            1,
+            "a long explanation of what went wrong",
+            16
+        ));
         assert_eq!(out.len(), 16);
         assert_eq!(&out[..8], &[0, 0, 0, 3, 0, 0, 0, 1]);
         assert_eq!(&out[8..], b"a long e");

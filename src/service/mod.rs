@@ -39,10 +39,18 @@ pub struct Outcome {
 
 impl Outcome {
     fn ok(action: Action) -> Self {
-        Outcome { action: Some(action), error: None, store_error: None }
+        Outcome {
+            action: Some(action),
+            error: None,
+            store_error: None,
+        }
     }
     fn refused(action: Option<Action>, reason: impl Into<String>) -> Self {
-        Outcome { action, error: Some(reason.into()), store_error: None }
+        Outcome {
+            action,
+            error: Some(reason.into()),
+            store_error: None,
+        }
     }
 }
 
@@ -63,7 +71,11 @@ pub struct Tracker<S> {
 
 impl<S: PeerStore> Tracker<S> {
     pub fn new(store: S, policy: Policy, connection_ids: ConnectionIds) -> Self {
-        Tracker { store, policy, connection_ids }
+        Tracker {
+            store,
+            policy,
+            connection_ids,
+        }
     }
 
     /// Runs one announce against the store. A store failure still yields a well-formed reply
@@ -78,8 +90,18 @@ impl<S: PeerStore> Tracker<S> {
         peers: &mut Vec<u8>,
     ) -> (Family, SwarmCounts, Option<StoreError>) {
         let peer = self.policy.peer_addr(client, req);
-        let want = if req.event == Event::Stopped { 0 } else { self.policy.peers_wanted(req.numwant, transport_max) };
-        let a = PeerAnnounce { info_hash: req.info_hash, peer, event: req.event, seeding: req.left == 0, want };
+        let want = if req.event == Event::Stopped {
+            0
+        } else {
+            self.policy.peers_wanted(req.numwant, transport_max)
+        };
+        let a = PeerAnnounce {
+            info_hash: req.info_hash,
+            peer,
+            event: req.event,
+            seeding: req.left == 0,
+            want,
+        };
         peers.clear();
         match self.store.announce(&a, now, rng, peers).await {
             Ok(counts) => (peer.family(), counts, None),
@@ -91,12 +113,21 @@ impl<S: PeerStore> Tracker<S> {
     }
 
     /// Answers an HTTP announce given its raw query string. Always a bencoded body (HTTP 200).
-    pub async fn http_announce(&self, query: &[u8], client: IpAddr, now: u32, rng: &mut impl Rng, scratch: &mut Scratch) -> (Vec<u8>, Outcome) {
+    pub async fn http_announce(
+        &self,
+        query: &[u8],
+        client: IpAddr,
+        now: u32,
+        rng: &mut impl Rng,
+        scratch: &mut Scratch,
+    ) -> (Vec<u8>, Outcome) {
         let req = match http::parse_announce(query) {
             Ok(req) => req,
             Err(e) => return refuse_http(Some(Action::Announce), &e),
         };
-        let (family, counts, store_error) = self.announce(&req, client, usize::MAX, now, rng, &mut scratch.peers).await;
+        let (family, counts, store_error) = self
+            .announce(&req, client, usize::MAX, now, rng, &mut scratch.peers)
+            .await;
         let body = bencode::write_announce(&AnnounceReply {
             interval: self.policy.announce_interval,
             min_interval: self.policy.min_interval,
@@ -105,12 +136,27 @@ impl<S: PeerStore> Tracker<S> {
             peers: &scratch.peers,
             compact: req.compact,
         });
-        (body, Outcome { store_error, ..Outcome::ok(Action::Announce) })
+        (
+            body,
+            Outcome {
+                store_error,
+                ..Outcome::ok(Action::Announce)
+            },
+        )
     }
 
     /// Answers an HTTP scrape given its raw query string.
-    pub async fn http_scrape(&self, query: &[u8], now: u32, scratch: &mut Scratch) -> (Vec<u8>, Outcome) {
-        if let Err(e) = http::parse_scrape(query, self.policy.scrape_max_hashes as usize, &mut scratch.hashes) {
+    pub async fn http_scrape(
+        &self,
+        query: &[u8],
+        now: u32,
+        scratch: &mut Scratch,
+    ) -> (Vec<u8>, Outcome) {
+        if let Err(e) = http::parse_scrape(
+            query,
+            self.policy.scrape_max_hashes as usize,
+            &mut scratch.hashes,
+        ) {
             return refuse_http(Some(Action::Scrape), &e);
         }
         if scratch.hashes.is_empty() {
@@ -118,16 +164,27 @@ impl<S: PeerStore> Tracker<S> {
         }
         let store_error = self.scrape(now, scratch).await;
         let body = bencode::write_scrape(scratch.hashes.iter().zip(scratch.counts.iter().copied()));
-        (body, Outcome { store_error, ..Outcome::ok(Action::Scrape) })
+        (
+            body,
+            Outcome {
+                store_error,
+                ..Outcome::ok(Action::Scrape)
+            },
+        )
     }
 
     /// Fills `scratch.counts` for `scratch.hashes`; zeros if the store failed.
     async fn scrape(&self, now: u32, scratch: &mut Scratch) -> Option<StoreError> {
         scratch.counts.clear();
-        let result = self.store.scrape(&scratch.hashes, now, &mut scratch.counts).await;
+        let result = self
+            .store
+            .scrape(&scratch.hashes, now, &mut scratch.counts)
+            .await;
         if result.is_err() || scratch.counts.len() != scratch.hashes.len() {
             scratch.counts.clear();
-            scratch.counts.resize(scratch.hashes.len(), SwarmCounts::default());
+            scratch
+                .counts
+                .resize(scratch.hashes.len(), SwarmCounts::default());
         }
         result.err()
     }
@@ -135,7 +192,15 @@ impl<S: PeerStore> Tracker<S> {
     /// Answers one BEP 15 datagram from `client`, appending the reply to `out` (left empty when
     /// the packet deserves no reply). Replies to packets without a valid connection id are never
     /// larger than the packet, so the tracker cannot be used to amplify spoofed traffic.
-    pub async fn udp(&self, packet: &[u8], client: IpAddr, now: u32, rng: &mut impl Rng, scratch: &mut Scratch, out: &mut Vec<u8>) -> Outcome {
+    pub async fn udp(
+        &self,
+        packet: &[u8],
+        client: IpAddr,
+        now: u32,
+        rng: &mut impl Rng,
+        scratch: &mut Scratch,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
         out.clear();
         let family = Family::of(client);
         let request = match udp::parse_request(packet) {
@@ -152,17 +217,37 @@ impl<S: PeerStore> Tracker<S> {
                 udp::write_connect(out, transaction_id, self.connection_ids.issue(now, client));
                 Outcome::ok(Action::Connect)
             }
-            Request::Announce { connection_id, transaction_id, announce, options: _ } => {
+            Request::Announce {
+                connection_id,
+                transaction_id,
+                announce,
+                options: _,
+            } => {
                 if !self.connection_ids.is_valid(connection_id, now, client) {
                     udp::write_error(out, transaction_id, INVALID_CONNECTION_ID, packet.len());
                     return Outcome::refused(Some(Action::Announce), INVALID_CONNECTION_ID);
                 }
                 let max = udp::max_peers_per_reply(family);
-                let (_, counts, store_error) = self.announce(&announce, client, max, now, rng, &mut scratch.peers).await;
-                udp::write_announce(out, transaction_id, self.policy.announce_interval, counts, &scratch.peers);
-                Outcome { store_error, ..Outcome::ok(Action::Announce) }
+                let (_, counts, store_error) = self
+                    .announce(&announce, client, max, now, rng, &mut scratch.peers)
+                    .await;
+                udp::write_announce(
+                    out,
+                    transaction_id,
+                    self.policy.announce_interval,
+                    counts,
+                    &scratch.peers,
+                );
+                Outcome {
+                    store_error,
+                    ..Outcome::ok(Action::Announce)
+                }
             }
-            Request::Scrape { connection_id, transaction_id, info_hashes } => {
+            Request::Scrape {
+                connection_id,
+                transaction_id,
+                info_hashes,
+            } => {
                 if !self.connection_ids.is_valid(connection_id, now, client) {
                     udp::write_error(out, transaction_id, INVALID_CONNECTION_ID, packet.len());
                     return Outcome::refused(Some(Action::Scrape), INVALID_CONNECTION_ID);
@@ -174,10 +259,15 @@ impl<S: PeerStore> Tracker<S> {
                     return Outcome::refused(Some(Action::Scrape), reason);
                 }
                 scratch.hashes.clear();
-                scratch.hashes.extend(info_hashes.iter().map(|h| InfoHash(*h)));
+                scratch
+                    .hashes
+                    .extend(info_hashes.iter().map(|h| InfoHash(*h)));
                 let store_error = self.scrape(now, scratch).await;
                 udp::write_scrape(out, transaction_id, scratch.counts.iter().copied());
-                Outcome { store_error, ..Outcome::ok(Action::Scrape) }
+                Outcome {
+                    store_error,
+                    ..Outcome::ok(Action::Scrape)
+                }
             }
         }
     }
@@ -187,5 +277,8 @@ const INVALID_CONNECTION_ID: &str = "invalid or expired connection id";
 
 fn refuse_http(action: Option<Action>, e: &RequestError) -> (Vec<u8>, Outcome) {
     let reason = e.to_string();
-    (bencode::write_failure(&reason), Outcome::refused(action, reason))
+    (
+        bencode::write_failure(&reason),
+        Outcome::refused(action, reason),
+    )
 }

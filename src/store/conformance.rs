@@ -15,7 +15,12 @@ use crate::swarm::{PeerAddr, Policy};
 
 /// The policy the suite's stores must be built with (its timeouts are what the cases assume).
 pub fn policy() -> Policy {
-    Policy { announce_interval: 120, min_interval: 60, peer_timeout: 180, ..Policy::default() }
+    Policy {
+        announce_interval: 120,
+        min_interval: 60,
+        peer_timeout: 180,
+        ..Policy::default()
+    }
 }
 
 const T0: u32 = 1_750_000_000;
@@ -26,7 +31,13 @@ fn peer(ip: &str, port: u16) -> PeerAddr {
 }
 
 fn announce(peer: PeerAddr, event: Event, seeding: bool) -> PeerAnnounce {
-    PeerAnnounce { info_hash: HASH, peer, event, seeding, want: 50 }
+    PeerAnnounce {
+        info_hash: HASH,
+        peer,
+        event,
+        seeding,
+        want: 50,
+    }
 }
 
 struct Reply {
@@ -36,12 +47,22 @@ struct Reply {
 
 async fn call<S: PeerStore>(store: &S, a: PeerAnnounce, now: u32, rng: &mut impl Rng) -> Reply {
     let mut buf = Vec::new();
-    let counts = store.announce(&a, now, rng, &mut buf).await.expect("announce");
+    let counts = store
+        .announce(&a, now, rng, &mut buf)
+        .await
+        .expect("announce");
     let len = a.peer.as_bytes().len();
-    assert_eq!(buf.len() % len, 0, "peers come in whole compact entries of the requester's family");
+    assert_eq!(
+        buf.len() % len,
+        0,
+        "peers come in whole compact entries of the requester's family"
+    );
     let peers: BTreeSet<Vec<u8>> = buf.chunks(len).map(<[u8]>::to_vec).collect();
     assert_eq!(peers.len() * len, buf.len(), "no peer is returned twice");
-    assert!(!peers.contains(a.peer.as_bytes()), "a peer never gets itself");
+    assert!(
+        !peers.contains(a.peer.as_bytes()),
+        "a peer never gets itself"
+    );
     Reply { counts, peers }
 }
 
@@ -56,7 +77,11 @@ async fn scrape<S: PeerStore>(store: &S, hashes: &[InfoHash], now: u32) -> Vec<S
 }
 
 fn counts(complete: u32, incomplete: u32, downloaded: u32) -> SwarmCounts {
-    SwarmCounts { complete, incomplete, downloaded }
+    SwarmCounts {
+        complete,
+        incomplete,
+        downloaded,
+    }
 }
 
 /// Runs every case; panics with the case's name on the first failure.
@@ -75,17 +100,40 @@ pub async fn run_all<S: PeerStore>(make: impl Fn() -> S, rng: &mut impl Rng) {
 pub async fn two_peers_find_each_other<S: PeerStore>(store: &S, rng: &mut impl Rng) {
     let (a, b) = (peer("10.0.0.1", 6881), peer("10.0.0.2", 6882));
     let first = call(store, announce(a, Event::Started, false), T0, rng).await;
-    assert!(first.peers.is_empty(), "two_peers_find_each_other: the first peer is alone");
-    assert_eq!(first.counts, counts(0, 1, 0), "two_peers_find_each_other: first counts");
+    assert!(
+        first.peers.is_empty(),
+        "two_peers_find_each_other: the first peer is alone"
+    );
+    assert_eq!(
+        first.counts,
+        counts(0, 1, 0),
+        "two_peers_find_each_other: first counts"
+    );
     let second = call(store, announce(b, Event::Started, true), T0 + 1, rng).await;
-    assert_eq!(second.peers, set(&[a]), "two_peers_find_each_other: b gets a");
-    assert_eq!(second.counts, counts(1, 1, 0), "two_peers_find_each_other: counts");
+    assert_eq!(
+        second.peers,
+        set(&[a]),
+        "two_peers_find_each_other: b gets a"
+    );
+    assert_eq!(
+        second.counts,
+        counts(1, 1, 0),
+        "two_peers_find_each_other: counts"
+    );
     let again = call(store, announce(a, Event::None, false), T0 + 2, rng).await;
-    assert_eq!(again.peers, set(&[b]), "two_peers_find_each_other: a gets b");
+    assert_eq!(
+        again.peers,
+        set(&[b]),
+        "two_peers_find_each_other: a gets b"
+    );
 }
 
 pub async fn seeders_get_only_leechers<S: PeerStore>(store: &S, rng: &mut impl Rng) {
-    let seeders = [peer("10.0.1.1", 1), peer("10.0.1.2", 1), peer("10.0.1.3", 1)];
+    let seeders = [
+        peer("10.0.1.1", 1),
+        peer("10.0.1.2", 1),
+        peer("10.0.1.3", 1),
+    ];
     let leechers = [peer("10.0.2.1", 1), peer("10.0.2.2", 1)];
     for &s in &seeders {
         call(store, announce(s, Event::Started, true), T0, rng).await;
@@ -94,12 +142,29 @@ pub async fn seeders_get_only_leechers<S: PeerStore>(store: &S, rng: &mut impl R
         call(store, announce(l, Event::Started, false), T0, rng).await;
     }
     let r = call(store, announce(seeders[0], Event::None, true), T0 + 1, rng).await;
-    assert_eq!(r.peers, set(&leechers), "seeders_get_only_leechers: a seeder gets leechers only");
-    assert_eq!(r.counts, counts(3, 2, 0), "seeders_get_only_leechers: counts");
-    let r = call(store, announce(leechers[0], Event::None, false), T0 + 1, rng).await;
+    assert_eq!(
+        r.peers,
+        set(&leechers),
+        "seeders_get_only_leechers: a seeder gets leechers only"
+    );
+    assert_eq!(
+        r.counts,
+        counts(3, 2, 0),
+        "seeders_get_only_leechers: counts"
+    );
+    let r = call(
+        store,
+        announce(leechers[0], Event::None, false),
+        T0 + 1,
+        rng,
+    )
+    .await;
     let mut expected = set(&seeders);
     expected.insert(leechers[1].as_bytes().to_vec());
-    assert_eq!(r.peers, expected, "seeders_get_only_leechers: a leecher gets seeders and leechers");
+    assert_eq!(
+        r.peers, expected,
+        "seeders_get_only_leechers: a leecher gets seeders and leechers"
+    );
 }
 
 pub async fn stopped_removes<S: PeerStore>(store: &S, rng: &mut impl Rng) {
@@ -107,17 +172,31 @@ pub async fn stopped_removes<S: PeerStore>(store: &S, rng: &mut impl Rng) {
     call(store, announce(a, Event::Started, false), T0, rng).await;
     call(store, announce(b, Event::Started, false), T0, rng).await;
     let r = call(store, announce(a, Event::Stopped, false), T0 + 1, rng).await;
-    assert!(r.peers.is_empty(), "stopped_removes: a stopping peer gets no peers");
+    assert!(
+        r.peers.is_empty(),
+        "stopped_removes: a stopping peer gets no peers"
+    );
     let r = call(store, announce(b, Event::None, false), T0 + 2, rng).await;
-    assert!(r.peers.is_empty(), "stopped_removes: the stopped peer is gone");
+    assert!(
+        r.peers.is_empty(),
+        "stopped_removes: the stopped peer is gone"
+    );
     assert_eq!(r.counts, counts(0, 1, 0), "stopped_removes: counts");
-    assert_eq!(scrape(store, &[HASH], T0 + 2).await, vec![counts(0, 1, 0)], "stopped_removes: scrape");
+    assert_eq!(
+        scrape(store, &[HASH], T0 + 2).await,
+        vec![counts(0, 1, 0)],
+        "stopped_removes: scrape"
+    );
     // Stopping a peer of an unknown torrent must not create the torrent.
     let ghost = InfoHash([0x99; 20]);
     let mut stop = announce(a, Event::Stopped, false);
     stop.info_hash = ghost;
     call(store, stop, T0 + 3, rng).await;
-    assert_eq!(scrape(store, &[ghost], T0 + 3).await, vec![counts(0, 0, 0)], "stopped_removes: ghost torrent");
+    assert_eq!(
+        scrape(store, &[ghost], T0 + 3).await,
+        vec![counts(0, 0, 0)],
+        "stopped_removes: ghost torrent"
+    );
 }
 
 pub async fn completed_counts_once<S: PeerStore>(store: &S, rng: &mut impl Rng) {
@@ -125,16 +204,32 @@ pub async fn completed_counts_once<S: PeerStore>(store: &S, rng: &mut impl Rng) 
     call(store, announce(a, Event::Started, false), T0, rng).await;
     call(store, announce(b, Event::Started, false), T0, rng).await;
     let r = call(store, announce(a, Event::Completed, true), T0 + 1, rng).await;
-    assert_eq!(r.counts, counts(1, 1, 1), "completed_counts_once: a completed");
+    assert_eq!(
+        r.counts,
+        counts(1, 1, 1),
+        "completed_counts_once: a completed"
+    );
     // A repeated completed from a peer already seeding is not another download.
     let r = call(store, announce(a, Event::Completed, true), T0 + 2, rng).await;
-    assert_eq!(r.counts, counts(1, 1, 1), "completed_counts_once: repeat ignored");
+    assert_eq!(
+        r.counts,
+        counts(1, 1, 1),
+        "completed_counts_once: repeat ignored"
+    );
     call(store, announce(b, Event::Completed, true), T0 + 3, rng).await;
-    assert_eq!(scrape(store, &[HASH], T0 + 3).await, vec![counts(2, 0, 2)], "completed_counts_once: scrape");
+    assert_eq!(
+        scrape(store, &[HASH], T0 + 3).await,
+        vec![counts(2, 0, 2)],
+        "completed_counts_once: scrape"
+    );
     // Completed downloads are history: they outlive the peers.
     call(store, announce(a, Event::Stopped, true), T0 + 4, rng).await;
     call(store, announce(b, Event::Stopped, true), T0 + 4, rng).await;
-    assert_eq!(scrape(store, &[HASH], T0 + 4).await, vec![counts(0, 0, 2)], "completed_counts_once: after stop");
+    assert_eq!(
+        scrape(store, &[HASH], T0 + 4).await,
+        vec![counts(0, 0, 2)],
+        "completed_counts_once: after stop"
+    );
 }
 
 pub async fn families_are_apart<S: PeerStore>(store: &S, rng: &mut impl Rng) {
@@ -143,17 +238,51 @@ pub async fn families_are_apart<S: PeerStore>(store: &S, rng: &mut impl Rng) {
     for &p in v4.iter().chain(&v6) {
         call(store, announce(p, Event::Started, true), T0, rng).await;
     }
-    let leech4 = call(store, announce(peer("10.0.0.3", 1), Event::Started, false), T0, rng).await;
-    assert_eq!(leech4.peers, set(&v4), "families_are_apart: IPv4 gets IPv4 peers only");
-    assert_eq!(leech4.counts, counts(2, 1, 0), "families_are_apart: IPv4 swarm counts");
-    let leech6 = call(store, announce(peer("2001:db8::3", 1), Event::Started, false), T0, rng).await;
-    assert_eq!(leech6.peers, set(&v6), "families_are_apart: IPv6 gets IPv6 peers only");
-    assert_eq!(leech6.counts, counts(2, 1, 0), "families_are_apart: IPv6 swarm counts");
-    assert_eq!(scrape(store, &[HASH], T0).await, vec![counts(4, 2, 0)], "families_are_apart: scrape sums both");
+    let leech4 = call(
+        store,
+        announce(peer("10.0.0.3", 1), Event::Started, false),
+        T0,
+        rng,
+    )
+    .await;
+    assert_eq!(
+        leech4.peers,
+        set(&v4),
+        "families_are_apart: IPv4 gets IPv4 peers only"
+    );
+    assert_eq!(
+        leech4.counts,
+        counts(2, 1, 0),
+        "families_are_apart: IPv4 swarm counts"
+    );
+    let leech6 = call(
+        store,
+        announce(peer("2001:db8::3", 1), Event::Started, false),
+        T0,
+        rng,
+    )
+    .await;
+    assert_eq!(
+        leech6.peers,
+        set(&v6),
+        "families_are_apart: IPv6 gets IPv6 peers only"
+    );
+    assert_eq!(
+        leech6.counts,
+        counts(2, 1, 0),
+        "families_are_apart: IPv6 swarm counts"
+    );
+    assert_eq!(
+        scrape(store, &[HASH], T0).await,
+        vec![counts(4, 2, 0)],
+        "families_are_apart: scrape sums both"
+    );
 }
 
 pub async fn want_limits_and_selection_is_random<S: PeerStore>(store: &S, rng: &mut impl Rng) {
-    let swarm: Vec<PeerAddr> = (0..60u16).map(|i| peer(&format!("10.1.{}.{}", i / 200, i % 200 + 1), 7000 + i)).collect();
+    let swarm: Vec<PeerAddr> = (0..60u16)
+        .map(|i| peer(&format!("10.1.{}.{}", i / 200, i % 200 + 1), 7000 + i))
+        .collect();
     for &p in &swarm {
         call(store, announce(p, Event::Started, true), T0, rng).await;
     }
@@ -163,11 +292,22 @@ pub async fn want_limits_and_selection_is_random<S: PeerStore>(store: &S, rng: &
         let mut a = announce(me, Event::None, false);
         a.want = 10;
         let r = call(store, a, T0 + round, rng).await;
-        assert_eq!(r.peers.len(), 10, "want_limits_and_selection_is_random: want honoured");
-        assert!(r.peers.is_subset(&set(&swarm)), "want_limits_and_selection_is_random: only swarm members");
+        assert_eq!(
+            r.peers.len(),
+            10,
+            "want_limits_and_selection_is_random: want honoured"
+        );
+        assert!(
+            r.peers.is_subset(&set(&swarm)),
+            "want_limits_and_selection_is_random: only swarm members"
+        );
         seen.extend(r.peers);
     }
-    assert!(seen.len() > 40, "want_limits_and_selection_is_random: 20 draws of 10 reached only {} of 60 peers", seen.len());
+    assert!(
+        seen.len() > 40,
+        "want_limits_and_selection_is_random: 20 draws of 10 reached only {} of 60 peers",
+        seen.len()
+    );
 }
 
 pub async fn re_announce_does_not_duplicate<S: PeerStore>(store: &S, rng: &mut impl Rng) {
@@ -176,31 +316,67 @@ pub async fn re_announce_does_not_duplicate<S: PeerStore>(store: &S, rng: &mut i
         call(store, announce(a, Event::None, false), T0 + i, rng).await;
     }
     // Same address, other port: another peer (peers are keyed by address and port).
-    call(store, announce(peer("10.0.0.1", 2), Event::None, false), T0 + 3, rng).await;
+    call(
+        store,
+        announce(peer("10.0.0.1", 2), Event::None, false),
+        T0 + 3,
+        rng,
+    )
+    .await;
     // A leecher that starts seeding without saying `completed` moves, it does not double.
     call(store, announce(a, Event::None, true), T0 + 4, rng).await;
-    assert_eq!(scrape(store, &[HASH], T0 + 4).await, vec![counts(1, 1, 0)], "re_announce_does_not_duplicate");
+    assert_eq!(
+        scrape(store, &[HASH], T0 + 4).await,
+        vec![counts(1, 1, 0)],
+        "re_announce_does_not_duplicate"
+    );
 }
 
 pub async fn expired_peers_are_gone<S: PeerStore>(store: &S, rng: &mut impl Rng) {
     let timeout = policy().peer_timeout;
     let (old, fresh) = (peer("10.0.0.1", 1), peer("10.0.0.2", 1));
     call(store, announce(old, Event::Started, true), T0, rng).await;
-    call(store, announce(fresh, Event::Started, true), T0 + timeout / 2, rng).await;
+    call(
+        store,
+        announce(fresh, Event::Started, true),
+        T0 + timeout / 2,
+        rng,
+    )
+    .await;
     let now = T0 + timeout + 1;
     store.expire(now).await.expect("expire");
-    let r = call(store, announce(peer("10.0.0.3", 1), Event::Started, false), now, rng).await;
-    assert_eq!(r.peers, set(&[fresh]), "expired_peers_are_gone: only the fresh peer is served");
+    let r = call(
+        store,
+        announce(peer("10.0.0.3", 1), Event::Started, false),
+        now,
+        rng,
+    )
+    .await;
+    assert_eq!(
+        r.peers,
+        set(&[fresh]),
+        "expired_peers_are_gone: only the fresh peer is served"
+    );
     assert_eq!(r.counts, counts(1, 1, 0), "expired_peers_are_gone: counts");
 }
 
 pub async fn scrape_reports_each_hash_in_order<S: PeerStore>(store: &S, rng: &mut impl Rng) {
     let other = InfoHash([0x22; 20]);
     let unknown = InfoHash([0x33; 20]);
-    call(store, announce(peer("10.0.0.1", 1), Event::Started, true), T0, rng).await;
+    call(
+        store,
+        announce(peer("10.0.0.1", 1), Event::Started, true),
+        T0,
+        rng,
+    )
+    .await;
     let mut a = announce(peer("10.0.0.2", 1), Event::Started, false);
     a.info_hash = other;
     call(store, a, T0, rng).await;
     let got = scrape(store, &[unknown, other, HASH], T0).await;
-    assert_eq!(got, vec![counts(0, 0, 0), counts(0, 1, 0), counts(1, 0, 0)], "scrape_reports_each_hash_in_order");
+    assert_eq!(
+        got,
+        vec![counts(0, 0, 0), counts(0, 1, 0), counts(1, 0, 0)],
+        "scrape_reports_each_hash_in_order"
+    );
 }

@@ -15,8 +15,8 @@ use siphasher::sip::SipHasher13;
 
 use super::{PeerAnnounce, PeerStore, StoreError, Totals};
 use crate::protocol::types::{Event, InfoHash, SwarmCounts};
-use crate::swarm::Policy;
 use crate::swarm::PeerAddr;
+use crate::swarm::Policy;
 use crate::swarm::torrent::{Delta, Torrent};
 
 /// Keyed SipHash-1-3 for the torrent maps. Info hashes come from the network, so an unkeyed
@@ -75,7 +75,12 @@ impl MemoryStore {
     pub fn with_shards(policy: Policy, hash_key: [u8; 16], shards: usize) -> Self {
         let shards = shards.max(1);
         let shards = (0..shards)
-            .map(|_| Mutex::new(Shard { torrents: HashMap::with_hasher(KeyedHasher(hash_key)), totals: ShardTotals::default() }))
+            .map(|_| {
+                Mutex::new(Shard {
+                    torrents: HashMap::with_hasher(KeyedHasher(hash_key)),
+                    totals: ShardTotals::default(),
+                })
+            })
             .collect();
         MemoryStore { shards, policy }
     }
@@ -87,14 +92,23 @@ impl MemoryStore {
     fn shard(&self, hash: &InfoHash) -> std::sync::MutexGuard<'_, Shard> {
         // Info hashes are SHA-1/SHA-256 output, so their leading bytes spread torrents evenly. A
         // client that picks hashes can crowd one shard, which costs it contention, not the map.
-        let i = u32::from_le_bytes([hash.0[0], hash.0[1], hash.0[2], hash.0[3]]) as usize % self.shards.len();
+        let i = u32::from_le_bytes([hash.0[0], hash.0[1], hash.0[2], hash.0[3]]) as usize
+            % self.shards.len();
         // A panic while a shard was locked cannot leave it half-updated in a way that matters
         // more than losing the tracker: keep serving.
-        self.shards[i].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shards[i]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Synchronous [`PeerStore::announce`], for callers on the native hot path.
-    pub fn announce_now(&self, a: &PeerAnnounce, now: u32, rng: &mut impl Rng, peers: &mut Vec<u8>) -> SwarmCounts {
+    pub fn announce_now(
+        &self,
+        a: &PeerAnnounce,
+        now: u32,
+        rng: &mut impl Rng,
+        peers: &mut Vec<u8>,
+    ) -> SwarmCounts {
         let stopped = a.event == Event::Stopped;
         let mut shard = self.shard(&a.info_hash);
         let shard = &mut *shard;
@@ -132,12 +146,22 @@ impl MemoryStore {
             shard.torrents.remove(&a.info_hash);
         }
         shard.apply(v6, announced.delta);
-        SwarmCounts { complete: counts.0, incomplete: counts.1, downloaded }
+        SwarmCounts {
+            complete: counts.0,
+            incomplete: counts.1,
+            downloaded,
+        }
     }
 
     /// Synchronous [`PeerStore::scrape`].
     pub fn scrape_now(&self, hashes: &[InfoHash], out: &mut Vec<SwarmCounts>) {
-        out.extend(hashes.iter().map(|h| self.shard(h).torrents.get(h).map(Torrent::counts).unwrap_or_default()));
+        out.extend(hashes.iter().map(|h| {
+            self.shard(h)
+                .torrents
+                .get(h)
+                .map(Torrent::counts)
+                .unwrap_or_default()
+        }));
     }
 
     /// Synchronous [`PeerStore::expire`]: one shard at a time, so announces wait at most for one
@@ -203,7 +227,12 @@ impl PeerStore for MemoryStore {
         std::future::ready(Ok(self.announce_now(a, now, rng, peers)))
     }
 
-    fn scrape(&self, hashes: &[InfoHash], _now: u32, out: &mut Vec<SwarmCounts>) -> impl Future<Output = Result<(), StoreError>> {
+    fn scrape(
+        &self,
+        hashes: &[InfoHash],
+        _now: u32,
+        out: &mut Vec<SwarmCounts>,
+    ) -> impl Future<Output = Result<(), StoreError>> {
         self.scrape_now(hashes, out);
         std::future::ready(Ok(()))
     }
@@ -224,7 +253,10 @@ mod tests {
     fn passes_the_conformance_suite() {
         let policy = conformance::policy();
         let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
-        crate::store::now_or_never(conformance::run_all(|| MemoryStore::new(policy.clone(), [7; 16]), &mut rng));
+        crate::store::now_or_never(conformance::run_all(
+            || MemoryStore::new(policy.clone(), [7; 16]),
+            &mut rng,
+        ));
     }
 
     #[test]
@@ -250,8 +282,26 @@ mod tests {
             want: 5,
         };
         store.announce_now(&v6, 1100, &mut rng, &mut peers);
-        assert_eq!(store.totals(), Totals { torrents: 4, seeders_v4: 5, leechers_v4: 5, seeders_v6: 0, leechers_v6: 1 });
+        assert_eq!(
+            store.totals(),
+            Totals {
+                torrents: 4,
+                seeders_v4: 5,
+                leechers_v4: 5,
+                seeders_v6: 0,
+                leechers_v6: 1
+            }
+        );
         store.expire_now(1000 + conformance::policy().peer_timeout + 1);
-        assert_eq!(store.totals(), Totals { torrents: 1, seeders_v4: 0, leechers_v4: 0, seeders_v6: 0, leechers_v6: 1 });
+        assert_eq!(
+            store.totals(),
+            Totals {
+                torrents: 1,
+                seeders_v4: 0,
+                leechers_v4: 0,
+                seeders_v6: 0,
+                leechers_v6: 1
+            }
+        );
     }
 }

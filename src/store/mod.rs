@@ -82,7 +82,12 @@ pub trait PeerStore {
 
     /// Appends one entry per hash, in order, to `out`: counts over both families, zeros for
     /// unknown torrents.
-    fn scrape(&self, hashes: &[InfoHash], now: u32, out: &mut Vec<SwarmCounts>) -> impl Future<Output = Result<(), StoreError>>;
+    fn scrape(
+        &self,
+        hashes: &[InfoHash],
+        now: u32,
+        out: &mut Vec<SwarmCounts>,
+    ) -> impl Future<Output = Result<(), StoreError>>;
 
     /// Forgets peers that have not announced within the peer timeout. (A store whose backend
     /// expires entries by itself, as KV does with `expirationTtl`, may do nothing.)

@@ -71,7 +71,9 @@ impl Policy {
     /// How many peers to return for a request asking for `numwant`, within `transport_max`
     /// (what fits one reply on this transport).
     pub fn peers_wanted(&self, numwant: Option<u32>, transport_max: usize) -> usize {
-        let n = numwant.unwrap_or(self.numwant_default).min(self.numwant_max);
+        let n = numwant
+            .unwrap_or(self.numwant_default)
+            .min(self.numwant_max);
         (n as usize).min(transport_max)
     }
 
@@ -82,7 +84,11 @@ impl Policy {
         match req.claimed_ip {
             Some(claimed) if self.accept_claimed_ip => {
                 let claimed = PeerAddr::new(claimed, req.port);
-                if claimed.family() == from_source.family() { claimed } else { from_source }
+                if claimed.family() == from_source.family() {
+                    claimed
+                } else {
+                    from_source
+                }
             }
             _ => from_source,
         }

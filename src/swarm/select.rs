@@ -17,7 +17,13 @@ fn below(rng: &mut impl Rng, n: usize) -> usize {
 
 /// Calls `emit` with up to `want` distinct indices from `0..n`, never `exclude`, chosen uniformly
 /// at random. All of them if there are no more than `want`.
-pub fn sample(n: usize, exclude: Option<usize>, want: usize, rng: &mut impl Rng, mut emit: impl FnMut(usize)) {
+pub fn sample(
+    n: usize,
+    exclude: Option<usize>,
+    want: usize,
+    rng: &mut impl Rng,
+    mut emit: impl FnMut(usize),
+) {
     let exclude = exclude.filter(|&x| x < n);
     let m = n - usize::from(exclude.is_some());
     // Virtual index v in 0..m skips the excluded slot.
@@ -84,7 +90,11 @@ mod tests {
             sample(1000, Some(500), 50, &mut rng, |i| hits[i] += 1);
         }
         assert_eq!(hits[500], 0);
-        let (min, max) = hits.iter().enumerate().filter(|&(i, _)| i != 500).fold((u32::MAX, 0), |(lo, hi), (_, &h)| (lo.min(h), hi.max(h)));
+        let (min, max) = hits
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != 500)
+            .fold((u32::MAX, 0), |(lo, hi), (_, &h)| (lo.min(h), hi.max(h)));
         assert!(min > 850 && max < 1150, "min {min} max {max}");
     }
 

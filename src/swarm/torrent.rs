@@ -76,7 +76,11 @@ impl<const N: usize> PeerList<N> {
 
     fn run(&self, seeding: bool) -> (usize, usize) {
         let l = self.leechers as usize;
-        if seeding { (l, self.slots.len()) } else { (0, l) }
+        if seeding {
+            (l, self.slots.len())
+        } else {
+            (0, l)
+        }
     }
 
     /// Where `addr` is (or would go) in the run of `seeding`.
@@ -91,26 +95,56 @@ impl<const N: usize> PeerList<N> {
     fn remove_at(&mut self, at: usize, seeding: bool) -> Delta {
         self.slots.remove(at);
         if seeding {
-            Delta { seeders: -1, leechers: 0 }
+            Delta {
+                seeders: -1,
+                leechers: 0,
+            }
         } else {
             self.leechers -= 1;
-            Delta { seeders: 0, leechers: -1 }
+            Delta {
+                seeders: 0,
+                leechers: -1,
+            }
         }
     }
 
     fn insert(&mut self, addr: [u8; N], seeding: bool, now: u32) -> (usize, Delta) {
         let at = self.search(&addr, seeding).unwrap_err();
-        self.slots.insert(at, Slot { addr, seen: stamp(now) });
+        self.slots.insert(
+            at,
+            Slot {
+                addr,
+                seen: stamp(now),
+            },
+        );
         if seeding {
-            (at, Delta { seeders: 1, leechers: 0 })
+            (
+                at,
+                Delta {
+                    seeders: 1,
+                    leechers: 0,
+                },
+            )
         } else {
             self.leechers += 1;
-            (at, Delta { seeders: 0, leechers: 1 })
+            (
+                at,
+                Delta {
+                    seeders: 0,
+                    leechers: 1,
+                },
+            )
         }
     }
 
     /// Records an announce of `addr`. Returns what changed and, unless the peer left, its index.
-    pub fn announce(&mut self, addr: [u8; N], seeding: bool, stopped: bool, now: u32) -> (Announced, Option<usize>) {
+    pub fn announce(
+        &mut self,
+        addr: [u8; N],
+        seeding: bool,
+        stopped: bool,
+        now: u32,
+    ) -> (Announced, Option<usize>) {
         let mut out = Announced::default();
         let found = match self.search(&addr, seeding) {
             Ok(at) => Some((at, seeding)),
@@ -144,10 +178,23 @@ impl<const N: usize> PeerList<N> {
 
     /// Appends up to `want` random peers' compact addresses to `out`: leechers only for a seeder,
     /// everyone else for a leecher, never the requester (at index `requester`).
-    pub fn select(&self, requester: Option<usize>, seeding: bool, want: usize, rng: &mut impl Rng, out: &mut Vec<u8>) {
-        let candidates = if seeding { self.leechers as usize } else { self.slots.len() };
+    pub fn select(
+        &self,
+        requester: Option<usize>,
+        seeding: bool,
+        want: usize,
+        rng: &mut impl Rng,
+        out: &mut Vec<u8>,
+    ) {
+        let candidates = if seeding {
+            self.leechers as usize
+        } else {
+            self.slots.len()
+        };
         let exclude = requester.filter(|&i| i < candidates);
-        select::sample(candidates, exclude, want, rng, |i| out.extend_from_slice(&self.slots[i].addr));
+        select::sample(candidates, exclude, want, rng, |i| {
+            out.extend_from_slice(&self.slots[i].addr)
+        });
     }
 
     /// Drops peers not seen for more than `timeout` seconds; gives back spare capacity.
@@ -160,7 +207,11 @@ impl<const N: usize> PeerList<N> {
         self.slots.retain(|s| {
             let keep = now.wrapping_sub(s.seen) <= timeout;
             if !keep {
-                if index < leechers { gone.leechers -= 1 } else { gone.seeders -= 1 }
+                if index < leechers {
+                    gone.leechers -= 1
+                } else {
+                    gone.seeders -= 1
+                }
             }
             index += 1;
             keep
@@ -175,7 +226,10 @@ impl<const N: usize> PeerList<N> {
     /// Every peer with its role, for snapshots and tests.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8; N], bool)> {
         let l = self.leechers as usize;
-        self.slots.iter().enumerate().map(move |(i, s)| (&s.addr, i >= l))
+        self.slots
+            .iter()
+            .enumerate()
+            .map(move |(i, s)| (&s.addr, i >= l))
     }
 }
 
@@ -191,7 +245,10 @@ pub struct Torrent {
 impl Torrent {
     /// Counts over both families (what a scrape reports).
     pub fn counts(&self) -> SwarmCounts {
-        let (s6, l6) = self.v6.as_ref().map_or((0, 0), |v6| (v6.seeders(), v6.leechers()));
+        let (s6, l6) = self
+            .v6
+            .as_ref()
+            .map_or((0, 0), |v6| (v6.seeders(), v6.leechers()));
         SwarmCounts {
             complete: self.v4.seeders() + s6,
             incomplete: self.v4.leechers() + l6,
@@ -241,7 +298,17 @@ mod tests {
     fn announce_inserts_updates_moves_and_removes() {
         let mut l = PeerList::<6>::default();
         let (r, at) = l.announce(a(3), false, false, 100);
-        assert_eq!((r.delta, r.was_seeder, at), (Delta { seeders: 0, leechers: 1 }, false, Some(0)));
+        assert_eq!(
+            (r.delta, r.was_seeder, at),
+            (
+                Delta {
+                    seeders: 0,
+                    leechers: 1
+                },
+                false,
+                Some(0)
+            )
+        );
         l.announce(a(1), false, false, 100);
         l.announce(a(2), true, false, 100);
         assert_eq!(peers(&l), vec![(a(1), false), (a(3), false), (a(2), true)]);
@@ -253,17 +320,41 @@ mod tests {
 
         // Leecher finishes: moves to the seeder run.
         let (r, at) = l.announce(a(1), true, false, 200);
-        assert_eq!(r, Announced { delta: Delta { seeders: 1, leechers: -1 }, was_seeder: false });
+        assert_eq!(
+            r,
+            Announced {
+                delta: Delta {
+                    seeders: 1,
+                    leechers: -1
+                },
+                was_seeder: false
+            }
+        );
         assert_eq!(at, Some(1));
         assert_eq!(peers(&l), vec![(a(3), false), (a(1), true), (a(2), true)]);
 
         // A known seeder re-announcing says so.
         let (r, _) = l.announce(a(1), true, false, 201);
-        assert_eq!(r, Announced { delta: Delta::default(), was_seeder: true });
+        assert_eq!(
+            r,
+            Announced {
+                delta: Delta::default(),
+                was_seeder: true
+            }
+        );
 
         // Stopped removes; stopping an unknown peer changes nothing.
         let (r, at) = l.announce(a(2), true, true, 200);
-        assert_eq!((r.delta, at), (Delta { seeders: -1, leechers: 0 }, None));
+        assert_eq!(
+            (r.delta, at),
+            (
+                Delta {
+                    seeders: -1,
+                    leechers: 0
+                },
+                None
+            )
+        );
         let (r, _) = l.announce(a(9), false, true, 200);
         assert_eq!(r.delta, Delta::default());
         assert_eq!(peers(&l), vec![(a(3), false), (a(1), true)]);
@@ -298,10 +389,22 @@ mod tests {
         l.announce(a(2), true, false, t0 + 1000);
         l.announce(a(3), false, false, t0 + 1000);
         let d = l.expire(t0 + 1000 + 100, 900);
-        assert_eq!(d, Delta { seeders: 0, leechers: -1 });
+        assert_eq!(
+            d,
+            Delta {
+                seeders: 0,
+                leechers: -1
+            }
+        );
         assert_eq!(peers(&l), vec![(a(3), false), (a(2), true)]);
         let d = l.expire(t0 + 3000, 900);
-        assert_eq!(d, Delta { seeders: -1, leechers: -1 });
+        assert_eq!(
+            d,
+            Delta {
+                seeders: -1,
+                leechers: -1
+            }
+        );
         assert!(l.is_empty());
     }
 
@@ -309,9 +412,17 @@ mod tests {
     fn counts_cover_both_families() {
         let mut t = Torrent::default();
         t.v4.announce(a(1), true, false, 1);
-        t.v6.get_or_insert_default().announce([1; 18], false, false, 1);
+        t.v6.get_or_insert_default()
+            .announce([1; 18], false, false, 1);
         t.downloaded = 4;
-        assert_eq!(t.counts(), SwarmCounts { complete: 1, incomplete: 1, downloaded: 4 });
+        assert_eq!(
+            t.counts(),
+            SwarmCounts {
+                complete: 1,
+                incomplete: 1,
+                downloaded: 4
+            }
+        );
         t.expire(10_000, 100);
         assert!(t.v6.is_none());
         assert!(!t.has_peers());

@@ -1,0 +1,154 @@
+//! The `edgetracker` binary as an operator runs it: flags, startup, serving, SIGTERM, exit codes.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use edgetracker::protocol::types::Event;
+use edgetracker::protocol::udp::{announce_request, connect_request};
+use edgetracker_native::config::{Config, DEFAULT_TOML};
+
+const BIN: &str = env!("CARGO_BIN_EXE_edgetracker");
+
+/// Starts the binary; returns it and the addresses it reports serving (`serving ...` log lines).
+fn spawn(args: &[&str]) -> (Child, Vec<String>) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut urls = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while urls.len() < 2 {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("serving lines within 10 s");
+        if let Some(at) = line.find("serving ") {
+            urls.push(
+                line[at + 8..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+    }
+    (child, urls)
+}
+
+fn terminate(mut child: Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("no exit within 10 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serves_udp_and_http_on_one_port_and_exits_cleanly_on_sigterm() {
+    let (child, urls) = spawn(&["--listen", "127.0.0.1", "--port", "0"]);
+    let udp = urls
+        .iter()
+        .find(|u| u.starts_with("udp://"))
+        .expect("udp url");
+    let http = urls
+        .iter()
+        .find(|u| u.starts_with("http://"))
+        .expect("http url");
+    let port = |u: &str| {
+        u.rsplit(':')
+            .next()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .parse::<u16>()
+            .unwrap()
+    };
+    assert_eq!(port(udp), port(http), "UDP and HTTP share one port");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", port(http)).parse().unwrap();
+
+    let s = udp_client(addr);
+    let reply = udp_exchange(&s, &connect_request(5));
+    let id: [u8; 8] = reply[8..16].try_into().unwrap();
+    let reply = udp_exchange(
+        &s,
+        &announce_request(id, 6, &announce(hash(1), 1000, 0, Event::Started), b""),
+    );
+    assert_eq!(&reply[..4], &[0, 0, 0, 1]);
+    let q =
+        edgetracker::protocol::http::announce_query(&announce(hash(1), 1001, 9, Event::Started));
+    let (status, _, body) = http_get(addr, &format!("/announce?{q}"), &[]);
+    assert_eq!(status, 200);
+    let needle: &[u8] = b"5:peers6:\x7f\x00\x00\x01\x03\xe8";
+    assert!(
+        body.windows(needle.len()).any(|w| w == needle),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+
+    let status = terminate(child);
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn default_listen_is_dual_stack_on_one_port() {
+    // Both wildcard families, as the default does, on a port of the kernel's choosing.
+    let (child, urls) = spawn(&["--listen", "0.0.0.0", "--listen", "::", "--port", "0"]);
+    assert!(
+        urls.iter().any(|u| u.contains("0.0.0.0")) && urls.iter().any(|u| u.contains("[::]")),
+        "{urls:?}"
+    );
+    assert!(terminate(child).success());
+}
+
+#[test]
+fn print_config_prints_the_commented_default() {
+    let out = Command::new(BIN).arg("--print-config").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text, DEFAULT_TOML);
+    assert_eq!(toml::from_str::<Config>(&text).unwrap(), Config::default());
+}
+
+#[test]
+fn bad_configuration_is_refused_with_a_message() {
+    let out = Command::new(BIN)
+        .env("EDGETRACKER__TRACKER__PEER_TIMEOUT", "5")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("peer_timeout"));
+    let out = Command::new(BIN)
+        .args(["--port", "notaport"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,398 @@
+//! The native tracker over HTTP (BEP 3, 7, 23, 48), through real sockets on 127.0.0.1 and ::1.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+use edgetracker::protocol::http::announce_query;
+use edgetracker::protocol::percent::encode;
+use edgetracker::protocol::types::{AnnounceRequest, Event};
+use serde_bencode::value::Value;
+
+type Dict = HashMap<Vec<u8>, Value>;
+
+fn decode(body: &[u8]) -> Dict {
+    match serde_bencode::from_bytes::<Value>(body) {
+        Ok(Value::Dict(d)) => d,
+        other => panic!(
+            "not a bencoded dict: {other:?} from {}",
+            String::from_utf8_lossy(body)
+        ),
+    }
+}
+
+fn int(d: &Dict, k: &str) -> i64 {
+    match d.get(k.as_bytes()) {
+        Some(Value::Int(i)) => *i,
+        other => panic!("{k}: {other:?}"),
+    }
+}
+
+fn bytes<'a>(d: &'a Dict, k: &str) -> &'a [u8] {
+    match d.get(k.as_bytes()) {
+        Some(Value::Bytes(b)) => b,
+        other => panic!("{k}: {other:?}"),
+    }
+}
+
+fn get(addr: std::net::SocketAddr, target: &str) -> Dict {
+    let (status, _, body) = http_get(addr, target, &[]);
+    assert_eq!(status, 200, "{target}");
+    decode(&body)
+}
+
+fn http_announce(addr: std::net::SocketAddr, a: &AnnounceRequest) -> Dict {
+    get(addr, &format!("/announce?{}", announce_query(a)))
+}
+
+fn failure(addr: std::net::SocketAddr, target: &str) -> String {
+    let d = get(addr, target);
+    String::from_utf8(bytes(&d, "failure reason").to_vec()).unwrap()
+}
+
+#[test]
+fn two_peers_find_each_other_compact() {
+    let t = tracker();
+    let addr = http_addr(&t, false);
+    let h = hash(1);
+    let first = http_announce(addr, &announce(h, 6881, 0, Event::Started));
+    assert_eq!(
+        (
+            int(&first, "complete"),
+            int(&first, "incomplete"),
+            int(&first, "interval"),
+            int(&first, "min interval")
+        ),
+        (1, 0, 1800, 900)
+    );
+    assert_eq!(bytes(&first, "peers"), b"");
+    let second = http_announce(addr, &announce(h, 6882, 50, Event::Started));
+    assert_eq!(bytes(&second, "peers"), &[127, 0, 0, 1, 0x1a, 0xe1]);
+    assert_eq!(
+        (
+            int(&second, "complete"),
+            int(&second, "incomplete"),
+            int(&second, "downloaded")
+        ),
+        (1, 1, 0)
+    );
+    assert!(!second.contains_key(&b"peers6"[..]));
+    t.shutdown();
+}
+
+#[test]
+fn non_compact_replies_list_dicts() {
+    let t = tracker();
+    let addr = http_addr(&t, false);
+    let h = hash(2);
+    http_announce(addr, &announce(h, 7001, 0, Event::Started));
+    let mut a = announce(h, 7002, 9, Event::Started);
+    a.compact = false;
+    let d = http_announce(addr, &a);
+    let Some(Value::List(peers)) = d.get(&b"peers"[..]) else {
+        panic!("peers is not a list: {d:?}")
+    };
+    assert_eq!(peers.len(), 1);
+    let Value::Dict(p) = &peers[0] else { panic!() };
+    assert_eq!((bytes(p, "ip"), int(p, "port")), (&b"127.0.0.1"[..], 7001));
+    t.shutdown();
+}
+
+#[test]
+fn ipv6_clients_get_peers6_and_swarms_stay_apart() {
+    let t = tracker();
+    let (a4, a6) = (http_addr(&t, false), http_addr(&t, true));
+    let h = hash(3);
+    http_announce(a4, &announce(h, 4001, 0, Event::Started));
+    http_announce(a6, &announce(h, 6001, 0, Event::Started));
+    let d = http_announce(a6, &announce(h, 6002, 5, Event::Started));
+    let mut expected = [0u8; 18];
+    expected[15] = 1;
+    expected[16..].copy_from_slice(&6001u16.to_be_bytes());
+    assert_eq!(bytes(&d, "peers6"), &expected);
+    assert_eq!(bytes(&d, "peers"), b"");
+    assert_eq!(
+        (int(&d, "complete"), int(&d, "incomplete")),
+        (1, 1),
+        "counts of the IPv6 swarm"
+    );
+    let d = http_announce(a4, &announce(h, 4002, 5, Event::Started));
+    assert_eq!(bytes(&d, "peers"), &[127, 0, 0, 1, 0x0f, 0xa1]);
+    // Scrape counts both families.
+    let s = get(a4, &format!("/scrape?info_hash={}", encode(&h.0)));
+    let Some(Value::Dict(files)) = s.get(&b"files"[..]) else {
+        panic!()
+    };
+    let Some(Value::Dict(f)) = files.get(&h.0[..]) else {
+        panic!()
+    };
+    assert_eq!((int(f, "complete"), int(f, "incomplete")), (2, 2));
+    t.shutdown();
+}
+
+#[test]
+fn stopped_removes_completed_counts_and_scrape_takes_many() {
+    let t = tracker();
+    let addr = http_addr(&t, false);
+    let (h1, h2, unknown) = (hash(4), hash(5), hash(6));
+    http_announce(addr, &announce(h1, 1, 10, Event::Started));
+    http_announce(addr, &announce(h1, 2, 10, Event::Started));
+    http_announce(addr, &announce(h2, 3, 10, Event::Started));
+    let d = http_announce(addr, &announce(h1, 1, 0, Event::Completed));
+    assert_eq!(
+        (
+            int(&d, "complete"),
+            int(&d, "incomplete"),
+            int(&d, "downloaded")
+        ),
+        (1, 1, 1)
+    );
+    let d = http_announce(addr, &announce(h1, 2, 10, Event::Stopped));
+    assert_eq!(bytes(&d, "peers"), b"", "a stopping peer gets no peers");
+    let d = http_announce(addr, &announce(h1, 1, 0, Event::None));
+    assert_eq!(
+        bytes(&d, "peers"),
+        b"",
+        "the stopped peer is gone (and a seeder gets no seeders)"
+    );
+
+    let q = [h1, h2, unknown]
+        .iter()
+        .map(|h| format!("info_hash={}", encode(&h.0)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let s = get(addr, &format!("/scrape?{q}"));
+    let Some(Value::Dict(files)) = s.get(&b"files"[..]) else {
+        panic!()
+    };
+    let counts = |h: &edgetracker::InfoHash| {
+        let Some(Value::Dict(f)) = files.get(&h.0[..]) else {
+            panic!("no entry")
+        };
+        (
+            int(f, "complete"),
+            int(f, "incomplete"),
+            int(f, "downloaded"),
+        )
+    };
+    assert_eq!(counts(&h1), (1, 0, 1));
+    assert_eq!(counts(&h2), (0, 1, 0));
+    assert_eq!(counts(&unknown), (0, 0, 0));
+    t.shutdown();
+}
+
+#[test]
+fn malformed_requests_get_a_failure_reason() {
+    let t = tracker_with(|c| c.tracker.scrape_max_hashes = 2);
+    let addr = http_addr(&t, false);
+    let ih = encode(&[7u8; 20]);
+    let pid = "-ET0001-abcdefghijkl";
+    let cases = [
+        (
+            format!("/announce?peer_id={pid}&port=1"),
+            "missing info_hash",
+        ),
+        (
+            format!("/announce?info_hash=abc&peer_id={pid}&port=1"),
+            "info_hash must be 20 bytes, got 3",
+        ),
+        (
+            format!("/announce?info_hash=%G1{}&peer_id={pid}&port=1", &ih[3..]),
+            "invalid percent-encoding in info_hash",
+        ),
+        (
+            format!("/announce?info_hash={ih}&port=1"),
+            "missing peer_id",
+        ),
+        (
+            format!("/announce?info_hash={ih}&peer_id={pid}"),
+            "missing port",
+        ),
+        (
+            format!("/announce?info_hash={ih}&peer_id={pid}&port=0"),
+            "port must not be 0",
+        ),
+        (
+            format!("/announce?info_hash={ih}&peer_id={pid}&port=99999"),
+            "invalid port",
+        ),
+        (
+            format!("/announce?info_hash={ih}&peer_id={pid}&port=1&event=bogus"),
+            "unknown event (expected started, stopped, completed or empty)",
+        ),
+        (
+            format!("/announce?info_hash={ih}&peer_id={pid}&port=1&left=x"),
+            "invalid left",
+        ),
+        (
+            format!(
+                "/announce?info_hash={ih}&peer_id={pid}&port=1&pad={}",
+                "a".repeat(17_000)
+            ),
+            "query string too long",
+        ),
+        (
+            format!(
+                "/scrape?info_hash={ih}&info_hash={}&info_hash={}",
+                encode(&[8; 20]),
+                encode(&[9; 20])
+            ),
+            "too many info_hash in one scrape (at most 2)",
+        ),
+        (
+            "/scrape".to_string(),
+            "full scrape is disabled: pass at least one info_hash",
+        ),
+    ];
+    for (target, reason) in &cases {
+        assert_eq!(
+            failure(addr, target),
+            *reason,
+            "{}",
+            &target[..target.len().min(80)]
+        );
+    }
+    let (status, _, body) = http_get(addr, "/nothing/here", &[]);
+    assert_eq!(status, 404);
+    assert!(bytes(&decode(&body), "failure reason").starts_with(b"not found"));
+    // Still serving, and the errors were counted.
+    assert_eq!(
+        int(
+            &http_announce(addr, &announce(hash(7), 1, 0, Event::Started)),
+            "complete"
+        ),
+        1
+    );
+    let (_, _, stats) = http_get(addr, "/stats", &[]);
+    let stats: serde_json::Value = serde_json::from_slice(&stats).unwrap();
+    assert_eq!(stats["requests"]["http"]["ipv4"]["announce"]["errors"], 10);
+    assert_eq!(stats["requests"]["http"]["ipv4"]["scrape"]["errors"], 2);
+    t.shutdown();
+}
+
+#[test]
+fn garbage_on_the_socket_does_not_hurt() {
+    let t = tracker();
+    let addr = http_addr(&t, false);
+    for junk in [
+        &b"\x00\x01\x02garbage\r\n\r\n"[..],
+        b"GET /announce?\xff\xfe HTTP/1.1\r\n\r\n",
+        b"GET",
+    ] {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        s.write_all(junk).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+    assert_eq!(
+        int(
+            &http_announce(addr, &announce(hash(8), 1, 0, Event::Started)),
+            "complete"
+        ),
+        1
+    );
+    t.shutdown();
+}
+
+#[test]
+fn keep_alive_serves_several_requests_on_one_connection() {
+    let t = tracker();
+    let addr = http_addr(&t, false);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for port in [1u16, 2] {
+        let q = announce_query(&announce(hash(9), port, 1, Event::Started));
+        s.write_all(format!("GET /announce?{q} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).unwrap();
+        let (status, head, body) = split_response(&buf[..n]);
+        assert_eq!(status, 200);
+        assert!(head.to_ascii_lowercase().contains("content-length"));
+        assert_eq!(int(&decode(&body), "incomplete"), i64::from(port));
+    }
+    t.shutdown();
+}
+
+#[test]
+fn trusted_proxy_header_gives_the_client_address() {
+    let t = tracker_with(|c| c.network.trusted_proxy_header = "X-Forwarded-For".into());
+    let addr = http_addr(&t, false);
+    let h = hash(10);
+    let q1 = announce_query(&announce(h, 5000, 0, Event::Started));
+    let (status, _, body) = http_get(
+        addr,
+        &format!("/announce?{q1}"),
+        &[("X-Forwarded-For", "6.6.6.6, 203.0.113.9")],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(int(&decode(&body), "complete"), 1);
+    let q2 = announce_query(&announce(h, 5001, 5, Event::Started));
+    let (_, _, body) = http_get(
+        addr,
+        &format!("/announce?{q2}"),
+        &[("X-Forwarded-For", "198.51.100.1")],
+    );
+    assert_eq!(
+        bytes(&decode(&body), "peers"),
+        &[203, 0, 113, 9, 0x13, 0x88],
+        "the rightmost hop, not the socket or the first entry"
+    );
+    let (_, _, body) = http_get(addr, &format!("/announce?{q2}"), &[]);
+    assert_eq!(
+        bytes(&decode(&body), "failure reason"),
+        b"missing X-Forwarded-For header from the proxy"
+    );
+    t.shutdown();
+}
+
+#[test]
+fn claimed_ip_is_ignored_by_default() {
+    let t = tracker();
+    let addr = http_addr(&t, false);
+    let mut a = announce(hash(11), 5000, 0, Event::Started);
+    a.claimed_ip = Some(ip("203.0.113.7"));
+    http_announce(addr, &a);
+    let d = http_announce(addr, &announce(hash(11), 5001, 5, Event::Started));
+    assert_eq!(bytes(&d, "peers"), &[127, 0, 0, 1, 0x13, 0x88]);
+    t.shutdown();
+}
+
+#[test]
+fn stats_in_json_and_prometheus() {
+    let t = tracker();
+    let (a4, a6) = (http_addr(&t, false), http_addr(&t, true));
+    http_announce(a4, &announce(hash(12), 1, 0, Event::Started));
+    http_announce(a6, &announce(hash(12), 2, 5, Event::Started));
+    let (status, head, body) = http_get(a4, "/stats", &[]);
+    assert_eq!(status, 200);
+    assert!(head.contains("application/json"));
+    let j: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (
+            j["torrents"].as_u64(),
+            j["seeders"].as_u64(),
+            j["leechers"].as_u64(),
+            j["peers"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1), Some(2))
+    );
+    assert_eq!(j["requests"]["http"]["ipv6"]["announce"]["requests"], 1);
+    for target in ["/stats?format=prometheus", "/metrics"] {
+        let (status, _, body) = http_get(a4, target, &[]);
+        assert_eq!(status, 200);
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.contains("edgetracker_torrents 1\n"), "{text}");
+        assert!(text.contains(
+            "edgetracker_requests_total{protocol=\"http\",family=\"ipv4\",action=\"announce\"} 1\n"
+        ));
+        assert!(text.contains("edgetracker_peers{family=\"ipv6\",role=\"leecher\"} 1\n"));
+    }
+    t.shutdown();
+}

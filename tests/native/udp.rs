@@ -1,0 +1,282 @@
+//! The native tracker over UDP (BEP 15), through real sockets on 127.0.0.1 and ::1.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use edgetracker::protocol::types::Event;
+use edgetracker::protocol::udp::{announce_request, connect_request, scrape_request};
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+/// Connects and returns the connection id.
+fn connect(s: &std::net::UdpSocket) -> [u8; 8] {
+    let reply = udp_exchange(s, &connect_request(0xabcd));
+    assert_eq!(
+        reply.len(),
+        16,
+        "a connect reply is exactly as long as the request"
+    );
+    assert_eq!((be32(&reply, 0), be32(&reply, 4)), (0, 0xabcd));
+    reply[8..16].try_into().unwrap()
+}
+
+struct AnnounceReply {
+    interval: u32,
+    leechers: u32,
+    seeders: u32,
+    peers: Vec<Vec<u8>>,
+}
+
+fn udp_announce(
+    s: &std::net::UdpSocket,
+    id: [u8; 8],
+    a: &edgetracker::protocol::types::AnnounceRequest,
+    url_data: &[u8],
+) -> AnnounceReply {
+    let reply = udp_exchange(s, &announce_request(id, 77, a, url_data));
+    assert_eq!(be32(&reply, 0), 1, "action announce, got {reply:?}");
+    assert_eq!(be32(&reply, 4), 77);
+    let per = if s.peer_addr().unwrap().is_ipv6() {
+        18
+    } else {
+        6
+    };
+    assert_eq!(
+        (reply.len() - 20) % per,
+        0,
+        "whole peers of the packet's family"
+    );
+    AnnounceReply {
+        interval: be32(&reply, 8),
+        leechers: be32(&reply, 12),
+        seeders: be32(&reply, 16),
+        peers: reply[20..].chunks(per).map(<[u8]>::to_vec).collect(),
+    }
+}
+
+fn compact(ip: [u8; 4], port: u16) -> Vec<u8> {
+    let mut v = ip.to_vec();
+    v.extend_from_slice(&port.to_be_bytes());
+    v
+}
+
+#[test]
+fn two_peers_find_each_other_and_scrape_counts() {
+    let t = tracker();
+    let s = udp_client(udp_addr(&t, false));
+    let id = connect(&s);
+    let h = hash(1);
+    let first = udp_announce(&s, id, &announce(h, 6881, 0, Event::Started), b"");
+    assert_eq!(
+        (first.seeders, first.leechers, first.peers.len()),
+        (1, 0, 0)
+    );
+    assert_eq!(first.interval, 1800);
+    let second = udp_announce(&s, id, &announce(h, 6882, 100, Event::Started), b"");
+    assert_eq!((second.seeders, second.leechers), (1, 1));
+    assert_eq!(second.peers, vec![compact([127, 0, 0, 1], 6881)]);
+    let again = udp_announce(&s, id, &announce(h, 6881, 0, Event::None), b"");
+    assert_eq!(
+        again.peers,
+        vec![compact([127, 0, 0, 1], 6882)],
+        "the seeder gets the leecher"
+    );
+
+    // Completed: the leecher finishes; scrape reports seeders, completed, leechers.
+    udp_announce(&s, id, &announce(h, 6882, 0, Event::Completed), b"");
+    let reply = udp_exchange(&s, &scrape_request(id, 5, &[h, hash(99)]));
+    assert_eq!((be32(&reply, 0), be32(&reply, 4)), (2, 5));
+    assert_eq!(
+        &reply[8..],
+        &[
+            0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+        ]
+    );
+    t.shutdown();
+}
+
+#[test]
+fn stopped_removes_the_peer() {
+    let t = tracker();
+    let s = udp_client(udp_addr(&t, false));
+    let id = connect(&s);
+    let h = hash(2);
+    udp_announce(&s, id, &announce(h, 7001, 5, Event::Started), b"");
+    udp_announce(&s, id, &announce(h, 7002, 5, Event::Started), b"");
+    let stopped = udp_announce(&s, id, &announce(h, 7001, 5, Event::Stopped), b"");
+    assert!(stopped.peers.is_empty());
+    let r = udp_announce(&s, id, &announce(h, 7002, 5, Event::None), b"");
+    assert_eq!((r.leechers, r.peers.len()), (1, 0));
+    t.shutdown();
+}
+
+#[test]
+fn ipv4_and_ipv6_swarms_are_apart() {
+    let t = tracker();
+    let s4 = udp_client(udp_addr(&t, false));
+    let s6 = udp_client(udp_addr(&t, true));
+    let (id4, id6) = (connect(&s4), connect(&s6));
+    let h = hash(3);
+    udp_announce(&s4, id4, &announce(h, 4001, 0, Event::Started), b"");
+    udp_announce(&s6, id6, &announce(h, 6001, 0, Event::Started), b"");
+    let r6 = udp_announce(&s6, id6, &announce(h, 6002, 9, Event::Started), b"");
+    let mut expected = [0u8; 18];
+    expected[15] = 1; // ::1
+    expected[16..].copy_from_slice(&6001u16.to_be_bytes());
+    assert_eq!(
+        r6.peers,
+        vec![expected.to_vec()],
+        "an IPv6 client gets 18-byte IPv6 peers only"
+    );
+    assert_eq!((r6.seeders, r6.leechers), (1, 1));
+    let r4 = udp_announce(&s4, id4, &announce(h, 4002, 9, Event::Started), b"");
+    assert_eq!(r4.peers, vec![compact([127, 0, 0, 1], 4001)]);
+    // A connection id issued to ::1 is not valid from 127.0.0.1.
+    let reply = udp_exchange(
+        &s4,
+        &announce_request(id6, 1, &announce(h, 4003, 9, Event::None), b""),
+    );
+    assert_eq!(be32(&reply, 0), 3);
+    t.shutdown();
+}
+
+#[test]
+fn bad_connection_ids_are_refused_without_amplification() {
+    let t = tracker();
+    let s = udp_client(udp_addr(&t, false));
+    let id = connect(&s);
+    let mut forged = id;
+    forged[7] ^= 0x55;
+    let packet = announce_request(forged, 9, &announce(hash(4), 1, 0, Event::Started), b"");
+    let reply = udp_exchange(&s, &packet);
+    assert_eq!((be32(&reply, 0), be32(&reply, 4)), (3, 9));
+    assert_eq!(&reply[8..], b"invalid or expired connection id");
+    assert!(reply.len() <= packet.len());
+    let reply = udp_exchange(&s, &scrape_request(forged, 10, &[hash(4)]));
+    assert_eq!(be32(&reply, 0), 3);
+    assert!(
+        reply.len() <= 36,
+        "error to a 36-byte scrape is cut to 36 bytes, got {}",
+        reply.len()
+    );
+    // The swarm did not change.
+    let r = udp_exchange(&s, &scrape_request(id, 11, &[hash(4)]));
+    assert_eq!(&r[8..], &[0; 12]);
+    t.shutdown();
+}
+
+#[test]
+fn malformed_packets_get_errors_or_silence_and_the_server_lives_on() {
+    let t = tracker();
+    let s = udp_client(udp_addr(&t, false));
+    let id = connect(&s);
+    let quiet = Duration::from_millis(300);
+    // Too short to carry a transaction id: dropped.
+    assert!(udp_no_reply(&s, &[1, 2, 3], quiet));
+    assert!(udp_no_reply(&s, &[], quiet));
+    // A connect without the magic protocol id: dropped.
+    let mut bad = connect_request(1);
+    bad[0] = 0xff;
+    assert!(udp_no_reply(&s, &bad, quiet));
+    // Oversized: dropped.
+    assert!(udp_no_reply(&s, &vec![0u8; 3000], quiet));
+    // Unknown action: an error no longer than the request.
+    let mut unknown = connect_request(0x42);
+    unknown[11] = 7;
+    let reply = udp_exchange(&s, &unknown);
+    assert_eq!((be32(&reply, 0), be32(&reply, 4)), (3, 0x42));
+    assert_eq!(reply.len(), 16);
+    assert_eq!(&reply[8..], b"unknown ");
+    // Zero port, truncated announce, ragged scrape.
+    let mut zero = announce_request(id, 3, &announce(hash(5), 1, 0, Event::None), b"");
+    zero[96..98].copy_from_slice(&[0, 0]);
+    let reply = udp_exchange(&s, &zero);
+    assert_eq!(&reply[8..], b"port must not be 0");
+    let full = announce_request(id, 3, &announce(hash(5), 1, 0, Event::None), b"");
+    assert_eq!(be32(&udp_exchange(&s, &full[..60]), 0), 3);
+    let ragged = scrape_request(id, 3, &[hash(5)]);
+    assert_eq!(be32(&udp_exchange(&s, &ragged[..30]), 0), 3);
+    // Still serving.
+    let r = udp_announce(&s, id, &announce(hash(5), 1, 0, Event::Started), b"");
+    assert_eq!(r.seeders, 1);
+    let stats = t.shared.stats.json(&t.shared.tracker.store.totals(), 0);
+    assert!(
+        stats["requests"]["udp"]["ipv4"]["invalid"]["requests"]
+            .as_u64()
+            .unwrap()
+            >= 5
+    );
+    t.shutdown();
+}
+
+#[test]
+fn bep41_url_data_is_accepted() {
+    let t = tracker();
+    let s = udp_client(udp_addr(&t, false));
+    let id = connect(&s);
+    let r = udp_announce(
+        &s,
+        id,
+        &announce(hash(6), 1234, 0, Event::Started),
+        b"/announce?passkey=abc",
+    );
+    assert_eq!(r.seeders, 1);
+    t.shutdown();
+}
+
+#[test]
+fn replies_fit_one_datagram() {
+    let t = tracker_with(|c| c.tracker.numwant_max = 1000);
+    let s = udp_client(udp_addr(&t, false));
+    let id = connect(&s);
+    let h = hash(7);
+    for port in 1..=300u16 {
+        udp_exchange(
+            &s,
+            &announce_request(id, 1, &announce(h, port, 0, Event::Started), b""),
+        );
+    }
+    let mut a = announce(h, 9999, 10, Event::Started);
+    a.numwant = Some(1000);
+    let r = udp_announce(&s, id, &a, b"");
+    assert_eq!(r.peers.len(), 242, "1472-byte payload: 20 + 242 × 6");
+    a.numwant = Some(5);
+    assert_eq!(
+        udp_announce(&s, id, &a, b"").peers.len(),
+        5,
+        "numwant honoured"
+    );
+    a.numwant = None;
+    assert_eq!(
+        udp_announce(&s, id, &a, b"").peers.len(),
+        50,
+        "default numwant"
+    );
+    t.shutdown();
+}
+
+#[test]
+fn peers_expire_after_the_timeout() {
+    let t = tracker_with(|c| {
+        c.tracker.announce_interval = 1;
+        c.tracker.min_interval = 1;
+        c.tracker.peer_timeout = 1;
+        c.tracker.cleanup_interval = 1;
+    });
+    let s = udp_client(udp_addr(&t, false));
+    let id = connect(&s);
+    udp_announce(&s, id, &announce(hash(8), 1, 0, Event::Started), b"");
+    let scrape = || udp_exchange(&s, &scrape_request(id, 1, &[hash(8)]))[8..].to_vec();
+    assert_eq!(scrape(), [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+    // Expiry is at least 1 s after the announce and runs every second: give it up to 5 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while scrape() != [0; 12] {
+        assert!(std::time::Instant::now() < deadline, "peer never expired");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    t.shutdown();
+}

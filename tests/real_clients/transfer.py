@@ -7,6 +7,8 @@ What it proves, for each tracker protocol (HTTP announce and UDP / BEP 15):
   * a real BitTorrent client (libtorrent-rasterbar, Debian's python3-libtorrent)
     can announce to it and get a well-formed reply;
   * a second client learns the first one's address from the tracker's peer list
+    (the two are separate libtorrent sessions in this one process, each with
+    its own peer id, listen port and storage directory)
     -- the tracker is the *only* way the two can find each other: DHT, local
     service discovery, UPnP/NAT-PMP, peer exchange and ut_metadata are all off,
     and no peer address is ever handed to libtorrent directly;
@@ -162,6 +164,7 @@ class Tracker:
             log(f"  tracker pid {self.proc.pid} ignored SIGTERM for {TRACKER_STOP_GRACE:.0f} s; SIGKILL")
             self.proc.kill()
             self.proc.wait(timeout=TRACKER_STOP_GRACE)
+        log(f"  tracker pid {self.proc.pid} stopped, exit status {self.proc.returncode}")
 
     def log_tail(self, lines=40):
         try:
@@ -363,6 +366,10 @@ def run_protocol(proto, tracker_argv_for, timeout, verbose, hybrid):
             ih = ti.info_hashes()
             log(f"  torrent v1 {ih.v1}" + (f" v2 {ih.v2}" if ih.has_v2() else "") + f" -> {url}")
 
+            # Two sessions in one process. Note that libtorrent caches UDP
+            # tracker connection ids process-wide, per tracker address: the
+            # leecher reuses the seeder's BEP 15 connection id from another
+            # source port (fine for a tracker that binds ids to the client IP).
             # Listen ports are picked by us rather than ":0", so that they are
             # known up front. The session binds asynchronously, hence `exclude`.
             seed_port = free_port(exclude={port})
@@ -400,7 +407,9 @@ def run_protocol(proto, tracker_argv_for, timeout, verbose, hybrid):
                 time.sleep(0.1)
             log(f"  leecher finished ({time.monotonic() - alerts.t0:.1f} s)")
 
-            # Make sure everything libtorrent wrote is on disk before reading it.
+            # Ask libtorrent to flush the leecher's file before we read it (it
+            # answers with cache_flushed_alert). With libtorrent 2.0's mmap
+            # storage the data is visible anyway; this is belt and braces.
             leech_h.flush_cache()
             flush_deadline = time.monotonic() + 10
             flushed = False
@@ -430,12 +439,17 @@ def run_protocol(proto, tracker_argv_for, timeout, verbose, hybrid):
             diagnostics(seed_h, leech_h, seeder, leecher, alerts, tracker)
             raise TestFailure(f"unexpected {type(e).__name__}: {e}")
         finally:
-            # Sessions go first so their 'stopped' announces reach the tracker
-            # (bounded by stop_tracker_timeout); then the tracker; the temp dir
-            # goes when the with-block exits.
+            # Sessions go first (dropping the last reference destroys them), so
+            # their 'stopped' announces can reach the tracker, bounded by
+            # stop_tracker_timeout. (Observed with libtorrent 2.0.8: HTTP
+            # 'stopped' announces are sent at teardown, UDP ones are not.)
+            # Then the tracker; the temp dir goes when the with-block exits.
             seed_h = leech_h = None
             seeder = leecher = None
             tracker.stop()
+            if verbose:
+                log("  tracker output (tail):")
+                log("\n".join("    " + line for line in tracker.log_tail(60).splitlines()))
 
 
 def diagnostics(seed_h, leech_h, seeder, leecher, alerts, tracker):
