@@ -4,15 +4,20 @@
 //! the only shared state it touches is one store shard per announce and a few relaxed counters.
 //! Owns sockets and packet I/O; the meaning of packets belongs to the core.
 
+#[cfg(target_os = "linux")]
+mod batch;
+
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use edgetracker::protocol::types::Family;
+#[cfg(not(target_os = "linux"))]
 use edgetracker::protocol::udp::MAX_REQUEST_LEN;
 use edgetracker::service::Scratch;
 use edgetracker::store::now_or_never;
+use rand::rngs::SmallRng;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::stats;
@@ -36,53 +41,87 @@ pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
 }
 
 /// Serves `socket` until `stop` is set.
+#[cfg(target_os = "linux")]
 pub fn serve(socket: UdpSocket, shared: &Shared, stop: &AtomicBool) {
     let mut rng = thread_rng();
     let mut scratch = Scratch::default();
-    // One byte more than the largest request we serve tells oversized packets apart.
+    let mut batch = batch::Batch::new();
+    while !stop.load(Ordering::Relaxed) {
+        match batch.receive(&socket) {
+            Ok(_) => {}
+            Err(e) if is_idle(&e) => continue,
+            Err(e) => {
+                tracing::debug!("udp recv: {e}");
+                continue;
+            }
+        }
+        let now = unix_now();
+        batch.answer_each(|packet, from, reply| {
+            answer(shared, packet, from, now, &mut rng, &mut scratch, reply)
+        });
+        batch.send_replies(&socket);
+    }
+}
+
+/// Serves `socket` until `stop` is set, one datagram per system call.
+#[cfg(not(target_os = "linux"))]
+pub fn serve(socket: UdpSocket, shared: &Shared, stop: &AtomicBool) {
+    let mut rng = thread_rng();
+    let mut scratch = Scratch::default();
     let mut buf = vec![0u8; MAX_REQUEST_LEN + 1];
     let mut reply = Vec::with_capacity(1500);
     while !stop.load(Ordering::Relaxed) {
         let (len, from) = match socket.recv_from(&mut buf) {
             Ok(got) => got,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue;
-            }
+            Err(e) if is_idle(&e) => continue,
             Err(e) => {
-                // ICMP errors from earlier sends surface here on Linux (ECONNREFUSED); not fatal.
                 tracing::debug!("udp recv: {e}");
                 continue;
             }
         };
-        let ip = from.ip();
-        let outcome = now_or_never(shared.tracker.udp(
+        answer(
+            shared,
             &buf[..len],
-            ip,
+            from,
             unix_now(),
             &mut rng,
             &mut scratch,
             &mut reply,
-        ));
-        shared
-            .stats
-            .record(stats::Protocol::Udp, Family::of(ip), &outcome);
-        if let Some(reason) = &outcome.error {
-            tracing::debug!(%from, reason, "udp request refused");
-        }
-        if let Some(e) = &outcome.store_error {
-            tracing::warn!("{e}");
-        }
+        );
         if !reply.is_empty()
             && let Err(e) = socket.send_to(&reply, from)
         {
             tracing::debug!(%from, "udp send: {e}");
         }
+    }
+}
+
+fn is_idle(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// Answers one datagram into `reply` (left empty for no reply) and counts it.
+fn answer(
+    shared: &Shared,
+    packet: &[u8],
+    from: SocketAddr,
+    now: u32,
+    rng: &mut SmallRng,
+    scratch: &mut Scratch,
+    reply: &mut Vec<u8>,
+) {
+    let ip = from.ip();
+    let outcome = now_or_never(shared.tracker.udp(packet, ip, now, rng, scratch, reply));
+    shared
+        .stats
+        .record(stats::Protocol::Udp, Family::of(ip), &outcome);
+    if let Some(reason) = &outcome.error {
+        tracing::debug!(%from, reason, "udp request refused");
+    }
+    if let Some(e) = &outcome.store_error {
+        tracing::warn!("{e}");
     }
 }
