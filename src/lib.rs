@@ -17,4 +17,7 @@ pub mod service;
 pub mod store;
 pub mod swarm;
 
+#[cfg(target_arch = "wasm32")]
+pub mod edge;
+
 pub use protocol::types::{InfoHash, PeerId};

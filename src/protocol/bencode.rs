@@ -167,6 +167,8 @@ mod tests {
     use super::*;
     use serde_bencode::value::Value;
     use std::collections::HashMap;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn dict(bytes: &[u8]) -> HashMap<Vec<u8>, Value> {
         match serde_bencode::from_bytes::<Value>(bytes).expect("valid bencode") {

@@ -64,6 +64,8 @@ impl ConnectionIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn ids() -> ConnectionIds {
         ConnectionIds::new(*b"0123456789abcdef", 120, 0)

@@ -344,6 +344,8 @@ pub fn scrape_request(connection_id: [u8; 8], transaction_id: u32, hashes: &[Inf
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn sample() -> AnnounceRequest {
         AnnounceRequest {

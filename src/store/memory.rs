@@ -248,6 +248,8 @@ mod tests {
     use super::*;
     use crate::store::conformance;
     use rand::SeedableRng;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn passes_the_conformance_suite() {

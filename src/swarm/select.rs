@@ -47,6 +47,8 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn picks(n: usize, exclude: Option<usize>, want: usize, rng: &mut SmallRng) -> Vec<usize> {
         let mut out = Vec::new();

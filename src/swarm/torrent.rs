@@ -278,6 +278,8 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn a(i: u8) -> [u8; 6] {
         [10, 0, 0, i, 0x1a, 0xe1]

@@ -1,0 +1,346 @@
+//! The Workers KV store: one key per peer, expired by KV itself.
+//!
+//! Layout (all ASCII, so KV's byte-order listing groups each swarm):
+//!
+//! ```text
+//! p4:<info hash hex>:<compact peer hex>   a peer of the IPv4 swarm; p6: for IPv6
+//!     value ""; metadata {"s": 0|1 seeding, "t": unix time of the write}; expirationTtl = peer timeout
+//! d:<info hash hex>                       completed count (decimal), no expiry
+//! ```
+//!
+//! Why: a read-modify-write array per swarm loses updates between peers and hits KV's one write
+//! per second per key on any popular torrent; a key per peer has neither problem, and one prefix
+//! `list` returns exactly one swarm of one family, metadata included, so an announce reads its
+//! whole swarm in one operation. An entry is rewritten only if it would not outlive the client's
+//! next announce (or the peer's role changed), so steady-state announces cost a list, a read of
+//! the completed count and, usually, no write. Counts are kept apart from this module's policy:
+//! peer selection is the core's. The completed count is a read-modify-write: two completions of
+//! one torrent within KV's propagation delay can count once (documented; counts are advisory).
+
+use std::cell::Cell;
+use std::future::Future;
+
+use rand_core::Rng;
+use serde::{Deserialize, Serialize};
+use worker::kv::KvStore;
+
+use crate::protocol::types::{Event, InfoHash, SwarmCounts};
+use crate::store::{PeerAnnounce, PeerStore, StoreError};
+use crate::swarm::{PeerAddr, Policy, select};
+
+/// KV refuses expirationTtl below 60 s.
+pub const MIN_TTL: u32 = 60;
+/// Keys per list page (KV's maximum).
+const PAGE: u64 = 1000;
+/// Pages read per swarm: bounds one announce to a few operations (far below the 1000-operation
+/// cap per invocation) and a swarm view to 4000 peers per family, plenty to pick 100 from.
+const MAX_PAGES: usize = 4;
+
+/// KV operations performed, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct OpCounts {
+    pub list: u32,
+    pub get: u32,
+    pub put: u32,
+    pub delete: u32,
+}
+
+impl OpCounts {
+    pub fn total(&self) -> u32 {
+        self.list + self.get + self.put + self.delete
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    /// 1 if seeding.
+    s: u8,
+    /// Unix seconds of the write.
+    t: u32,
+}
+
+/// One listed peer.
+struct Listed {
+    addr: Vec<u8>,
+    seeding: bool,
+    written: u32,
+}
+
+pub struct KvPeerStore {
+    kv: KvStore,
+    policy: Policy,
+    /// Prepended to every key: lets tests give each store its own namespace in one KV.
+    namespace: String,
+    ops: Cell<OpCounts>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn kv_error(e: impl std::fmt::Display) -> StoreError {
+    StoreError(format!("workers kv: {e}"))
+}
+
+impl KvPeerStore {
+    pub fn new(kv: KvStore, policy: Policy, namespace: String) -> Self {
+        KvPeerStore {
+            kv,
+            policy,
+            namespace,
+            ops: Cell::new(OpCounts::default()),
+        }
+    }
+
+    /// Operations performed through this store so far.
+    pub fn ops(&self) -> OpCounts {
+        self.ops.get()
+    }
+
+    fn count(&self, f: impl FnOnce(&mut OpCounts)) {
+        let mut ops = self.ops.get();
+        f(&mut ops);
+        self.ops.set(ops);
+    }
+
+    fn swarm_prefix(&self, hash: &InfoHash, v6: bool) -> String {
+        format!(
+            "{}p{}:{}:",
+            self.namespace,
+            if v6 { 6 } else { 4 },
+            hex(&hash.0)
+        )
+    }
+
+    fn downloaded_key(&self, hash: &InfoHash) -> String {
+        format!("{}d:{}", self.namespace, hex(&hash.0))
+    }
+
+    /// Lists one swarm (bounded pages), dropping entries older than the peer timeout at `now`
+    /// (KV expires them on its own clock too; this keeps answers exact in between).
+    async fn list_swarm(&self, prefix: &str, now: u32) -> Result<Vec<Listed>, StoreError> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut list = self.kv.list().prefix(prefix.to_string()).limit(PAGE);
+            if let Some(c) = cursor.take() {
+                list = list.cursor(c);
+            }
+            self.count(|o| o.list += 1);
+            let page = list.execute().await.map_err(kv_error)?;
+            for key in page.keys {
+                let Some(addr) = key.name.strip_prefix(prefix).and_then(unhex) else {
+                    continue;
+                };
+                let Some(meta) = key
+                    .metadata
+                    .and_then(|m| serde_json::from_value::<Meta>(m).ok())
+                else {
+                    continue;
+                };
+                if now.saturating_sub(meta.t) > self.policy.peer_timeout {
+                    continue;
+                }
+                out.push(Listed {
+                    addr,
+                    seeding: meta.s == 1,
+                    written: meta.t,
+                });
+            }
+            if page.list_complete {
+                break;
+            }
+            match page.cursor {
+                Some(c) if !c.is_empty() => cursor = Some(c),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn downloaded(&self, hash: &InfoHash) -> Result<u32, StoreError> {
+        self.count(|o| o.get += 1);
+        let text = self
+            .kv
+            .get(&self.downloaded_key(hash))
+            .text()
+            .await
+            .map_err(kv_error)?;
+        Ok(text.and_then(|t| t.trim().parse().ok()).unwrap_or(0))
+    }
+
+    /// Whether a listed entry must be rewritten: it changed role, or it would expire before the
+    /// client's next announce (plus a minute of slack for late clients and KV's propagation).
+    fn needs_write(&self, listed: Option<&Listed>, seeding: bool, now: u32) -> bool {
+        let Some(l) = listed else { return true };
+        let p = &self.policy;
+        let refresh_after = p
+            .peer_timeout
+            .saturating_sub(p.announce_interval)
+            .saturating_sub(60);
+        l.seeding != seeding || now.saturating_sub(l.written) >= refresh_after
+    }
+
+    async fn announce_inner(
+        &self,
+        a: &PeerAnnounce,
+        now: u32,
+        rng: &mut impl Rng,
+        peers: &mut Vec<u8>,
+    ) -> Result<SwarmCounts, StoreError> {
+        let v6 = matches!(a.peer, PeerAddr::V6(_));
+        let prefix = self.swarm_prefix(&a.info_hash, v6);
+        let me = a.peer.as_bytes();
+        let my_key = format!("{prefix}{}", hex(me));
+        let mut swarm = self.list_swarm(&prefix, now).await?;
+        let mut downloaded = self.downloaded(&a.info_hash).await?;
+        let mine = swarm.iter().position(|l| l.addr == me);
+        let was_seeder = mine.is_some_and(|i| swarm[i].seeding);
+
+        if a.event == Event::Stopped {
+            if let Some(i) = mine {
+                swarm.swap_remove(i);
+                self.count(|o| o.delete += 1);
+                self.kv.delete(&my_key).await.map_err(kv_error)?;
+            }
+        } else {
+            if self.needs_write(mine.map(|i| &swarm[i]), a.seeding, now) {
+                self.count(|o| o.put += 1);
+                let written = self.kv.put(&my_key, "").and_then(|p| {
+                    p.expiration_ttl(u64::from(self.policy.peer_timeout.max(MIN_TTL)))
+                        .metadata(Meta {
+                            s: u8::from(a.seeding),
+                            t: now,
+                        })
+                });
+                match written {
+                    Ok(put) => {
+                        if let Err(e) = put.execute().await {
+                            // A rate-limited or failed write costs this peer its freshness, not
+                            // the client its answer: it is written again at its next announce.
+                            worker::console_warn!("kv put {my_key}: {e}");
+                        }
+                    }
+                    Err(e) => worker::console_warn!("kv put {my_key}: {e}"),
+                }
+            }
+            match mine {
+                Some(i) => {
+                    swarm[i].seeding = a.seeding;
+                    swarm[i].written = now;
+                }
+                None => swarm.push(Listed {
+                    addr: me.to_vec(),
+                    seeding: a.seeding,
+                    written: now,
+                }),
+            }
+            if a.event == Event::Completed && !was_seeder {
+                downloaded = downloaded.saturating_add(1);
+                self.count(|o| o.put += 1);
+                let key = self.downloaded_key(&a.info_hash);
+                match self.kv.put(&key, downloaded.to_string()) {
+                    Ok(put) => {
+                        if let Err(e) = put.execute().await {
+                            worker::console_warn!("kv put {key}: {e}");
+                        }
+                    }
+                    Err(e) => worker::console_warn!("kv put {key}: {e}"),
+                }
+            }
+        }
+
+        // Leechers first, then seeders; a seeder samples the leechers only (the core's rule).
+        swarm.sort_by_key(|l| l.seeding);
+        let leechers = swarm.iter().filter(|l| !l.seeding).count();
+        let complete = (swarm.len() - leechers) as u32;
+        if a.event != Event::Stopped {
+            let candidates = if a.seeding { leechers } else { swarm.len() };
+            let me_at = swarm[..candidates].iter().position(|l| l.addr == me);
+            select::sample(candidates, me_at, a.want, rng, |i| {
+                peers.extend_from_slice(&swarm[i].addr)
+            });
+        }
+        Ok(SwarmCounts {
+            complete,
+            incomplete: leechers as u32,
+            downloaded,
+        })
+    }
+
+    async fn scrape_inner(
+        &self,
+        hashes: &[InfoHash],
+        now: u32,
+        out: &mut Vec<SwarmCounts>,
+    ) -> Result<(), StoreError> {
+        for hash in hashes {
+            let mut c = SwarmCounts {
+                downloaded: self.downloaded(hash).await?,
+                ..SwarmCounts::default()
+            };
+            for v6 in [false, true] {
+                for l in self.list_swarm(&self.swarm_prefix(hash, v6), now).await? {
+                    if l.seeding {
+                        c.complete += 1
+                    } else {
+                        c.incomplete += 1
+                    }
+                }
+            }
+            out.push(c);
+        }
+        Ok(())
+    }
+}
+
+impl PeerStore for KvPeerStore {
+    fn announce(
+        &self,
+        a: &PeerAnnounce,
+        now: u32,
+        rng: &mut impl Rng,
+        peers: &mut Vec<u8>,
+    ) -> impl Future<Output = Result<SwarmCounts, StoreError>> {
+        self.announce_inner(a, now, rng, peers)
+    }
+
+    fn scrape(
+        &self,
+        hashes: &[InfoHash],
+        now: u32,
+        out: &mut Vec<SwarmCounts>,
+    ) -> impl Future<Output = Result<(), StoreError>> {
+        self.scrape_inner(hashes, now, out)
+    }
+
+    /// KV expires peers itself (expirationTtl); listing also skips entries past the timeout.
+    fn expire(&self, _now: u32) -> impl Future<Output = Result<(), StoreError>> {
+        std::future::ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn hex_round_trips() {
+        let b = [0u8, 1, 0xab, 0xff];
+        assert_eq!(unhex(&hex(&b)).unwrap(), b);
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("zz"), None);
+    }
+}

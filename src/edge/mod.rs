@@ -1,0 +1,206 @@
+//! The edge home: the core as a Cloudflare Worker, swarms in Workers KV.
+//!
+//! Owns the Worker's I/O: routing fetch events, the client address (`CF-Connecting-IP`, nothing
+//! else), the clock and entropy of the isolate, the KV store and its operation counters. Request
+//! parsing, policy and reply bytes are [`crate::service`]'s, exactly as natively. Compiled only
+//! for wasm32; nothing native may depend on it.
+
+mod config;
+pub mod kv;
+
+use std::cell::RefCell;
+use std::net::IpAddr;
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use worker::{Context, Env, Request, Response, event};
+
+use crate::protocol::bencode::write_failure;
+use crate::protocol::connection_id::ConnectionIds;
+use crate::protocol::http::split_target;
+use crate::protocol::types::canonical_ip;
+use crate::service::{Action, Scratch, Tracker};
+use kv::{KvPeerStore, OpCounts};
+
+/// The KV binding of wrangler.toml.
+const BINDING: &str = "SWARMS";
+
+/// Per-isolate state: an RNG seeded once from the platform's CSPRNG, reusable buffers, and
+/// counters for `/stats` (an isolate's lifetime; Cloudflare runs many isolates, so these describe
+/// one of them — enough to see the cost per request, which is what they are for).
+struct Isolate {
+    rng: SmallRng,
+    scratch: Scratch,
+    requests: [u64; 2],
+    errors: [u64; 2],
+    store_errors: u64,
+    kv_ops: [OpCounts; 2],
+}
+
+thread_local! {
+    static ISOLATE: RefCell<Option<Isolate>> = const { RefCell::new(None) };
+}
+
+fn isolate<T>(f: impl FnOnce(&mut Isolate) -> T) -> T {
+    ISOLATE.with_borrow_mut(|slot| {
+        let state = slot.get_or_insert_with(|| {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).expect("crypto.getRandomValues is available in Workers");
+            Isolate {
+                rng: SmallRng::from_seed(seed),
+                scratch: Scratch::default(),
+                requests: [0; 2],
+                errors: [0; 2],
+                store_errors: 0,
+                kv_ops: [OpCounts::default(); 2],
+            }
+        });
+        f(state)
+    })
+}
+
+fn now() -> u32 {
+    (worker::Date::now().as_millis() / 1000) as u32
+}
+
+fn bencoded(status: u16, body: Vec<u8>) -> worker::Result<Response> {
+    let mut r = Response::from_bytes(body)?.with_status(status);
+    r.headers_mut()
+        .set("content-type", "text/plain; charset=utf-8")?;
+    Ok(r)
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    console_error_panic_hook::set_once();
+    let url = req.url()?;
+    let target = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    };
+    let (path, query) = split_target(target.as_bytes());
+    match path {
+        b"/announce" | b"/scrape" => tracker_request(&req, &env, path == b"/announce", query).await,
+        b"/stats" => stats(),
+        b"/__conformance"
+            if env
+                .var("CONFORMANCE_TESTS")
+                .is_ok_and(|v| v.to_string() == "1") =>
+        {
+            conformance(&env).await
+        }
+        _ => bencoded(
+            404,
+            write_failure("not found: this tracker serves /announce and /scrape"),
+        ),
+    }
+}
+
+async fn tracker_request(
+    req: &Request,
+    env: &Env,
+    announce: bool,
+    query: &[u8],
+) -> worker::Result<Response> {
+    let policy = match config::policy(env) {
+        Ok(p) => p,
+        Err(e) => return bencoded(200, write_failure(&format!("tracker misconfigured: {e}"))),
+    };
+    let ip = match req
+        .headers()
+        .get("CF-Connecting-IP")?
+        .and_then(|v| v.parse::<IpAddr>().ok())
+    {
+        Some(ip) => canonical_ip(ip),
+        None => return bencoded(200, write_failure("no client address (CF-Connecting-IP)")),
+    };
+    let store = KvPeerStore::new(env.kv(BINDING)?, policy.clone(), String::new());
+    // HTTP only: connection ids are a UDP matter, which the edge does not serve.
+    let tracker = Tracker::new(store, policy, ConnectionIds::new([0; 16], 0, 0));
+    let now = now();
+    // The isolate's RNG and buffers are moved out for the await and put back after, so no
+    // RefCell borrow is held across a suspension point.
+    let (mut rng, mut scratch) = isolate(|s| (s.rng.clone(), std::mem::take(&mut s.scratch)));
+    let (body, outcome) = if announce {
+        tracker
+            .http_announce(query, ip, now, &mut rng, &mut scratch)
+            .await
+    } else {
+        tracker.http_scrape(query, now, &mut scratch).await
+    };
+    let ops = tracker.store.ops();
+    let kind = usize::from(!announce);
+    isolate(|s| {
+        s.rng = rng;
+        s.scratch = scratch;
+        s.requests[kind] += 1;
+        s.errors[kind] += u64::from(outcome.error.is_some());
+        s.store_errors += u64::from(outcome.store_error.is_some());
+        let total = &mut s.kv_ops[kind];
+        total.list += ops.list;
+        total.get += ops.get;
+        total.put += ops.put;
+        total.delete += ops.delete;
+    });
+    if let Some(e) = &outcome.store_error {
+        worker::console_error!("{e} (served without store data)");
+    }
+    debug_assert!(matches!(
+        outcome.action,
+        Some(Action::Announce | Action::Scrape) | None
+    ));
+    let mut response = bencoded(200, body)?;
+    // The KV cost of this very request, for operators and for the budget tests.
+    response.headers_mut().set(
+        "x-kv-ops",
+        &format!(
+            "list={} get={} put={} delete={}",
+            ops.list, ops.get, ops.put, ops.delete
+        ),
+    )?;
+    Ok(response)
+}
+
+fn stats() -> worker::Result<Response> {
+    let body = isolate(|s| {
+        let kind = |k: usize| {
+            serde_json::json!({
+                "requests": s.requests[k],
+                "errors": s.errors[k],
+                "kv_ops": s.kv_ops[k],
+                "kv_ops_per_request": if s.requests[k] == 0 { 0.0 } else { f64::from(s.kv_ops[k].total()) / s.requests[k] as f64 },
+            })
+        };
+        serde_json::json!({
+            "scope": "this isolate since it started",
+            "announce": kind(0),
+            "scrape": kind(1),
+            "store_errors": s.store_errors,
+        })
+    });
+    let mut r = Response::from_json(&body)?;
+    r.headers_mut().set("content-type", "application/json")?;
+    Ok(r)
+}
+
+/// Runs the store conformance suite against the real KV binding (tests only: enabled by the
+/// CONFORMANCE_TESTS var, which only the Miniflare test sets). Each case gets its own key
+/// namespace, so the cases share one KV without seeing each other.
+async fn conformance(env: &Env) -> worker::Result<Response> {
+    let kv = env.kv(BINDING)?;
+    let case = std::cell::Cell::new(0u32);
+    let make = || {
+        case.set(case.get() + 1);
+        KvPeerStore::new(
+            kv.clone(),
+            crate::store::conformance::policy(),
+            format!("conformance-{}/", case.get()),
+        )
+    };
+    let mut rng = isolate(|s| s.rng.clone());
+    crate::store::conformance::run_all(make, &mut rng).await;
+    Response::ok(format!(
+        "ok: {} cases passed against Workers KV",
+        case.get()
+    ))
+}
