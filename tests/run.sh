@@ -3,14 +3,21 @@
 #
 #   tests/run.sh
 #
-# Installs what it needs first, skipping what is already there: the wasm32 target (the core
-# must build for the Worker) and Debian's python3-libtorrent (the real-client test).
+# Installs what it needs first, skipping what is already there: the wasm32 target, Debian's
+# python3-libtorrent (real clients), wasm-bindgen-cli (the version Cargo.lock pins), wasm-pack and
+# worker-build from crates.io, and the npm packages of package-lock.json (Miniflare, wrangler,
+# Node 22 for wrangler, esbuild and wasm-opt for worker-build). Nothing is fetched from anywhere
+# else: worker-build and wasm-pack are pointed at these tools instead of downloading their own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
-
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+has_version() { "$1" --version 2>/dev/null | grep -qx "$1 $2"; }
+
+WORKER_BUILD_VERSION=0.8.7
+WASM_PACK_VERSION=0.15.1
+WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
 
 step "prerequisites"
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
@@ -20,13 +27,36 @@ if ! /usr/bin/python3 -c 'import libtorrent' 2>/dev/null; then
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-libtorrent
 fi
-
-step "core builds for wasm32 (the Worker's target)"
-cargo check -p edgetracker --target wasm32-unknown-unknown
+# One target dir for the three tools: they share most of their dependencies.
+tools_target=${CARGO_TARGET_DIR_TOOLS:-${TMPDIR:-/tmp}/edgetracker-tools-target}
+# wasm-bindgen-cli must equal the locked wasm-bindgen; its --locked build fails, so without it.
+has_version wasm-bindgen "$WASM_BINDGEN_VERSION" || cargo install --target-dir "$tools_target" wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+has_version worker-build "$WORKER_BUILD_VERSION" || cargo install --target-dir "$tools_target" worker-build --version "$WORKER_BUILD_VERSION"
+has_version wasm-pack "$WASM_PACK_VERSION" || cargo install --target-dir "$tools_target" wasm-pack --version "$WASM_PACK_VERSION"
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --no-audit --no-fund
+fi
+export PATH="$PWD/node_modules/.bin:$PATH"
+export WASM_BINDGEN_BIN=wasm-bindgen ESBUILD_BIN=esbuild WASM_OPT_BIN=wasm-opt
+export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
 
 step "unit, property and integration tests (real sockets on 127.0.0.1 and ::1)"
 cargo test --workspace
 
-step "real BitTorrent clients move a file through the tracker (HTTP and UDP)"
-cargo build --bin edgetracker
+step "the core's tests, vectors included, as wasm32 in Node (wasm-pack test --node)"
+wasm-pack test --node
+
+step "real BitTorrent clients move a file through the native tracker (HTTP and UDP)"
+cargo build -p edgetracker-native
 /usr/bin/python3 tests/real_clients/transfer.py --binary target/debug/edgetracker --protocol both
+
+step "the Worker: build it, then drive it in Miniflare with an in-memory KV"
+worker-build --profile worker
+printf 'worker bundle: index_bg.wasm %s bytes, %s gzipped\n' "$(wc -c <build/index_bg.wasm)" "$(gzip -9 -c build/index_bg.wasm | wc -c)"
+npm test
+
+step "real BitTorrent clients move a file through the Worker under wrangler dev (HTTP)"
+state=$(mktemp -d)
+/usr/bin/python3 tests/real_clients/transfer.py --protocol http \
+    --tracker-cmd "npx --no-install wrangler dev --config tests/edge/wrangler.test.toml --local --ip 127.0.0.1 --port {port} --persist-to $state"
+rm -rf "$state"

@@ -114,7 +114,14 @@ async fn tracker_request(
         Some(ip) => canonical_ip(ip),
         None => return bencoded(200, write_failure("no client address (CF-Connecting-IP)")),
     };
-    let store = KvPeerStore::new(env.kv(BINDING)?, policy.clone(), String::new());
+    let kv = match env.kv(BINDING) {
+        Ok(kv) => kv,
+        Err(e) => {
+            worker::console_error!("KV binding {BINDING}: {e}");
+            return bencoded(200, write_failure("tracker storage unavailable, try again later"));
+        }
+    };
+    let store = KvPeerStore::new(kv, policy.clone(), String::new());
     // HTTP only: connection ids are a UDP matter, which the edge does not serve.
     let tracker = Tracker::new(store, policy, ConnectionIds::new([0; 16], 0, 0));
     let now = now();

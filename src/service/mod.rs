@@ -282,3 +282,66 @@ fn refuse_http(action: Option<Action>, e: &RequestError) -> (Vec<u8>, Outcome) {
         Outcome::refused(action, reason),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::http::announce_query;
+    use crate::protocol::types::PeerId;
+    use crate::store::now_or_never;
+    use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    /// A store whose backend is down, as KV is when rate-limited or failing.
+    struct Broken;
+
+    impl PeerStore for Broken {
+        fn announce(&self, _: &PeerAnnounce, _: u32, _: &mut impl Rng, peers: &mut Vec<u8>) -> impl Future<Output = Result<SwarmCounts, StoreError>> {
+            peers.extend_from_slice(&[1, 2, 3]); // half-written output must not leak into the reply
+            std::future::ready(Err(StoreError("backend down".into())))
+        }
+        fn scrape(&self, _: &[InfoHash], _: u32, out: &mut Vec<SwarmCounts>) -> impl Future<Output = Result<(), StoreError>> {
+            out.push(SwarmCounts { complete: 9, incomplete: 9, downloaded: 9 });
+            std::future::ready(Err(StoreError("backend down".into())))
+        }
+        fn expire(&self, _: u32) -> impl Future<Output = Result<(), StoreError>> {
+            std::future::ready(Ok(()))
+        }
+    }
+
+    fn tracker() -> Tracker<Broken> {
+        Tracker::new(Broken, Policy::default(), ConnectionIds::new([1; 16], 120, 0))
+    }
+
+    #[test]
+    fn a_failing_store_still_gets_the_client_a_well_formed_announce() {
+        let req = AnnounceRequest {
+            info_hash: InfoHash([1; 20]),
+            peer_id: PeerId([2; 20]),
+            port: 6881,
+            uploaded: 0,
+            downloaded: 0,
+            left: 0,
+            event: Event::Started,
+            numwant: None,
+            compact: true,
+            no_peer_id: false,
+            key: None,
+            claimed_ip: None,
+        };
+        let mut rng = SmallRng::seed_from_u64(1);
+        let (body, outcome) = now_or_never(tracker().http_announce(announce_query(&req).as_bytes(), "10.0.0.1".parse().unwrap(), 1, &mut rng, &mut Scratch::default()));
+        assert_eq!(body, b"d8:completei0e10:downloadedi0e10:incompletei0e8:intervali1800e12:min intervali900e5:peers0:e");
+        assert_eq!(outcome.store_error, Some(StoreError("backend down".into())));
+        assert_eq!(outcome.error, None, "not the client's fault");
+    }
+
+    #[test]
+    fn a_failing_store_still_gets_a_scrape_of_zeros() {
+        let (body, outcome) = now_or_never(tracker().http_scrape(b"info_hash=AAAAAAAAAAAAAAAAAAAA", 1, &mut Scratch::default()));
+        assert_eq!(body, b"d5:filesd20:AAAAAAAAAAAAAAAAAAAAd8:completei0e10:downloadedi0e10:incompletei0eeee");
+        assert!(outcome.store_error.is_some());
+    }
+}

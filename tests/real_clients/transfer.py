@@ -113,8 +113,11 @@ class Tracker:
         # stdout and stderr both go to a file (never a pipe that could fill up
         # and block the tracker); we show its tail on failure.
         with open(self.log_path, "wb") as out:
+            # A session of its own: a tracker command may be a launcher with children
+            # (npx -> wrangler -> workerd), and stop() must end all of them, and only them.
             self.proc = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         log(f"  tracker pid {self.proc.pid}: {shlex.join(self.argv)}")
 
@@ -153,17 +156,26 @@ class Tracker:
         except ValueError as e:
             raise TestFailure(f"GET /stats is not valid JSON ({e}): {body[:200]!r}")
 
+    def _signal_group(self, sig):
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
     def stop(self):
-        """Stop only our own child: SIGTERM, then SIGKILL after a grace period."""
-        if self.proc is None or self.proc.poll() is not None:
+        """Stop only what we started (our child's process group): SIGTERM, then SIGKILL."""
+        if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
+        self._signal_group(signal.SIGTERM)
         try:
             self.proc.wait(timeout=TRACKER_STOP_GRACE)
         except subprocess.TimeoutExpired:
             log(f"  tracker pid {self.proc.pid} ignored SIGTERM for {TRACKER_STOP_GRACE:.0f} s; SIGKILL")
-            self.proc.kill()
+            self._signal_group(signal.SIGKILL)
             self.proc.wait(timeout=TRACKER_STOP_GRACE)
+        # Launchers may exit before their children: give the rest of the group a moment.
+        time.sleep(0.5)
+        self._signal_group(signal.SIGKILL)
         log(f"  tracker pid {self.proc.pid} stopped, exit status {self.proc.returncode}")
 
     def log_tail(self, lines=40):

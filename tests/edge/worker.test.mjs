@@ -1,0 +1,225 @@
+// The built Worker (worker-build output in build/) loaded in Miniflare with an in-memory KV,
+// driven through /announce and /scrape as a BitTorrent client would: reply bytes, swarm
+// contents, errors, and the KV operations each request costs.
+//
+// Run: npm test (after `worker-build --release`); tests/run.sh does both.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { Miniflare } from "miniflare";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const BUILD = path.join(ROOT, "build");
+
+let mf;
+before(async () => {
+  mf = new Miniflare({
+    modules: true,
+    scriptPath: path.join(BUILD, "worker/shim.mjs"),
+    modulesRoot: BUILD,
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"] },
+    ],
+    compatibilityDate: "2026-07-01",
+    kvNamespaces: ["SWARMS"],
+    // wrangler.toml's vars, plus the switch for the store conformance route.
+    bindings: {
+      ANNOUNCE_INTERVAL: "1800", MIN_INTERVAL: "900", PEER_TIMEOUT: "5400",
+      NUMWANT_DEFAULT: "50", NUMWANT_MAX: "100", SCRAPE_MAX_HASHES: "16",
+      CONFORMANCE_TESTS: "1",
+    },
+    cf: false,
+  });
+  await mf.ready;
+});
+after(async () => { await mf?.dispose(); });
+
+// --- a minimal bencode decoder (byte strings stay Buffers) ---
+function decode(buf) {
+  let i = 0;
+  function value() {
+    const c = buf[i];
+    if (c === 0x69) { // i
+      const end = buf.indexOf(0x65, i);
+      const n = Number(buf.subarray(i + 1, end).toString());
+      i = end + 1;
+      return n;
+    }
+    if (c === 0x6c) { // l
+      i++;
+      const out = [];
+      while (buf[i] !== 0x65) out.push(value());
+      i++;
+      return out;
+    }
+    if (c === 0x64) { // d
+      i++;
+      const out = new Map();
+      while (buf[i] !== 0x65) {
+        const k = value();
+        out.set(k.toString("latin1"), value());
+      }
+      i++;
+      return out;
+    }
+    const colon = buf.indexOf(0x3a, i);
+    const len = Number(buf.subarray(i, colon).toString());
+    const s = buf.subarray(colon + 1, colon + 1 + len);
+    i = colon + 1 + len;
+    return s;
+  }
+  const v = value();
+  assert.equal(i, buf.length, "trailing bytes after the bencoded value");
+  return v;
+}
+
+const enc = (bytes) => [...bytes].map((b) => "%" + b.toString(16).padStart(2, "0")).join("");
+const hash = (b) => Buffer.alloc(20, b);
+let nextPeerId = 0;
+const peerId = () => Buffer.from(("-ET0001-" + String(nextPeerId++).padStart(12, "0")));
+
+async function get(target, ip = "10.0.0.1") {
+  const headers = ip ? { "CF-Connecting-IP": ip } : {};
+  const res = await mf.dispatchFetch("http://tracker.test" + target, { headers });
+  const body = Buffer.from(await res.arrayBuffer());
+  return { status: res.status, body, ops: res.headers.get("x-kv-ops"), type: res.headers.get("content-type") };
+}
+
+async function announce(ip, h, port, { left = 0, event, compact, numwant, id } = {}) {
+  let q = `info_hash=${enc(h)}&peer_id=${enc(id ?? peerId())}&port=${port}&uploaded=0&downloaded=0&left=${left}`;
+  if (event) q += `&event=${event}`;
+  if (compact !== undefined) q += `&compact=${compact}`;
+  if (numwant !== undefined) q += `&numwant=${numwant}`;
+  const r = await get(`/announce?${q}`, ip);
+  assert.equal(r.status, 200);
+  return { ...r, d: decode(r.body) };
+}
+
+const compact4 = (ip, port) => Buffer.from([...ip.split(".").map(Number), port >> 8, port & 255]);
+
+test("two peers find each other through /announce (compact)", async () => {
+  const h = hash(1);
+  const first = await announce("10.0.0.1", h, 6881, { event: "started" });
+  assert.equal(first.d.get("complete"), 1);
+  assert.equal(first.d.get("incomplete"), 0);
+  assert.equal(first.d.get("interval"), 1800);
+  assert.deepEqual(first.d.get("peers"), Buffer.alloc(0));
+  const second = await announce("10.0.0.2", h, 6882, { left: 10, event: "started" });
+  assert.deepEqual(second.d.get("peers"), compact4("10.0.0.1", 6881));
+  assert.equal(second.d.get("complete"), 1);
+  assert.equal(second.d.get("incomplete"), 1);
+  const again = await announce("10.0.0.1", h, 6881);
+  assert.deepEqual(again.d.get("peers"), compact4("10.0.0.2", 6882), "the seeder gets the leecher");
+});
+
+test("non-compact replies list dicts", async () => {
+  const h = hash(2);
+  await announce("10.0.1.1", h, 7001);
+  const r = await announce("10.0.1.2", h, 7002, { left: 5, compact: 0 });
+  const peers = r.d.get("peers");
+  assert.equal(peers.length, 1);
+  assert.equal(peers[0].get("ip").toString(), "10.0.1.1");
+  assert.equal(peers[0].get("port"), 7001);
+});
+
+test("an IPv6 CF-Connecting-IP gets peers6, and the families stay apart", async () => {
+  const h = hash(3);
+  await announce("10.0.2.1", h, 4001);
+  await announce("2001:db8::1", h, 6001);
+  const r = await announce("2001:db8::2", h, 6002, { left: 1 });
+  const expected = Buffer.alloc(18);
+  expected[0] = 0x20; expected[1] = 0x01; expected[2] = 0x0d; expected[3] = 0xb8; expected[15] = 1;
+  expected.writeUInt16BE(6001, 16);
+  assert.deepEqual(r.d.get("peers6"), expected);
+  assert.deepEqual(r.d.get("peers"), Buffer.alloc(0));
+  assert.equal(r.d.get("complete"), 1);
+  const r4 = await announce("10.0.2.2", h, 4002, { left: 1 });
+  assert.deepEqual(r4.d.get("peers"), compact4("10.0.2.1", 4001));
+});
+
+test("stopped removes the peer; completed counts once", async () => {
+  const h = hash(4);
+  await announce("10.0.3.1", h, 1, { left: 5, event: "started" });
+  await announce("10.0.3.2", h, 2, { left: 5, event: "started" });
+  const done = await announce("10.0.3.1", h, 1, { left: 0, event: "completed" });
+  assert.equal(done.d.get("downloaded"), 1);
+  assert.equal(done.d.get("complete"), 1);
+  const again = await announce("10.0.3.1", h, 1, { left: 0, event: "completed" });
+  assert.equal(again.d.get("downloaded"), 1, "a repeated completed is not another download");
+  const stop = await announce("10.0.3.2", h, 2, { left: 5, event: "stopped" });
+  assert.deepEqual(stop.d.get("peers"), Buffer.alloc(0));
+  assert.match(stop.ops, /delete=1/);
+  const after = await announce("10.0.3.1", h, 1, { left: 0 });
+  assert.equal(after.d.get("incomplete"), 0, "the stopped leecher is gone");
+  assert.deepEqual(after.d.get("peers"), Buffer.alloc(0));
+});
+
+test("scrape answers several hashes, zeros for unknown ones", async () => {
+  const [a, b, unknown] = [hash(5), hash(6), hash(7)];
+  await announce("10.0.4.1", a, 1);
+  await announce("10.0.4.2", a, 2, { left: 3 });
+  await announce("2001:db8::5", a, 3, { left: 3 });
+  await announce("10.0.4.3", b, 1, { left: 3 });
+  const r = await get(`/scrape?info_hash=${enc(a)}&info_hash=${enc(b)}&info_hash=${enc(unknown)}`);
+  const files = decode(r.body).get("files");
+  const counts = (h) => { const f = files.get(h.toString("latin1")); return [f.get("complete"), f.get("incomplete"), f.get("downloaded")]; };
+  assert.deepEqual(counts(a), [1, 2, 0], "both families summed");
+  assert.deepEqual(counts(b), [0, 1, 0]);
+  assert.deepEqual(counts(unknown), [0, 0, 0]);
+  assert.match(r.ops, /^list=6 get=3 put=0 delete=0$/, "two lists and one read per hash");
+});
+
+test("malformed requests get a bencoded failure reason, never a 500", async () => {
+  const reason = async (target, ip) => {
+    const r = await get(target, ip);
+    return [r.status, decode(r.body).get("failure reason").toString()];
+  };
+  const pid = enc(peerId());
+  assert.deepEqual(await reason(`/announce?peer_id=${pid}&port=1`), [200, "missing info_hash"]);
+  assert.deepEqual(await reason(`/announce?info_hash=abc&peer_id=${pid}&port=1`), [200, "info_hash must be 20 bytes, got 3"]);
+  assert.deepEqual(await reason(`/announce?info_hash=%zz&peer_id=${pid}&port=1`), [200, "invalid percent-encoding in info_hash"]);
+  assert.deepEqual(await reason(`/announce?info_hash=${enc(hash(8))}&peer_id=${pid}&port=0`), [200, "port must not be 0"]);
+  assert.deepEqual(await reason(`/scrape`), [200, "full scrape is disabled: pass at least one info_hash"]);
+  const many = Array.from({ length: 17 }, (_, i) => `info_hash=${enc(hash(100 + i))}`).join("&");
+  assert.deepEqual(await reason(`/scrape?${many}`), [200, "too many info_hash in one scrape (at most 16)"]);
+  // (Miniflare fills in a missing CF-Connecting-IP itself, so send a broken one.)
+  assert.deepEqual(await reason(`/announce?info_hash=${enc(hash(8))}&peer_id=${pid}&port=1`, "not-an-address"), [200, "no client address (CF-Connecting-IP)"]);
+  assert.deepEqual(await reason(`/elsewhere`), [404, "not found: this tracker serves /announce and /scrape"]);
+});
+
+test("a steady-state announce costs one list, one read and no write", async () => {
+  const h = hash(9);
+  const id = peerId();
+  const first = await announce("10.0.5.1", h, 1, { event: "started", id });
+  assert.equal(first.ops, "list=1 get=1 put=1 delete=0", "a new peer is written once");
+  const steady = await announce("10.0.5.1", h, 1, { id });
+  assert.equal(steady.ops, "list=1 get=1 put=0 delete=0", "a fresh peer is not written again");
+  const stats = JSON.parse((await get("/stats")).body.toString());
+  assert.ok(stats.announce.requests >= 2);
+  assert.ok(stats.announce.kv_ops.list >= 2);
+});
+
+test("swarms larger than one KV list page are read in bounded pages", async () => {
+  const h = hash(10);
+  const kv = await mf.getKVNamespace("SWARMS");
+  const now = Math.floor(Date.now() / 1000);
+  const hex = Buffer.from(h).toString("hex");
+  const writes = [];
+  for (let i = 0; i < 1500; i++) {
+    const peer = Buffer.from([10, 9, i >> 8, i & 255, 0x1a, 0xe1]).toString("hex");
+    writes.push(kv.put(`p4:${hex}:${peer}`, "", { expirationTtl: 3600, metadata: { s: 1, t: now } }));
+  }
+  await Promise.all(writes);
+  const r = await announce("10.0.6.1", h, 1, { left: 1, numwant: 100 });
+  assert.equal(r.d.get("complete"), 1500, "every listed seeder counted");
+  assert.equal(r.d.get("peers").length, 100 * 6, "numwant honoured");
+  assert.match(r.ops, /^list=2 /, "1500 keys = two pages of 1000");
+});
+
+test("the store conformance suite passes against Workers KV", async () => {
+  const r = await get("/__conformance");
+  assert.equal(r.status, 200, r.body.toString());
+  assert.match(r.body.toString(), /^ok: 9 cases passed/);
+});
