@@ -118,7 +118,10 @@ async fn tracker_request(
         Ok(kv) => kv,
         Err(e) => {
             worker::console_error!("KV binding {BINDING}: {e}");
-            return bencoded(200, write_failure("tracker storage unavailable, try again later"));
+            return bencoded(
+                200,
+                write_failure("tracker storage unavailable, try again later"),
+            );
         }
     };
     let store = KvPeerStore::new(kv, policy.clone(), String::new());

@@ -298,12 +298,27 @@ mod tests {
     struct Broken;
 
     impl PeerStore for Broken {
-        fn announce(&self, _: &PeerAnnounce, _: u32, _: &mut impl Rng, peers: &mut Vec<u8>) -> impl Future<Output = Result<SwarmCounts, StoreError>> {
+        fn announce(
+            &self,
+            _: &PeerAnnounce,
+            _: u32,
+            _: &mut impl Rng,
+            peers: &mut Vec<u8>,
+        ) -> impl Future<Output = Result<SwarmCounts, StoreError>> {
             peers.extend_from_slice(&[1, 2, 3]); // half-written output must not leak into the reply
             std::future::ready(Err(StoreError("backend down".into())))
         }
-        fn scrape(&self, _: &[InfoHash], _: u32, out: &mut Vec<SwarmCounts>) -> impl Future<Output = Result<(), StoreError>> {
-            out.push(SwarmCounts { complete: 9, incomplete: 9, downloaded: 9 });
+        fn scrape(
+            &self,
+            _: &[InfoHash],
+            _: u32,
+            out: &mut Vec<SwarmCounts>,
+        ) -> impl Future<Output = Result<(), StoreError>> {
+            out.push(SwarmCounts {
+                complete: 9,
+                incomplete: 9,
+                downloaded: 9,
+            });
             std::future::ready(Err(StoreError("backend down".into())))
         }
         fn expire(&self, _: u32) -> impl Future<Output = Result<(), StoreError>> {
@@ -312,7 +327,11 @@ mod tests {
     }
 
     fn tracker() -> Tracker<Broken> {
-        Tracker::new(Broken, Policy::default(), ConnectionIds::new([1; 16], 120, 0))
+        Tracker::new(
+            Broken,
+            Policy::default(),
+            ConnectionIds::new([1; 16], 120, 0),
+        )
     }
 
     #[test]
@@ -332,7 +351,13 @@ mod tests {
             claimed_ip: None,
         };
         let mut rng = SmallRng::seed_from_u64(1);
-        let (body, outcome) = now_or_never(tracker().http_announce(announce_query(&req).as_bytes(), "10.0.0.1".parse().unwrap(), 1, &mut rng, &mut Scratch::default()));
+        let (body, outcome) = now_or_never(tracker().http_announce(
+            announce_query(&req).as_bytes(),
+            "10.0.0.1".parse().unwrap(),
+            1,
+            &mut rng,
+            &mut Scratch::default(),
+        ));
         assert_eq!(body, b"d8:completei0e10:downloadedi0e10:incompletei0e8:intervali1800e12:min intervali900e5:peers0:e");
         assert_eq!(outcome.store_error, Some(StoreError("backend down".into())));
         assert_eq!(outcome.error, None, "not the client's fault");
@@ -340,8 +365,15 @@ mod tests {
 
     #[test]
     fn a_failing_store_still_gets_a_scrape_of_zeros() {
-        let (body, outcome) = now_or_never(tracker().http_scrape(b"info_hash=AAAAAAAAAAAAAAAAAAAA", 1, &mut Scratch::default()));
-        assert_eq!(body, b"d5:filesd20:AAAAAAAAAAAAAAAAAAAAd8:completei0e10:downloadedi0e10:incompletei0eeee");
+        let (body, outcome) = now_or_never(tracker().http_scrape(
+            b"info_hash=AAAAAAAAAAAAAAAAAAAA",
+            1,
+            &mut Scratch::default(),
+        ));
+        assert_eq!(
+            body,
+            b"d5:filesd20:AAAAAAAAAAAAAAAAAAAAd8:completei0e10:downloadedi0e10:incompletei0eeee"
+        );
         assert!(outcome.store_error.is_some());
     }
 }
