@@ -260,14 +260,13 @@ impl KvPeerStore {
             }
         }
 
-        // Leechers first, then seeders; a seeder samples the leechers only (the core's rule).
+        // The layout selection expects: leechers first, then seeders.
         swarm.sort_by_key(|l| l.seeding);
         let leechers = swarm.iter().filter(|l| !l.seeding).count();
         let complete = (swarm.len() - leechers) as u32;
         if a.event != Event::Stopped {
-            let candidates = if a.seeding { leechers } else { swarm.len() };
-            let me_at = swarm[..candidates].iter().position(|l| l.addr == me);
-            select::sample(candidates, me_at, a.want, rng, |i| {
+            let me_at = swarm.iter().position(|l| l.addr == me);
+            select::for_requester(leechers, swarm.len(), me_at, a.seeding, a.want, rng, |i| {
                 peers.extend_from_slice(&swarm[i].addr)
             });
         }

@@ -72,7 +72,6 @@ fn bencoded(status: u16, body: Vec<u8>) -> worker::Result<Response> {
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
-    console_error_panic_hook::set_once();
     let url = req.url()?;
     let target = match url.query() {
         Some(q) => format!("{}?{q}", url.path()),

@@ -42,6 +42,29 @@ pub fn sample(
     }
 }
 
+/// Picks peers for one requester from a swarm laid out as leechers `0..leechers`, then seeders
+/// `leechers..total` — the layout every store presents. A seeder gets leechers only (it has
+/// nothing to gain from other seeders); a leecher gets anyone. `requester` is the requester's own
+/// index, if it is in the swarm, so it is never handed itself.
+pub fn for_requester(
+    leechers: usize,
+    total: usize,
+    requester: Option<usize>,
+    seeding: bool,
+    want: usize,
+    rng: &mut impl Rng,
+    emit: impl FnMut(usize),
+) {
+    let candidates = if seeding { leechers } else { total };
+    sample(
+        candidates,
+        requester.filter(|&i| i < candidates),
+        want,
+        rng,
+        emit,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -186,15 +186,15 @@ impl<const N: usize> PeerList<N> {
         rng: &mut impl Rng,
         out: &mut Vec<u8>,
     ) {
-        let candidates = if seeding {
-            self.leechers as usize
-        } else {
-            self.slots.len()
-        };
-        let exclude = requester.filter(|&i| i < candidates);
-        select::sample(candidates, exclude, want, rng, |i| {
-            out.extend_from_slice(&self.slots[i].addr)
-        });
+        select::for_requester(
+            self.leechers as usize,
+            self.slots.len(),
+            requester,
+            seeding,
+            want,
+            rng,
+            |i| out.extend_from_slice(&self.slots[i].addr),
+        );
     }
 
     /// Drops peers not seen for more than `timeout` seconds; gives back spare capacity.

@@ -201,6 +201,26 @@ test("a steady-state announce costs one list, one read and no write", async () =
   assert.ok(stats.announce.kv_ops.list >= 2);
 });
 
+test("an entry is rewritten only when it would expire before the next announce", async () => {
+  // PEER_TIMEOUT 5400, interval 1800: entries older than 5400 - 1800 - 60 = 3540 s are refreshed.
+  const h = hash(11);
+  const kv = await mf.getKVNamespace("SWARMS");
+  const now = Math.floor(Date.now() / 1000);
+  const key = (ip) => `p4:${Buffer.from(h).toString("hex")}:${compact4(ip, 1).toString("hex")}`;
+  await kv.put(key("10.0.7.1"), "", { expirationTtl: 5400, metadata: { s: 1, t: now - 1000 } });
+  await kv.put(key("10.0.7.2"), "", { expirationTtl: 5400, metadata: { s: 1, t: now - 3600 } });
+  assert.equal((await announce("10.0.7.1", h, 1)).ops, "list=1 get=1 put=0 delete=0", "still fresh: no write");
+  assert.equal((await announce("10.0.7.2", h, 1)).ops, "list=1 get=1 put=1 delete=0", "due: rewritten");
+  const { metadata } = await kv.getWithMetadata(key("10.0.7.2"));
+  assert.ok(metadata.t >= now, "the rewrite records the new announce time");
+  // A seeder that starts leeching again changes role: rewritten at once.
+  assert.equal((await announce("10.0.7.1", h, 1, { left: 5 })).ops, "list=1 get=1 put=1 delete=0");
+  // Entries past the timeout are not served even before KV drops them.
+  await kv.put(key("10.0.7.3"), "", { expirationTtl: 600, metadata: { s: 1, t: now - 6000 } });
+  const r = await announce("10.0.7.4", h, 1, { left: 1 });
+  assert.equal(r.d.get("complete"), 1, "10.0.7.2 only: 10.0.7.1 leeches, 10.0.7.3 is stale");
+});
+
 test("swarms larger than one KV list page are read in bounded pages", async () => {
   const h = hash(10);
   const kv = await mf.getKVNamespace("SWARMS");
