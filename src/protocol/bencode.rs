@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::Serialize;
-use serde_bytes::ByteBuf;
+use serde_bytes::{ByteBuf, Bytes};
 
 use super::types::{Family, InfoHash, SwarmCounts};
 
@@ -29,29 +29,18 @@ pub struct AnnounceReply<'a> {
     pub compact: bool,
 }
 
+/// An announce reply; `P` is the compact byte string or the list of dicts.
 #[derive(Serialize)]
-struct CompactAnnounce<'a> {
+struct Announce<'a, P> {
     complete: u32,
     downloaded: u32,
     incomplete: u32,
     interval: u32,
     #[serde(rename = "min interval")]
     min_interval: u32,
-    #[serde(with = "serde_bytes")]
-    peers: &'a [u8],
-    #[serde(with = "serde_bytes", skip_serializing_if = "Option::is_none")]
-    peers6: Option<&'a [u8]>,
-}
-
-#[derive(Serialize)]
-struct DictAnnounce {
-    complete: u32,
-    downloaded: u32,
-    incomplete: u32,
-    interval: u32,
-    #[serde(rename = "min interval")]
-    min_interval: u32,
-    peers: Vec<PeerDict>,
+    peers: P,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peers6: Option<&'a Bytes>,
 }
 
 /// A non-compact peer. Peer ids are not stored (they would triple the memory per peer, and
@@ -82,42 +71,41 @@ pub fn compact_peers(family: Family, peers: &[u8]) -> impl Iterator<Item = (IpAd
 /// Writes an announce reply. IPv4 requesters get `peers`; IPv6 requesters get `peers6` (BEP 7)
 /// next to an empty `peers`, which clients that predate BEP 7 still expect to find.
 pub fn write_announce(reply: &AnnounceReply<'_>) -> Vec<u8> {
-    let SwarmCounts {
-        complete,
-        incomplete,
-        downloaded,
-    } = reply.counts;
-    let result = if reply.compact {
-        let (peers, peers6) = match reply.family {
-            Family::V4 => (reply.peers, None),
-            Family::V6 => (&[][..], Some(reply.peers)),
-        };
-        serde_bencode::to_bytes(&CompactAnnounce {
+    fn encode<P: Serialize>(
+        reply: &AnnounceReply<'_>,
+        peers: P,
+        peers6: Option<&Bytes>,
+    ) -> Vec<u8> {
+        let SwarmCounts {
+            complete,
+            incomplete,
+            downloaded,
+        } = reply.counts;
+        let (interval, min_interval) = (reply.interval, reply.min_interval);
+        serde_bencode::to_bytes(&Announce {
             complete,
             downloaded,
             incomplete,
-            interval: reply.interval,
-            min_interval: reply.min_interval,
+            interval,
+            min_interval,
             peers,
             peers6,
         })
-    } else {
-        let peers = compact_peers(reply.family, reply.peers)
-            .map(|(ip, port)| PeerDict {
-                ip: ip.to_string(),
-                port,
-            })
-            .collect();
-        serde_bencode::to_bytes(&DictAnnounce {
-            complete,
-            downloaded,
-            incomplete,
-            interval: reply.interval,
-            min_interval: reply.min_interval,
-            peers,
-        })
-    };
-    result.expect("serializing integers and byte strings cannot fail")
+        .expect("serializing integers and byte strings cannot fail")
+    }
+    match (reply.compact, reply.family) {
+        (true, Family::V4) => encode(reply, Bytes::new(reply.peers), None),
+        (true, Family::V6) => encode(reply, Bytes::new(&[]), Some(Bytes::new(reply.peers))),
+        (false, family) => {
+            let dicts: Vec<PeerDict> = compact_peers(family, reply.peers)
+                .map(|(ip, port)| PeerDict {
+                    ip: ip.to_string(),
+                    port,
+                })
+                .collect();
+            encode(reply, dicts, None)
+        }
+    }
 }
 
 #[derive(Serialize)]
