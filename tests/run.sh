@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-has_version() { "$1" --version 2>/dev/null | grep -qx "$1 $2"; }
+has_version() { "$1" --version 2>/dev/null | grep -Eqx "($1 )?$2"; }  # worker-build prints the bare version
 
 WORKER_BUILD_VERSION=0.8.7
 WASM_PACK_VERSION=0.15.1
