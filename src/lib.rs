@@ -6,12 +6,14 @@
 //! - [`swarm`]: tracker policy — who is in a swarm, who gets which peers, when peers expire.
 //! - [`store`]: the storage seam every home plugs a backend into, the in-memory store, and the
 //!   conformance suite every backend must pass.
+//! - [`access`]: who may use the tracker — info-hash allow/deny lists and private-mode passkeys.
 //! - [`service`]: request bytes in, reply bytes out — the order of the steps above, shared by
 //!   every home so they answer alike.
 //!
 //! Nothing here opens a socket, reads a clock or draws entropy: callers pass `now` (Unix seconds)
 //! and an RNG in, so the same code runs natively and as wasm32 inside a Cloudflare Worker.
 
+pub mod access;
 pub mod protocol;
 pub mod service;
 pub mod store;

@@ -16,6 +16,7 @@
 
 use std::net::IpAddr;
 
+use edgetracker::access::{self, Endpoint};
 use edgetracker::protocol::connection_id::ConnectionIds;
 use edgetracker::protocol::http::split_target;
 use edgetracker::service::{Scratch, Tracker};
@@ -113,12 +114,21 @@ pub fn run(text: &str) -> String {
                     now.parse::<u32>().expect("now"),
                 );
                 let (path, query) = split_target(target.as_bytes());
-                let (body, _) = match path {
-                    b"/announce" => {
-                        now_or_never(tracker.http_announce(query, ip, now, &mut rng, &mut scratch))
+                let route = access::route(path)
+                    .unwrap_or_else(|| panic!("unknown path {}", String::from_utf8_lossy(path)));
+                let passkey = route.passkey;
+                let (body, _) = match route.endpoint {
+                    Endpoint::Announce => now_or_never(tracker.http_announce(
+                        query,
+                        passkey,
+                        ip,
+                        now,
+                        &mut rng,
+                        &mut scratch,
+                    )),
+                    Endpoint::Scrape => {
+                        now_or_never(tracker.http_scrape(query, passkey, now, &mut scratch))
                     }
-                    b"/scrape" => now_or_never(tracker.http_scrape(query, now, &mut scratch)),
-                    other => panic!("unknown path {}", String::from_utf8_lossy(other)),
                 };
                 body
             }

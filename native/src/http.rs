@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use edgetracker::access::{self, Endpoint, Route};
 use edgetracker::protocol::bencode::write_failure;
 use edgetracker::protocol::http::split_target;
 use edgetracker::protocol::types::{Family, canonical_ip};
@@ -203,39 +204,10 @@ fn handle(req: &Request<Incoming>, remote: SocketAddr, shared: &Shared) -> Respo
     }
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let (path, query) = split_target(target.as_bytes());
+    if let Some(route) = access::route(path) {
+        return tracker_request(req, remote, shared, route, query);
+    }
     match path {
-        b"/announce" | b"/scrape" => {
-            let ip = match client_ip(req, remote, shared) {
-                Ok(ip) => ip,
-                Err(reason) => {
-                    let outcome = Outcome {
-                        action: None,
-                        error: Some(reason.clone()),
-                        store_error: None,
-                    };
-                    shared
-                        .stats
-                        .record(stats::Protocol::Http, Family::of(remote.ip()), &outcome);
-                    return failure(StatusCode::OK, &reason);
-                }
-            };
-            let now = unix_now();
-            let tracker = &shared.tracker;
-            let (body, outcome) = LOCAL.with_borrow_mut(|(rng, scratch)| {
-                if path == b"/announce" {
-                    now_or_never(tracker.http_announce(query, ip, now, rng, scratch))
-                } else {
-                    now_or_never(tracker.http_scrape(query, now, scratch))
-                }
-            });
-            shared
-                .stats
-                .record(stats::Protocol::Http, Family::of(ip), &outcome);
-            if let Some(reason) = &outcome.error {
-                tracing::debug!(%remote, reason, "http request refused");
-            }
-            response(StatusCode::OK, BENCODE, body)
-        }
         b"/stats" => {
             let prometheus = query
                 .split(|&b| b == b'&')
@@ -248,6 +220,45 @@ fn handle(req: &Request<Incoming>, remote: SocketAddr, shared: &Shared) -> Respo
             "not found: this tracker serves /announce and /scrape",
         ),
     }
+}
+
+/// `/announce` and `/scrape`, with or without a passkey in front.
+fn tracker_request(
+    req: &Request<Incoming>,
+    remote: SocketAddr,
+    shared: &Shared,
+    route: Route<'_>,
+    query: &[u8],
+) -> Response<Full<Bytes>> {
+    let ip = match client_ip(req, remote, shared) {
+        Ok(ip) => ip,
+        Err(reason) => {
+            let outcome = Outcome {
+                action: None,
+                error: Some(reason.clone()),
+                store_error: None,
+            };
+            shared
+                .stats
+                .record(stats::Protocol::Http, Family::of(remote.ip()), &outcome);
+            return failure(StatusCode::OK, &reason);
+        }
+    };
+    let now = unix_now();
+    let tracker = &shared.tracker;
+    let (body, outcome) = LOCAL.with_borrow_mut(|(rng, scratch)| match route.endpoint {
+        Endpoint::Announce => {
+            now_or_never(tracker.http_announce(query, route.passkey, ip, now, rng, scratch))
+        }
+        Endpoint::Scrape => now_or_never(tracker.http_scrape(query, route.passkey, now, scratch)),
+    });
+    shared
+        .stats
+        .record(stats::Protocol::Http, Family::of(ip), &outcome);
+    if let Some(reason) = &outcome.error {
+        tracing::debug!(%remote, reason, "http request refused");
+    }
+    response(StatusCode::OK, BENCODE, body)
 }
 
 fn stats_response(shared: &Shared, prometheus: bool) -> Response<Full<Bytes>> {

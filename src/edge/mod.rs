@@ -15,6 +15,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use worker::{Context, Env, Request, Response, event};
 
+use crate::access::{self, Endpoint, Route};
 use crate::protocol::bencode::write_failure;
 use crate::protocol::connection_id::ConnectionIds;
 use crate::protocol::http::split_target;
@@ -78,8 +79,10 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         None => url.path().to_string(),
     };
     let (path, query) = split_target(target.as_bytes());
+    if let Some(route) = access::route(path) {
+        return tracker_request(&req, &env, route, query).await;
+    }
     match path {
-        b"/announce" | b"/scrape" => tracker_request(&req, &env, path == b"/announce", query).await,
         b"/stats" => stats(),
         b"/__conformance"
             if env
@@ -98,13 +101,14 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
 async fn tracker_request(
     req: &Request,
     env: &Env,
-    announce: bool,
+    route: Route<'_>,
     query: &[u8],
 ) -> worker::Result<Response> {
-    let policy = match config::policy(env) {
-        Ok(p) => p,
+    let (policy, access) = match config::policy(env).and_then(|p| Ok((p, config::access(env)?))) {
+        Ok(both) => both,
         Err(e) => return bencoded(200, write_failure(&format!("tracker misconfigured: {e}"))),
     };
+    let announce = route.endpoint == Endpoint::Announce;
     let ip = match req
         .headers()
         .get("CF-Connecting-IP")?
@@ -126,16 +130,19 @@ async fn tracker_request(
     let store = KvPeerStore::new(kv, policy.clone(), String::new());
     // HTTP only: connection ids are a UDP matter, which the edge does not serve.
     let tracker = Tracker::new(store, policy, ConnectionIds::new([0; 16], 0, 0));
+    tracker.set_access(access);
     let now = now();
     // The isolate's RNG and buffers are moved out for the await and put back after, so no
     // RefCell borrow is held across a suspension point.
     let (mut rng, mut scratch) = isolate(|s| (s.rng.clone(), std::mem::take(&mut s.scratch)));
     let (body, outcome) = if announce {
         tracker
-            .http_announce(query, ip, now, &mut rng, &mut scratch)
+            .http_announce(query, route.passkey, ip, now, &mut rng, &mut scratch)
             .await
     } else {
-        tracker.http_scrape(query, now, &mut scratch).await
+        tracker
+            .http_scrape(query, route.passkey, now, &mut scratch)
+            .await
     };
     let ops = tracker.store.ops();
     let kind = usize::from(!announce);

@@ -7,9 +7,11 @@
 //! or any particular store.
 
 use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
 
 use rand_core::Rng;
 
+use crate::access::{self, Access, Refusal};
 use crate::protocol::bencode::{self, AnnounceReply};
 use crate::protocol::connection_id::ConnectionIds;
 use crate::protocol::http::{self, RequestError};
@@ -60,22 +62,47 @@ pub struct Scratch {
     peers: Vec<u8>,
     hashes: Vec<InfoHash>,
     counts: Vec<SwarmCounts>,
+    url_data: Vec<u8>,
 }
 
-/// The tracker: policy, connection-id keys and a store.
+/// The tracker: policy, access rules, connection-id keys and a store.
 pub struct Tracker<S> {
     pub store: S,
     pub policy: Policy,
     pub connection_ids: ConnectionIds,
+    /// Swapped whole when the operator's lists are reloaded; read briefly per request.
+    access: RwLock<Arc<Access>>,
 }
 
 impl<S: PeerStore> Tracker<S> {
+    /// A public tracker serving every torrent; see [`Tracker::set_access`].
     pub fn new(store: S, policy: Policy, connection_ids: ConnectionIds) -> Self {
         Tracker {
             store,
             policy,
             connection_ids,
+            access: RwLock::new(Arc::new(Access::open())),
         }
+    }
+
+    /// Replaces the access rules (info-hash list, passkeys) for every request from now on.
+    pub fn set_access(&self, access: Access) {
+        *self.access.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(access);
+    }
+
+    /// The access rules in force.
+    pub fn access(&self) -> Arc<Access> {
+        self.access
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Checks a request's passkey and torrents against the access rules.
+    fn admit(&self, passkey: Option<&[u8]>, hashes: &[InfoHash]) -> Result<(), Refusal> {
+        let access = self.access.read().unwrap_or_else(|p| p.into_inner());
+        access.check_passkey(passkey)?;
+        hashes.iter().try_for_each(|h| access.check_torrent(h))
     }
 
     /// Runs one announce against the store. A store failure still yields a well-formed reply
@@ -116,6 +143,7 @@ impl<S: PeerStore> Tracker<S> {
     pub async fn http_announce(
         &self,
         query: &[u8],
+        passkey: Option<&[u8]>,
         client: IpAddr,
         now: u32,
         rng: &mut impl Rng,
@@ -123,8 +151,11 @@ impl<S: PeerStore> Tracker<S> {
     ) -> (Vec<u8>, Outcome) {
         let req = match http::parse_announce(query) {
             Ok(req) => req,
-            Err(e) => return refuse_http(Some(Action::Announce), &e),
+            Err(e) => return refuse_http(Some(Action::Announce), &e.to_string()),
         };
+        if let Err(refusal) = self.admit(passkey, &[req.info_hash]) {
+            return refuse_http(Some(Action::Announce), refusal.reason());
+        }
         let (family, counts, store_error) = self
             .announce(&req, client, usize::MAX, now, rng, &mut scratch.peers)
             .await;
@@ -149,6 +180,7 @@ impl<S: PeerStore> Tracker<S> {
     pub async fn http_scrape(
         &self,
         query: &[u8],
+        passkey: Option<&[u8]>,
         now: u32,
         scratch: &mut Scratch,
     ) -> (Vec<u8>, Outcome) {
@@ -157,10 +189,15 @@ impl<S: PeerStore> Tracker<S> {
             self.policy.scrape_max_hashes as usize,
             &mut scratch.hashes,
         ) {
-            return refuse_http(Some(Action::Scrape), &e);
+            return refuse_http(Some(Action::Scrape), &e.to_string());
         }
         if scratch.hashes.is_empty() {
-            return refuse_http(Some(Action::Scrape), &RequestError::FullScrapeDisabled);
+            let reason = RequestError::FullScrapeDisabled.to_string();
+            return refuse_http(Some(Action::Scrape), &reason);
+        }
+        // A scrape naming any refused torrent is refused whole, saying why.
+        if let Err(refusal) = self.admit(passkey, &scratch.hashes) {
+            return refuse_http(Some(Action::Scrape), refusal.reason());
         }
         let store_error = self.scrape(now, scratch).await;
         let body = bencode::write_scrape(scratch.hashes.iter().zip(scratch.counts.iter().copied()));
@@ -221,11 +258,21 @@ impl<S: PeerStore> Tracker<S> {
                 connection_id,
                 transaction_id,
                 announce,
-                options: _,
+                options,
             } => {
                 if !self.connection_ids.is_valid(connection_id, now, client) {
                     udp::write_error(out, transaction_id, INVALID_CONNECTION_ID, packet.len());
                     return Outcome::refused(Some(Action::Announce), INVALID_CONNECTION_ID);
+                }
+                // BEP 41: the tracker URL's path (and with it a passkey) comes in fragments.
+                scratch.url_data.clear();
+                options
+                    .url_data()
+                    .for_each(|part| scratch.url_data.extend_from_slice(part));
+                let passkey = access::udp_passkey(&scratch.url_data);
+                if let Err(refusal) = self.admit(passkey, &[announce.info_hash]) {
+                    udp::write_error(out, transaction_id, refusal.reason(), packet.len());
+                    return Outcome::refused(Some(Action::Announce), refusal.reason());
                 }
                 let max = udp::max_peers_per_reply(family);
                 let (_, counts, store_error) = self
@@ -262,6 +309,11 @@ impl<S: PeerStore> Tracker<S> {
                 scratch
                     .hashes
                     .extend(info_hashes.iter().map(|h| InfoHash(*h)));
+                // BEP 41 gives scrapes no URL data: a private tracker has no passkey to check.
+                if let Err(refusal) = self.admit(None, &scratch.hashes) {
+                    udp::write_error(out, transaction_id, refusal.reason(), packet.len());
+                    return Outcome::refused(Some(Action::Scrape), refusal.reason());
+                }
                 let store_error = self.scrape(now, scratch).await;
                 udp::write_scrape(out, transaction_id, scratch.counts.iter().copied());
                 Outcome {
@@ -275,10 +327,9 @@ impl<S: PeerStore> Tracker<S> {
 
 const INVALID_CONNECTION_ID: &str = "invalid or expired connection id";
 
-fn refuse_http(action: Option<Action>, e: &RequestError) -> (Vec<u8>, Outcome) {
-    let reason = e.to_string();
+fn refuse_http(action: Option<Action>, reason: &str) -> (Vec<u8>, Outcome) {
     (
-        bencode::write_failure(&reason),
+        bencode::write_failure(reason),
         Outcome::refused(action, reason),
     )
 }
@@ -353,6 +404,7 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(1);
         let (body, outcome) = now_or_never(tracker().http_announce(
             announce_query(&req).as_bytes(),
+            None,
             "10.0.0.1".parse().unwrap(),
             1,
             &mut rng,
@@ -367,6 +419,7 @@ mod tests {
     fn a_failing_store_still_gets_a_scrape_of_zeros() {
         let (body, outcome) = now_or_never(tracker().http_scrape(
             b"info_hash=AAAAAAAAAAAAAAAAAAAA",
+            None,
             1,
             &mut Scratch::default(),
         ));
