@@ -19,6 +19,7 @@ pub struct Config {
     pub network: Network,
     pub tracker: Tracker,
     pub udp: Udp,
+    pub access: AccessConfig,
     pub log: Log,
 }
 
@@ -57,6 +58,29 @@ pub struct Tracker {
 pub struct Udp {
     pub connection_id_validity: u32,
     pub connection_id_leniency: u32,
+}
+
+/// Who may use the tracker. Files are reloaded on SIGHUP and when they change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// `off`, `allow` (only listed torrents) or `deny` (listed torrents refused).
+    pub list_mode: String,
+    /// File of 40-digit hex info hashes, one per line (`#` comments).
+    pub list_file: String,
+    /// File of passkeys, one per line. Set: a private tracker, announced to at
+    /// `/<passkey>/announce` (HTTP) or with the same path in BEP 41 URL data (UDP).
+    pub passkeys_file: String,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            list_mode: "off".into(),
+            list_file: String::new(),
+            passkeys_file: String::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -157,6 +181,17 @@ accept_claimed_ip = false
 # reuse ids minutes later.
 connection_id_validity = 120
 connection_id_leniency = 0
+
+[access]
+# Info-hash list: "off", "allow" (only the listed torrents are served) or "deny" (they are refused).
+list_mode = "off"
+# File of 40-digit hex info hashes, one per line, # for comments. Reloaded on SIGHUP and when it
+# changes; a reload that fails keeps the rules in force (and logs why).
+list_file = ""
+# File of passkeys (letters, digits, - and _), one per line. Set, the tracker is private: clients
+# announce to http://host:2710/<passkey>/announce, or over UDP with that path as BEP 41 URL data
+# (udp://host:2710/<passkey>/announce). Reloaded like list_file.
+passkeys_file = ""
 
 [log]
 # A tracing filter: "warn", "info", "debug", "edgetracker_native=debug". Nothing per request is
@@ -267,6 +302,7 @@ impl Config {
         {
             return Err("[tracker] cleanup_interval must be between 1 and peer_timeout".into());
         }
+        crate::access_files::AccessFiles::new(&self.access)?;
         if self.udp.connection_id_validity == 0 {
             return Err("[udp] connection_id_validity must be positive".into());
         }

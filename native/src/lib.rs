@@ -5,6 +5,7 @@
 //! [`start`] brings a tracker up and hands back a [`Running`] handle, which is what both `main`
 //! and the integration tests use.
 
+pub mod access_files;
 pub mod config;
 pub mod http;
 pub mod stats;
@@ -23,6 +24,7 @@ use edgetracker::store::memory::MemoryStore;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
+use crate::access_files::AccessFiles;
 use crate::config::Config;
 use crate::stats::Stats;
 
@@ -138,12 +140,13 @@ fn bind_on_port(
     Ok((udp_sockets, tcp_listeners))
 }
 
-/// Starts serving `config`: binds every socket first (so errors surface before anything runs),
-/// then starts UDP threads, the HTTP runtime and the expiry sweeper.
+/// Starts serving `config`: loads the access files and binds every socket first (so errors
+/// surface before anything runs), then starts UDP threads, the HTTP runtime and housekeeping.
 pub fn start(config: Config) -> io::Result<Running> {
-    config
-        .validate()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    config.validate().map_err(invalid_input)?;
+    let mut access_files = AccessFiles::new(&config.access).map_err(invalid_input)?;
+    let access = access_files.load().map_err(invalid_input)?;
+    tracing::info!("access: {}", access_files::describe(&access));
     let (udp_sockets, tcp_listeners) = bind_all(&config)?;
 
     let policy = config.policy();
@@ -153,8 +156,10 @@ pub fn start(config: Config) -> io::Result<Running> {
         config.udp.connection_id_leniency,
     );
     let store = MemoryStore::new(policy.clone(), random_bytes());
+    let tracker = Tracker::new(store, policy, ids);
+    tracker.set_access(access);
     let shared = Arc::new(Shared {
-        tracker: Tracker::new(store, policy, ids),
+        tracker,
         stats: Stats::default(),
         started: Instant::now(),
         config,
@@ -190,10 +195,13 @@ pub fn start(config: Config) -> io::Result<Running> {
     };
     {
         let (shared, stop) = (shared.clone(), stop.clone());
+        // SIGHUP asks for a reload (and no longer ends the process, its default action).
+        let hangup = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())?;
         threads.push(
             std::thread::Builder::new()
-                .name("sweeper".into())
-                .spawn(move || sweep(&shared, &stop))?,
+                .name("housekeeping".into())
+                .spawn(move || housekeeping(&shared, &stop, access_files, &hangup))?,
         );
     }
     for a in &udp_addrs {
@@ -212,13 +220,40 @@ pub fn start(config: Config) -> io::Result<Running> {
     })
 }
 
-/// Expires peers every `cleanup_interval` seconds, waking often enough to notice shutdown.
-fn sweep(shared: &Shared, stop: &AtomicBool) {
+fn invalid_input(e: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e)
+}
+
+/// How often the access files are checked for changes.
+const ACCESS_CHECK: Duration = Duration::from_secs(2);
+
+/// Background chores: expires peers every `cleanup_interval` seconds, and reloads the access
+/// files on SIGHUP or when they change. Wakes often enough to notice shutdown.
+fn housekeeping(shared: &Shared, stop: &AtomicBool, mut files: AccessFiles, hangup: &AtomicBool) {
     let every = Duration::from_secs(u64::from(shared.config.tracker.cleanup_interval));
-    let mut last = Instant::now();
+    let mut last_sweep = Instant::now();
+    let mut last_check = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
-        if last.elapsed() >= every {
+        let signalled = hangup.swap(false, Ordering::Relaxed);
+        let check_due = last_check.elapsed() >= ACCESS_CHECK;
+        if check_due {
+            last_check = Instant::now();
+        }
+        if signalled || (check_due && files.changed()) {
+            match files.load() {
+                Ok(access) => {
+                    let why = if signalled { "SIGHUP" } else { "file changed" };
+                    tracing::info!(
+                        "access reloaded ({why}): {}",
+                        access_files::describe(&access)
+                    );
+                    shared.tracker.set_access(access);
+                }
+                Err(e) => tracing::error!("access reload failed, keeping the rules in force: {e}"),
+            }
+        }
+        if last_sweep.elapsed() >= every {
             let began = Instant::now();
             shared.tracker.store.expire_now(unix_now());
             let t = shared.tracker.store.totals();
@@ -228,7 +263,7 @@ fn sweep(shared: &Shared, stop: &AtomicBool) {
                 peers = t.peers(),
                 "expired stale peers"
             );
-            last = Instant::now();
+            last_sweep = Instant::now();
         }
     }
 }

@@ -2,97 +2,19 @@
 // driven through /announce and /scrape as a BitTorrent client would: reply bytes, swarm
 // contents, errors, and the KV operations each request costs.
 //
-// Run: npm test (after `worker-build --release`); tests/run.sh does both.
+// Run: npm test (after `worker-build`); tests/run.sh does both.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { Miniflare } from "miniflare";
-import { fileURLToPath } from "node:url";
-import path from "node:path";
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const BUILD = path.join(ROOT, "build");
+import { startWorker, decode, enc, hash, peerId, get as getFrom, announceQuery } from "./helpers.mjs";
 
 let mf;
-before(async () => {
-  mf = new Miniflare({
-    modules: true,
-    scriptPath: path.join(BUILD, "worker/shim.mjs"),
-    modulesRoot: BUILD,
-    modulesRules: [
-      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
-      { type: "CompiledWasm", include: ["**/*.wasm"] },
-    ],
-    compatibilityDate: "2026-07-01",
-    kvNamespaces: ["SWARMS"],
-    // wrangler.toml's vars, plus the switch for the store conformance route.
-    bindings: {
-      ANNOUNCE_INTERVAL: "1800", MIN_INTERVAL: "900", PEER_TIMEOUT: "5400",
-      NUMWANT_DEFAULT: "50", NUMWANT_MAX: "100", SCRAPE_MAX_HASHES: "16",
-      CONFORMANCE_TESTS: "1",
-    },
-    cf: false,
-  });
-  await mf.ready;
-});
+before(async () => { mf = await startWorker({ CONFORMANCE_TESTS: "1" }); });
 after(async () => { await mf?.dispose(); });
 
-// --- a minimal bencode decoder (byte strings stay Buffers) ---
-function decode(buf) {
-  let i = 0;
-  function value() {
-    const c = buf[i];
-    if (c === 0x69) { // i
-      const end = buf.indexOf(0x65, i);
-      const n = Number(buf.subarray(i + 1, end).toString());
-      i = end + 1;
-      return n;
-    }
-    if (c === 0x6c) { // l
-      i++;
-      const out = [];
-      while (buf[i] !== 0x65) out.push(value());
-      i++;
-      return out;
-    }
-    if (c === 0x64) { // d
-      i++;
-      const out = new Map();
-      while (buf[i] !== 0x65) {
-        const k = value();
-        out.set(k.toString("latin1"), value());
-      }
-      i++;
-      return out;
-    }
-    const colon = buf.indexOf(0x3a, i);
-    const len = Number(buf.subarray(i, colon).toString());
-    const s = buf.subarray(colon + 1, colon + 1 + len);
-    i = colon + 1 + len;
-    return s;
-  }
-  const v = value();
-  assert.equal(i, buf.length, "trailing bytes after the bencoded value");
-  return v;
-}
+const get = (target, ip) => getFrom(mf, target, ip);
 
-const enc = (bytes) => [...bytes].map((b) => "%" + b.toString(16).padStart(2, "0")).join("");
-const hash = (b) => Buffer.alloc(20, b);
-let nextPeerId = 0;
-const peerId = () => Buffer.from(("-ET0001-" + String(nextPeerId++).padStart(12, "0")));
-
-async function get(target, ip = "10.0.0.1") {
-  const headers = ip ? { "CF-Connecting-IP": ip } : {};
-  const res = await mf.dispatchFetch("http://tracker.test" + target, { headers });
-  const body = Buffer.from(await res.arrayBuffer());
-  return { status: res.status, body, ops: res.headers.get("x-kv-ops"), type: res.headers.get("content-type") };
-}
-
-async function announce(ip, h, port, { left = 0, event, compact, numwant, id } = {}) {
-  let q = `info_hash=${enc(h)}&peer_id=${enc(id ?? peerId())}&port=${port}&uploaded=0&downloaded=0&left=${left}`;
-  if (event) q += `&event=${event}`;
-  if (compact !== undefined) q += `&compact=${compact}`;
-  if (numwant !== undefined) q += `&numwant=${numwant}`;
-  const r = await get(`/announce?${q}`, ip);
+async function announce(ip, h, port, opts = {}) {
+  const r = await get(`/announce?${announceQuery(h, port, opts)}`, ip);
   assert.equal(r.status, 200);
   return { ...r, d: decode(r.body) };
 }

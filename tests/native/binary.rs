@@ -16,8 +16,18 @@ const BIN: &str = env!("CARGO_BIN_EXE_edgetracker");
 
 /// Starts the binary; returns it and the addresses it reports serving (`serving ...` log lines).
 fn spawn(args: &[&str]) -> (Child, Vec<String>) {
+    let (child, urls, _) = spawn_with_log(args, &[]);
+    (child, urls)
+}
+
+/// As [`spawn`], with environment variables, also handing back the rest of its log.
+fn spawn_with_log(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, Vec<String>, mpsc::Receiver<String>) {
     let mut child = Command::new(BIN)
         .args(args)
+        .envs(env.iter().copied())
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -46,7 +56,7 @@ fn spawn(args: &[&str]) -> (Child, Vec<String>) {
             );
         }
     }
-    (child, urls)
+    (child, urls, rx)
 }
 
 fn terminate(mut child: Child) -> std::process::ExitStatus {
@@ -151,4 +161,44 @@ fn bad_configuration_is_refused_with_a_message() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn sighup_reloads_the_access_files_and_does_not_stop_the_tracker() {
+    let dir = std::env::temp_dir().join(format!("edgetracker-sighup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = dir.join("deny.txt");
+    std::fs::write(&list, "").unwrap();
+    let list_path = list.display().to_string();
+    let env = [
+        ("EDGETRACKER__ACCESS__LIST_MODE", "\"deny\""),
+        ("EDGETRACKER__ACCESS__LIST_FILE", list_path.as_str()),
+    ];
+    let (child, _, log) = spawn_with_log(&["--listen", "127.0.0.1", "--port", "0"], &env);
+    std::fs::write(&list, "0101010101010101010101010101010101010101\n").unwrap();
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let line = log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("a reload line within 10 s");
+        if line.contains("access reloaded") {
+            assert!(line.contains("deny list of 1 torrents"), "{line}");
+            break;
+        }
+    }
+    let mut child = child;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP must not end the tracker"
+    );
+    assert!(terminate(child).success());
+    std::fs::remove_dir_all(dir).ok();
 }
