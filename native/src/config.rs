@@ -20,6 +20,7 @@ pub struct Config {
     pub tracker: Tracker,
     pub udp: Udp,
     pub access: AccessConfig,
+    pub state: State,
     pub log: Log,
 }
 
@@ -79,6 +80,25 @@ impl Default for AccessConfig {
             list_mode: "off".into(),
             list_file: String::new(),
             passkeys_file: String::new(),
+        }
+    }
+}
+
+/// Restarts without loss: where swarms are saved, and how often.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct State {
+    /// State file; empty: nothing is saved or loaded.
+    pub file: String,
+    /// Seconds between saves (there is always one more at shutdown).
+    pub save_interval: u32,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            file: "edgetracker.state".into(),
+            save_interval: 300,
         }
     }
 }
@@ -193,6 +213,14 @@ list_file = ""
 # (udp://host:2710/<passkey>/announce). Reloaded like list_file.
 passkeys_file = ""
 
+[state]
+# Swarms and completed counts are saved here every save_interval seconds and at shutdown
+# (written to <file>.tmp, then renamed), and loaded at start with expired peers dropped. A torn or
+# corrupt file is reported, kept as <file>.corrupt, and the tracker starts empty. A relative path
+# is relative to the working directory; "" turns saving off.
+file = "edgetracker.state"
+save_interval = 300
+
 [log]
 # A tracing filter: "warn", "info", "debug", "edgetracker_native=debug". Nothing per request is
 # logged at info. RUST_LOG, when set, wins.
@@ -303,6 +331,9 @@ impl Config {
             return Err("[tracker] cleanup_interval must be between 1 and peer_timeout".into());
         }
         crate::access_files::AccessFiles::new(&self.access)?;
+        if self.state.save_interval == 0 {
+            return Err("[state] save_interval must be positive".into());
+        }
         if self.udp.connection_id_validity == 0 {
             return Err("[udp] connection_id_validity must be positive".into());
         }

@@ -69,47 +69,10 @@ impl HttpServer {
         Ok(HttpServer { runtime, stop })
     }
 
-    pub fn wait_for_signal(&self) {
-        self.runtime.block_on(signal());
-    }
-
     pub fn shutdown(self) {
         let _ = self.stop.send(true);
         // Requests in flight finish quickly (nothing here waits on I/O but the client).
         self.runtime.shutdown_timeout(Duration::from_secs(2));
-    }
-}
-
-/// Waits for SIGINT or SIGTERM when there is no HTTP runtime to borrow.
-pub fn wait_for_signal_standalone() {
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt.block_on(signal()),
-        Err(e) => tracing::error!("cannot wait for signals: {e}"),
-    }
-}
-
-async fn signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot install signal handlers");
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -8,11 +8,13 @@
 pub mod access_files;
 pub mod config;
 pub mod http;
+pub mod state;
 pub mod stats;
 pub mod udp;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -67,6 +69,8 @@ pub struct Running {
     udp_addrs: Vec<SocketAddr>,
     http_addrs: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
+    /// Set by SIGINT/SIGTERM.
+    terminate: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     http: Option<http::HttpServer>,
 }
@@ -82,15 +86,17 @@ impl Running {
         &self.http_addrs
     }
 
-    /// Blocks until SIGINT or SIGTERM.
+    /// Blocks until SIGINT or SIGTERM (handlers are installed by [`start`], before anything
+    /// is served, so an early signal is never lost). A second signal exits at once.
     pub fn wait_for_signal(&self) {
-        match &self.http {
-            Some(http) => http.wait_for_signal(),
-            None => http::wait_for_signal_standalone(),
+        while !self.terminate.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
         }
+        tracing::info!("signal received: shutting down");
     }
 
-    /// Stops accepting, lets serving threads finish their current request, and joins them.
+    /// Stops accepting, lets serving threads finish their current request, joins them, and
+    /// saves the state file one last time.
     pub fn shutdown(mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(http) = self.http.take() {
@@ -99,6 +105,7 @@ impl Running {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        save_state(&self.shared);
     }
 }
 
@@ -156,6 +163,23 @@ pub fn start(config: Config) -> io::Result<Running> {
         config.udp.connection_id_leniency,
     );
     let store = MemoryStore::new(policy.clone(), random_bytes());
+    let state_file = state_path(&config);
+    if let Some(path) = &state_file {
+        match state::load(&store, path, unix_now()) {
+            state::Loaded::Missing => tracing::info!("no state file at {} yet", path.display()),
+            state::Loaded::Loaded(s) => {
+                tracing::info!(
+                    "restored {} torrents and {} live peers from {}",
+                    s.torrents,
+                    s.peers,
+                    path.display()
+                )
+            }
+            state::Loaded::Skipped { reason } => {
+                tracing::error!("state file skipped, starting empty: {reason}")
+            }
+        }
+    }
     let tracker = Tracker::new(store, policy, ids);
     tracker.set_access(access);
     let shared = Arc::new(Shared {
@@ -165,6 +189,12 @@ pub fn start(config: Config) -> io::Result<Running> {
         config,
     });
     let stop = Arc::new(AtomicBool::new(false));
+    let terminate = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // The second signal of a kind, with the first not yet handled, ends the process at once.
+        signal_hook::flag::register_conditional_shutdown(signal, 1, terminate.clone())?;
+        signal_hook::flag::register(signal, terminate.clone())?;
+    }
 
     let udp_addrs = udp_sockets
         .iter()
@@ -215,9 +245,32 @@ pub fn start(config: Config) -> io::Result<Running> {
         udp_addrs,
         http_addrs,
         stop,
+        terminate,
         threads,
         http,
     })
+}
+
+fn state_path(config: &Config) -> Option<PathBuf> {
+    (!config.state.file.is_empty()).then(|| PathBuf::from(&config.state.file))
+}
+
+/// Saves the state file, if one is configured; a failure is logged (the next save retries).
+fn save_state(shared: &Shared) {
+    let Some(path) = state_path(&shared.config) else {
+        return;
+    };
+    let began = Instant::now();
+    match state::save(&shared.tracker.store, &path, unix_now()) {
+        Ok(s) => tracing::info!(
+            took_ms = began.elapsed().as_millis() as u64,
+            "saved {} torrents and {} peers to {}",
+            s.torrents,
+            s.peers,
+            path.display()
+        ),
+        Err(e) => tracing::error!("cannot save state to {}: {e}", path.display()),
+    }
 }
 
 fn invalid_input(e: String) -> io::Error {
@@ -227,10 +280,13 @@ fn invalid_input(e: String) -> io::Error {
 /// How often the access files are checked for changes.
 const ACCESS_CHECK: Duration = Duration::from_secs(2);
 
-/// Background chores: expires peers every `cleanup_interval` seconds, and reloads the access
-/// files on SIGHUP or when they change. Wakes often enough to notice shutdown.
+/// Background chores: expires peers every `cleanup_interval` seconds, saves the state file every
+/// `save_interval`, and reloads the access files on SIGHUP or when they change. Wakes often
+/// enough to notice shutdown.
 fn housekeeping(shared: &Shared, stop: &AtomicBool, mut files: AccessFiles, hangup: &AtomicBool) {
     let every = Duration::from_secs(u64::from(shared.config.tracker.cleanup_interval));
+    let save_every = Duration::from_secs(u64::from(shared.config.state.save_interval));
+    let mut last_save = Instant::now();
     let mut last_sweep = Instant::now();
     let mut last_check = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -264,6 +320,10 @@ fn housekeeping(shared: &Shared, stop: &AtomicBool, mut files: AccessFiles, hang
                 "expired stale peers"
             );
             last_sweep = Instant::now();
+        }
+        if last_save.elapsed() >= save_every {
+            save_state(shared);
+            last_save = Instant::now();
         }
     }
 }

@@ -205,6 +205,48 @@ impl MemoryStore {
         t
     }
 
+    /// Puts a saved torrent back: its completed count and its peers with the time each last
+    /// announced. Peers already past the peer timeout at `now` are left out. Returns how many
+    /// peers were restored.
+    pub fn restore(
+        &self,
+        hash: InfoHash,
+        downloaded: u32,
+        peers: impl IntoIterator<Item = (PeerAddr, bool, u32)>,
+        now: u32,
+    ) -> usize {
+        let timeout = self.policy.peer_timeout;
+        let mut shard = self.shard(&hash);
+        let shard = &mut *shard;
+        let torrent = shard.torrents.entry(hash).or_default();
+        torrent.downloaded = torrent.downloaded.max(downloaded);
+        let (mut d4, mut d6, mut restored) = (Delta::default(), Delta::default(), 0);
+        for (peer, seeding, seen) in peers {
+            let seen = seen.min(now);
+            if now - seen > timeout {
+                continue;
+            }
+            restored += 1;
+            match peer {
+                PeerAddr::V4(addr) => d4 += torrent.v4.announce(addr, seeding, false, seen).0.delta,
+                PeerAddr::V6(addr) => {
+                    d6 += torrent
+                        .v6
+                        .get_or_insert_default()
+                        .announce(addr, seeding, false, seen)
+                        .0
+                        .delta;
+                }
+            }
+        }
+        if !torrent.has_peers() && torrent.downloaded == 0 {
+            shard.torrents.remove(&hash);
+        }
+        shard.apply(false, d4);
+        shard.apply(true, d6);
+        restored
+    }
+
     /// Visits every torrent (for snapshots), one shard locked at a time.
     pub fn for_each_torrent(&self, mut f: impl FnMut(&InfoHash, &Torrent)) {
         for shard in self.shards.iter() {
@@ -259,6 +301,51 @@ mod tests {
             || MemoryStore::new(policy.clone(), [7; 16]),
             &mut rng,
         ));
+    }
+
+    #[test]
+    fn restore_puts_back_fresh_peers_and_counts() {
+        let store = MemoryStore::with_shards(conformance::policy(), [1; 16], 2);
+        let timeout = conformance::policy().peer_timeout;
+        let now = 10_000;
+        let peers = [
+            (
+                PeerAddr::new("10.0.0.1".parse().unwrap(), 1),
+                true,
+                now - 10,
+            ),
+            (
+                PeerAddr::new("10.0.0.2".parse().unwrap(), 1),
+                false,
+                now - timeout - 1,
+            ),
+            (
+                PeerAddr::new("2001:db8::1".parse().unwrap(), 1),
+                false,
+                now + 50,
+            ),
+        ];
+        assert_eq!(store.restore(InfoHash([5; 20]), 7, peers, now), 2);
+        let mut out = Vec::new();
+        store.scrape_now(&[InfoHash([5; 20])], &mut out);
+        assert_eq!(
+            out,
+            vec![SwarmCounts {
+                complete: 1,
+                incomplete: 1,
+                downloaded: 7
+            }]
+        );
+        assert_eq!(
+            store.totals(),
+            Totals {
+                torrents: 1,
+                seeders_v4: 1,
+                leechers_v4: 0,
+                seeders_v6: 0,
+                leechers_v6: 1
+            }
+        );
     }
 
     #[test]

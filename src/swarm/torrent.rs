@@ -223,6 +223,21 @@ impl<const N: usize> PeerList<N> {
         gone
     }
 
+    /// Every peer with its role and when it last announced (Unix seconds, recovered from the
+    /// 16-bit stamp relative to `now`), for snapshots.
+    pub fn iter_seen(&self, now: u32) -> impl Iterator<Item = (&[u8; N], bool, u32)> {
+        let stamp_now = stamp(now);
+        self.iter()
+            .zip(&self.slots)
+            .map(move |((addr, seeding), s)| {
+                (
+                    addr,
+                    seeding,
+                    now.wrapping_sub(u32::from(stamp_now.wrapping_sub(s.seen))),
+                )
+            })
+    }
+
     /// Every peer with its role, for snapshots and tests.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8; N], bool)> {
         let l = self.leechers as usize;
@@ -408,6 +423,16 @@ mod tests {
             }
         );
         assert!(l.is_empty());
+    }
+
+    #[test]
+    fn last_seen_is_recovered_from_the_stamp() {
+        let mut l = PeerList::<6>::default();
+        l.announce(a(1), true, false, 65_530); // stamps wrap at 65,536
+        l.announce(a(2), false, false, 66_000);
+        let seen: Vec<(u8, bool, u32)> =
+            l.iter_seen(66_100).map(|(a, s, t)| (a[3], s, t)).collect();
+        assert_eq!(seen, vec![(2, false, 66_000), (1, true, 65_530)]);
     }
 
     #[test]

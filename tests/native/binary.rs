@@ -21,12 +21,11 @@ fn spawn(args: &[&str]) -> (Child, Vec<String>) {
 }
 
 /// As [`spawn`], with environment variables, also handing back the rest of its log.
-fn spawn_with_log(
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (Child, Vec<String>, mpsc::Receiver<String>) {
+fn spawn_with_log(args: &[&str], env: &[(&str, &str)]) -> (Child, Vec<String>, Log) {
     let mut child = Command::new(BIN)
         .args(args)
+        // No state file unless the test asks for one (`env` may override this).
+        .env("EDGETRACKER__STATE__FILE", "\"\"")
         .envs(env.iter().copied())
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
@@ -41,11 +40,13 @@ fn spawn_with_log(
         }
     });
     let mut urls = Vec::new();
+    let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while urls.len() < 2 {
         let line = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("serving lines within 10 s");
+        seen.push(line.clone());
         if let Some(at) = line.find("serving ") {
             urls.push(
                 line[at + 8..]
@@ -56,7 +57,32 @@ fn spawn_with_log(
             );
         }
     }
-    (child, urls, rx)
+    (child, urls, Log { seen, rx })
+}
+
+/// The binary's log: lines read so far, and the rest as they come.
+struct Log {
+    seen: Vec<String>,
+    rx: mpsc::Receiver<String>,
+}
+
+impl Log {
+    /// The first line containing `pattern`, waiting up to `wait` for it to be logged.
+    fn find(&mut self, pattern: &str, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        let mut next = 0;
+        loop {
+            if let Some(line) = self.seen[next..].iter().find(|l| l.contains(pattern)) {
+                return Some(line.clone());
+            }
+            next = self.seen.len();
+            let line = self
+                .rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .ok()?;
+            self.seen.push(line);
+        }
+    }
 }
 
 fn terminate(mut child: Child) -> std::process::ExitStatus {
@@ -174,7 +200,7 @@ fn sighup_reloads_the_access_files_and_does_not_stop_the_tracker() {
         ("EDGETRACKER__ACCESS__LIST_MODE", "\"deny\""),
         ("EDGETRACKER__ACCESS__LIST_FILE", list_path.as_str()),
     ];
-    let (child, _, log) = spawn_with_log(&["--listen", "127.0.0.1", "--port", "0"], &env);
+    let (child, _, mut log) = spawn_with_log(&["--listen", "127.0.0.1", "--port", "0"], &env);
     std::fs::write(&list, "0101010101010101010101010101010101010101\n").unwrap();
     let pid = child.id().to_string();
     assert!(
@@ -184,20 +210,131 @@ fn sighup_reloads_the_access_files_and_does_not_stop_the_tracker() {
             .unwrap()
             .success()
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let line = log
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("a reload line within 10 s");
-        if line.contains("access reloaded") {
-            assert!(line.contains("deny list of 1 torrents"), "{line}");
-            break;
-        }
-    }
+    let line = log
+        .find("access reloaded", Duration::from_secs(10))
+        .expect("a reload line within 10 s");
+    assert!(line.contains("deny list of 1 torrents"), "{line}");
     let mut child = child;
     assert!(
         child.try_wait().unwrap().is_none(),
         "SIGHUP must not end the tracker"
+    );
+    assert!(terminate(child).success());
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Announces over UDP (a seeder) and HTTP (a leecher), then scrapes; returns the scrape reply.
+fn fill_and_scrape(addr: std::net::SocketAddr) -> Vec<u8> {
+    let s = udp_client(addr);
+    let id: [u8; 8] = udp_exchange(&s, &connect_request(1))[8..16]
+        .try_into()
+        .unwrap();
+    udp_exchange(
+        &s,
+        &announce_request(id, 2, &announce(hash(7), 3000, 0, Event::Started), b""),
+    );
+    let mut done = announce(hash(8), 3001, 0, Event::Completed);
+    done.numwant = Some(5);
+    udp_exchange(&s, &announce_request(id, 3, &done, b""));
+    let q =
+        edgetracker::protocol::http::announce_query(&announce(hash(7), 3002, 5, Event::Started));
+    assert_eq!(http_get(addr, &format!("/announce?{q}"), &[]).0, 200);
+    scrape(addr)
+}
+
+fn scrape(addr: std::net::SocketAddr) -> Vec<u8> {
+    let s = udp_client(addr);
+    let id: [u8; 8] = udp_exchange(&s, &connect_request(1))[8..16]
+        .try_into()
+        .unwrap();
+    udp_exchange(
+        &s,
+        &edgetracker::protocol::udp::scrape_request(id, 9, &[hash(7), hash(8)]),
+    )
+}
+
+fn local_addr(urls: &[String]) -> std::net::SocketAddr {
+    let port = urls[0]
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    format!("127.0.0.1:{port}").parse().unwrap()
+}
+
+#[test]
+fn swarms_survive_sigterm_and_a_restart() {
+    let dir = std::env::temp_dir().join(format!("edgetracker-restart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tracker.state");
+    let file_env = file.display().to_string();
+    let env = [("EDGETRACKER__STATE__FILE", file_env.as_str())];
+    let args = ["--listen", "127.0.0.1", "--port", "0"];
+
+    let (child, urls, _) = spawn_with_log(&args, &env);
+    let before = fill_and_scrape(local_addr(&urls));
+    // seeders, completed, leechers: hash 7 has a UDP seeder and an HTTP leecher; hash 8 one
+    // seeder that completed.
+    assert_eq!(
+        &before[8..],
+        &[
+            0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0
+        ]
+    );
+    assert!(terminate(child).success());
+    assert!(file.exists(), "SIGTERM saved the state");
+
+    let (child, urls, mut log) = spawn_with_log(&args, &env);
+    let addr = local_addr(&urls);
+    assert_eq!(
+        scrape(addr)[8..],
+        before[8..],
+        "same counts after the restart"
+    );
+    // And the same peers: a new leecher gets the seeder (UDP) and the leecher (HTTP) back.
+    let q =
+        edgetracker::protocol::http::announce_query(&announce(hash(7), 3003, 5, Event::Started));
+    let (_, _, body) = http_get(addr, &format!("/announce?{q}"), &[]);
+    let peers_at = body
+        .windows(9)
+        .position(|w| w == b"5:peers12")
+        .expect("two compact peers")
+        + 10;
+    let mut ports: Vec<u16> = body[peers_at..peers_at + 12]
+        .chunks(6)
+        .map(|p| u16::from_be_bytes([p[4], p[5]]))
+        .collect();
+    ports.sort_unstable();
+    assert_eq!(ports, vec![3000, 3002]);
+    assert!(
+        log.find("restored 2 torrents and 3 live peers", Duration::ZERO)
+            .is_some()
+    );
+    assert!(terminate(child).success());
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_corrupt_state_file_is_reported_set_aside_and_skipped() {
+    let dir = std::env::temp_dir().join(format!("edgetracker-corrupt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tracker.state");
+    // A torn write: the start of a real header, then nothing.
+    std::fs::write(&file, b"ETSTATE\0\x01\x00\x00\x00torn and more torn bytes").unwrap();
+    let file_env = file.display().to_string();
+    let env = [("EDGETRACKER__STATE__FILE", file_env.as_str())];
+    let (child, urls, mut log) = spawn_with_log(&["--listen", "127.0.0.1", "--port", "0"], &env);
+    let line = log
+        .find("state file skipped, starting empty", Duration::ZERO)
+        .expect("reported");
+    assert!(line.contains("checksum mismatch"), "{line}");
+    assert!(dir.join("tracker.state.corrupt").exists());
+    assert_eq!(
+        &scrape(local_addr(&urls))[8..],
+        &[0u8; 24][..],
+        "serving, empty"
     );
     assert!(terminate(child).success());
     std::fs::remove_dir_all(dir).ok();

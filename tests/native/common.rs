@@ -18,6 +18,8 @@ pub fn tracker_with(tweak: impl FnOnce(&mut Config)) -> Running {
     let mut config = Config::default();
     config.network.listen = vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
     config.network.port = 0;
+    // Tests that want a state file say so; the others must not leave one behind.
+    config.state.file = String::new();
     tweak(&mut config);
     start(config).expect("tracker starts")
 }
