@@ -7,6 +7,7 @@
 //! - [`store`]: the storage seam every home plugs a backend into, the in-memory store, and the
 //!   conformance suite every backend must pass.
 //! - [`access`]: who may use the tracker — info-hash allow/deny lists and private-mode passkeys.
+//! - [`ratelimit`]: per-IP announce token buckets.
 //! - [`service`]: request bytes in, reply bytes out — the order of the steps above, shared by
 //!   every home so they answer alike.
 //!
@@ -15,6 +16,7 @@
 
 pub mod access;
 pub mod protocol;
+pub mod ratelimit;
 pub mod service;
 pub mod store;
 pub mod swarm;

@@ -52,6 +52,9 @@ pub struct Tracker {
     pub numwant_max: u32,
     pub scrape_max_hashes: u32,
     pub accept_claimed_ip: bool,
+    /// Announces a minute per client address (0: no limit), after a burst of `rate_limit_burst`.
+    pub rate_limit_per_minute: u32,
+    pub rate_limit_burst: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -136,6 +139,8 @@ impl Default for Tracker {
             numwant_max: p.numwant_max,
             scrape_max_hashes: p.scrape_max_hashes,
             accept_claimed_ip: p.accept_claimed_ip,
+            rate_limit_per_minute: 0,
+            rate_limit_burst: 10,
         }
     }
 }
@@ -195,6 +200,11 @@ scrape_max_hashes = 64
 # Trust the address a client claims (ip=, BEP 15's IP field). Off: it lets anyone point a
 # swarm at a third party (BEP 7, 2020 revision).
 accept_claimed_ip = false
+# Per-address announce limit (token bucket): this many a minute after a burst of
+# rate_limit_burst. 0 turns it off. Refused announces get "rate limited: ..." and are counted as
+# rate_limited on /stats.
+rate_limit_per_minute = 0
+rate_limit_burst = 10
 
 [udp]
 # Seconds a BEP 15 connection id stays valid, plus extra leniency for clients (uTorrent) that

@@ -197,9 +197,8 @@ fn tracker_request(
         Ok(ip) => ip,
         Err(reason) => {
             let outcome = Outcome {
-                action: None,
                 error: Some(reason.clone()),
-                store_error: None,
+                ..Outcome::default()
             };
             shared
                 .stats

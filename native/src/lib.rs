@@ -21,6 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use edgetracker::protocol::connection_id::ConnectionIds;
+use edgetracker::ratelimit::RateLimit;
 use edgetracker::service::Tracker;
 use edgetracker::store::memory::MemoryStore;
 use rand::SeedableRng;
@@ -180,7 +181,10 @@ pub fn start(config: Config) -> io::Result<Running> {
             }
         }
     }
-    let tracker = Tracker::new(store, policy, ids);
+    let tracker = Tracker::new(store, policy, ids).with_rate_limit(RateLimit {
+        per_minute: config.tracker.rate_limit_per_minute,
+        burst: config.tracker.rate_limit_burst,
+    });
     tracker.set_access(access);
     let shared = Arc::new(Shared {
         tracker,
@@ -312,6 +316,7 @@ fn housekeeping(shared: &Shared, stop: &AtomicBool, mut files: AccessFiles, hang
         if last_sweep.elapsed() >= every {
             let began = Instant::now();
             shared.tracker.store.expire_now(unix_now());
+            shared.tracker.limiter().prune(unix_now());
             let t = shared.tracker.store.totals();
             tracing::debug!(
                 took_ms = began.elapsed().as_millis() as u64,

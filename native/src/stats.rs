@@ -42,6 +42,7 @@ struct Cell {
 pub struct Stats {
     cells: [[[Cell; 4]; 2]; 2],
     store_errors: AtomicU64,
+    rate_limited: AtomicU64,
 }
 
 fn kind_index(action: Option<Action>) -> usize {
@@ -74,6 +75,9 @@ impl Stats {
         }
         if outcome.store_error.is_some() {
             self.store_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if outcome.rate_limited {
+            self.rate_limited.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -110,6 +114,7 @@ impl Stats {
             "ipv6": { "seeders": totals.seeders_v6, "leechers": totals.leechers_v6 },
             "requests": requests,
             "store_errors": self.store_errors.load(Ordering::Relaxed),
+            "rate_limited": self.rate_limited.load(Ordering::Relaxed),
         })
     }
 
@@ -139,6 +144,11 @@ impl Stats {
             "edgetracker_store_errors_total",
             "counter",
             "Requests served without store data after a store failure.",
+        );
+        family(
+            "edgetracker_rate_limited_total",
+            "counter",
+            "Announces refused by the per-address rate limit.",
         );
         family(
             "edgetracker_uptime_seconds",
@@ -175,6 +185,11 @@ impl Stats {
         }
         let _ = writeln!(
             out,
+            "edgetracker_rate_limited_total {}",
+            self.rate_limited.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
             "edgetracker_store_errors_total {}",
             self.store_errors.load(Ordering::Relaxed)
         );
@@ -192,13 +207,11 @@ mod tests {
         let stats = Stats::default();
         let ok = Outcome {
             action: Some(Action::Announce),
-            error: None,
-            store_error: None,
+            ..Outcome::default()
         };
         let bad = Outcome {
-            action: None,
             error: Some("packet too short".into()),
-            store_error: None,
+            ..Outcome::default()
         };
         stats.record(Protocol::Udp, Family::V6, &ok);
         stats.record(Protocol::Udp, Family::V6, &ok);

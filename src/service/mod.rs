@@ -17,6 +17,7 @@ use crate::protocol::connection_id::ConnectionIds;
 use crate::protocol::http::{self, RequestError};
 use crate::protocol::types::{AnnounceRequest, Event, Family, InfoHash, SwarmCounts};
 use crate::protocol::udp::{self, Request};
+use crate::ratelimit::{Limiter, RateLimit};
 use crate::store::{PeerAnnounce, PeerStore, StoreError};
 use crate::swarm::Policy;
 
@@ -29,7 +30,7 @@ pub enum Action {
 }
 
 /// How a request went, for stats and logs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
     /// The request's kind, when it was recognisable at all.
     pub action: Option<Action>,
@@ -37,21 +38,22 @@ pub struct Outcome {
     pub error: Option<String>,
     /// The store failed; the reply was served without its data.
     pub store_error: Option<StoreError>,
+    /// Refused because the client's address exceeded the announce rate limit.
+    pub rate_limited: bool,
 }
 
 impl Outcome {
     fn ok(action: Action) -> Self {
         Outcome {
             action: Some(action),
-            error: None,
-            store_error: None,
+            ..Outcome::default()
         }
     }
     fn refused(action: Option<Action>, reason: impl Into<String>) -> Self {
         Outcome {
             action,
             error: Some(reason.into()),
-            store_error: None,
+            ..Outcome::default()
         }
     }
 }
@@ -72,6 +74,8 @@ pub struct Tracker<S> {
     pub connection_ids: ConnectionIds,
     /// Swapped whole when the operator's lists are reloaded; read briefly per request.
     access: RwLock<Arc<Access>>,
+    /// Per-address announce limit (off unless configured).
+    limiter: Limiter,
 }
 
 impl<S: PeerStore> Tracker<S> {
@@ -82,7 +86,19 @@ impl<S: PeerStore> Tracker<S> {
             policy,
             connection_ids,
             access: RwLock::new(Arc::new(Access::open())),
+            limiter: Limiter::new(RateLimit::default()),
         }
+    }
+
+    /// Limits announces per client address (`per_minute == 0`: no limit).
+    pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.limiter = Limiter::new(limit);
+        self
+    }
+
+    /// The announce rate limiter (for housekeeping: [`Limiter::prune`]).
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
     }
 
     /// Replaces the access rules (info-hash list, passkeys) for every request from now on.
@@ -155,6 +171,16 @@ impl<S: PeerStore> Tracker<S> {
         };
         if let Err(refusal) = self.admit(passkey, &[req.info_hash]) {
             return refuse_http(Some(Action::Announce), refusal.reason());
+        }
+        if !self.limiter.allow(client, now) {
+            let (body, outcome) = refuse_http(Some(Action::Announce), RATE_LIMITED);
+            return (
+                body,
+                Outcome {
+                    rate_limited: true,
+                    ..outcome
+                },
+            );
         }
         let (family, counts, store_error) = self
             .announce(&req, client, usize::MAX, now, rng, &mut scratch.peers)
@@ -274,6 +300,14 @@ impl<S: PeerStore> Tracker<S> {
                     udp::write_error(out, transaction_id, refusal.reason(), packet.len());
                     return Outcome::refused(Some(Action::Announce), refusal.reason());
                 }
+                if !self.limiter.allow(client, now) {
+                    udp::write_error(out, transaction_id, RATE_LIMITED, packet.len());
+                    let outcome = Outcome::refused(Some(Action::Announce), RATE_LIMITED);
+                    return Outcome {
+                        rate_limited: true,
+                        ..outcome
+                    };
+                }
                 let max = udp::max_peers_per_reply(family);
                 let (_, counts, store_error) = self
                     .announce(&announce, client, max, now, rng, &mut scratch.peers)
@@ -326,6 +360,7 @@ impl<S: PeerStore> Tracker<S> {
 }
 
 const INVALID_CONNECTION_ID: &str = "invalid or expired connection id";
+const RATE_LIMITED: &str = "rate limited: too many announces from your address, retry later";
 
 fn refuse_http(action: Option<Action>, reason: &str) -> (Vec<u8>, Outcome) {
     (

@@ -396,3 +396,32 @@ fn stats_in_json_and_prometheus() {
     }
     t.shutdown();
 }
+
+#[test]
+fn announces_beyond_the_rate_limit_are_refused_and_counted() {
+    let t = tracker_with(|c| {
+        c.tracker.rate_limit_per_minute = 1;
+        c.tracker.rate_limit_burst = 2;
+    });
+    let addr = http_addr(&t, false);
+    let a = announce(hash(13), 1, 0, Event::Started);
+    assert_eq!(int(&http_announce(addr, &a), "complete"), 1);
+    assert_eq!(int(&http_announce(addr, &a), "complete"), 1);
+    let d = http_announce(addr, &a);
+    assert_eq!(
+        bytes(&d, "failure reason"),
+        b"rate limited: too many announces from your address, retry later"
+    );
+    // Another address (::1) has its own bucket.
+    assert_eq!(int(&http_announce(http_addr(&t, true), &a), "complete"), 1);
+    let (_, _, stats) = http_get(addr, "/stats", &[]);
+    let stats: serde_json::Value = serde_json::from_slice(&stats).unwrap();
+    assert_eq!(stats["rate_limited"], 1);
+    let (_, _, metrics) = http_get(addr, "/metrics", &[]);
+    assert!(
+        String::from_utf8(metrics)
+            .unwrap()
+            .contains("edgetracker_rate_limited_total 1\n")
+    );
+    t.shutdown();
+}

@@ -280,3 +280,23 @@ fn peers_expire_after_the_timeout() {
     }
     t.shutdown();
 }
+
+#[test]
+fn udp_announces_beyond_the_rate_limit_get_an_error() {
+    let t = tracker_with(|c| {
+        c.tracker.rate_limit_per_minute = 1;
+        c.tracker.rate_limit_burst = 1;
+    });
+    let s = udp_client(udp_addr(&t, false));
+    let id = connect(&s);
+    udp_announce(&s, id, &announce(hash(9), 1, 0, Event::Started), b"");
+    let reply = udp_exchange(
+        &s,
+        &announce_request(id, 5, &announce(hash(9), 1, 0, Event::None), b""),
+    );
+    assert_eq!((be32(&reply, 0), be32(&reply, 4)), (3, 5));
+    assert!(reply[8..].starts_with(b"rate limited"));
+    // Connects are not announces: still answered.
+    connect(&s);
+    t.shutdown();
+}

@@ -1,0 +1,146 @@
+//! Per-IP announce rate limiting: a token bucket per client address.
+//!
+//! Each address may announce `burst` times at once and then `per_minute` times a minute. Buckets
+//! are sharded behind short-held mutexes (as the memory store is) and forgotten once full again,
+//! so memory follows the number of recently active addresses. Pure: `now` comes from the caller.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use crate::protocol::types::canonical_ip;
+
+/// The limit; `per_minute == 0` turns limiting off.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+#[derive(Clone, Copy)]
+struct Bucket {
+    /// Tokens in thousandths, so slow rates refill smoothly with whole-second clocks.
+    milli: u64,
+    last: u32,
+}
+
+const SHARDS: usize = 16;
+
+pub struct Limiter {
+    limit: RateLimit,
+    shards: Vec<Mutex<HashMap<IpAddr, Bucket>>>,
+}
+
+impl Limiter {
+    pub fn new(limit: RateLimit) -> Self {
+        Limiter {
+            limit,
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.limit.per_minute > 0
+    }
+
+    fn capacity(&self) -> u64 {
+        u64::from(self.limit.burst.max(1)) * 1000
+    }
+
+    fn shard(&self, ip: &IpAddr) -> &Mutex<HashMap<IpAddr, Bucket>> {
+        let spread = match ip {
+            IpAddr::V4(v4) => v4.octets()[3] as usize,
+            IpAddr::V6(v6) => v6.octets()[7] as usize,
+        };
+        &self.shards[spread % SHARDS]
+    }
+
+    /// Takes one token for `ip` at `now` (Unix seconds); false when the bucket is empty.
+    pub fn allow(&self, ip: IpAddr, now: u32) -> bool {
+        if !self.is_on() {
+            return true;
+        }
+        let ip = canonical_ip(ip);
+        let capacity = self.capacity();
+        let mut buckets = self.shard(&ip).lock().unwrap_or_else(|p| p.into_inner());
+        let bucket = buckets.entry(ip).or_insert(Bucket {
+            milli: capacity,
+            last: now,
+        });
+        let elapsed = u64::from(now.saturating_sub(bucket.last));
+        // per_minute tokens a minute = per_minute * 1000 / 60 milli-tokens a second.
+        bucket.milli =
+            (bucket.milli + elapsed * u64::from(self.limit.per_minute) * 1000 / 60).min(capacity);
+        bucket.last = now;
+        if bucket.milli >= 1000 {
+            bucket.milli -= 1000;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Forgets buckets that have refilled by `now` (they would behave as new ones).
+    pub fn prune(&self, now: u32) {
+        let capacity = self.capacity();
+        let per_second = u64::from(self.limit.per_minute) * 1000 / 60;
+        for shard in &self.shards {
+            shard
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, b| {
+                    b.milli + u64::from(now.saturating_sub(b.last)) * per_second < capacity
+                });
+        }
+    }
+
+    /// Addresses currently tracked.
+    pub fn tracked(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn off_allows_everything() {
+        let l = Limiter::new(RateLimit::default());
+        assert!((0..1000).all(|_| l.allow(ip("10.0.0.1"), 1)));
+        assert_eq!(l.tracked(), 0);
+    }
+
+    #[test]
+    fn burst_then_refill_per_address() {
+        let l = Limiter::new(RateLimit {
+            per_minute: 6,
+            burst: 3,
+        });
+        let a = ip("10.0.0.1");
+        assert!((0..3).all(|_| l.allow(a, 100)));
+        assert!(!l.allow(a, 100), "burst spent");
+        assert!(
+            l.allow(ip("10.0.0.2"), 100),
+            "another address has its own bucket"
+        );
+        assert!(!l.allow(a, 109), "6 a minute: one token per 10 s");
+        assert!(l.allow(a, 110));
+        assert!(!l.allow(a, 110));
+        assert!(
+            l.allow(ip("::ffff:10.0.0.2"), 100),
+            "mapped IPv4 is the same client (2 left)"
+        );
+        l.prune(1000);
+        assert_eq!(l.tracked(), 0, "refilled buckets are forgotten");
+    }
+}
