@@ -4,7 +4,7 @@
 #   tests/run.sh
 #
 # Installs what it needs first, skipping what is already there: the wasm32 target, Debian's
-# python3-libtorrent (real clients), wasm-bindgen-cli (the version Cargo.lock pins), wasm-pack and
+# python3-libtorrent (real clients) and chromium (stats page screenshot), wasm-bindgen-cli (the version Cargo.lock pins), wasm-pack and
 # worker-build from crates.io, and the npm packages of package-lock.json (Miniflare, wrangler,
 # Node 22 for wrangler, esbuild and wasm-opt for worker-build). Nothing is fetched from anywhere
 # else: worker-build and wasm-pack are pointed at these tools instead of downloading their own.
@@ -23,10 +23,16 @@ step "prerequisites"
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
     rustup target add wasm32-unknown-unknown
 fi
-if ! /usr/bin/python3 -c 'import libtorrent' 2>/dev/null; then
+# Debian packages: real BitTorrent clients, and a browser for the stats page's screenshot test.
+missing=()
+/usr/bin/python3 -c 'import libtorrent' 2>/dev/null || missing+=(python3-libtorrent)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-libtorrent
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
+# Without it the screenshot test would skip itself; here a missing browser is a failure.
+export EDGETRACKER_REQUIRE_CHROMIUM=1
 # One target dir for the three tools: they share most of their dependencies.
 tools_target=${CARGO_TARGET_DIR_TOOLS:-${TMPDIR:-/tmp}/edgetracker-tools-target}
 # wasm-bindgen-cli must equal the locked wasm-bindgen; its --locked build fails, so without it.

@@ -21,6 +21,7 @@ pub struct Config {
     pub udp: Udp,
     pub access: AccessConfig,
     pub state: State,
+    pub stats: StatsConfig,
     pub log: Log,
 }
 
@@ -83,6 +84,28 @@ impl Default for AccessConfig {
             list_mode: "off".into(),
             list_file: String::new(),
             passkeys_file: String::new(),
+        }
+    }
+}
+
+/// Who may see `/stats` and `/metrics`, and the stats page's chart.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsConfig {
+    /// Client addresses allowed to see the stats. With `token` also empty: everyone.
+    pub allow: Vec<IpAddr>,
+    /// A secret that also grants access: `?token=...` or `Authorization: Bearer ...`.
+    pub token: String,
+    /// Seconds between the chart's samples (it shows the last hour).
+    pub history_interval: u32,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        StatsConfig {
+            allow: Vec::new(),
+            token: String::new(),
+            history_interval: 60,
         }
     }
 }
@@ -231,6 +254,15 @@ passkeys_file = ""
 file = "edgetracker.state"
 save_interval = 300
 
+[stats]
+# /stats (HTML for browsers, JSON otherwise, ?format=json|prometheus|html) and /metrics are public
+# unless these are set: then only the listed client addresses, or whoever presents the token
+# (?token=... or "Authorization: Bearer ..."), may see them; others get 403.
+allow = []
+token = ""
+# Seconds between samples of the page's chart of torrents and peers over the last hour.
+history_interval = 60
+
 [log]
 # A tracing filter: "warn", "info", "debug", "edgetracker_native=debug". Nothing per request is
 # logged at info. RUST_LOG, when set, wins.
@@ -341,6 +373,9 @@ impl Config {
             return Err("[tracker] cleanup_interval must be between 1 and peer_timeout".into());
         }
         crate::access_files::AccessFiles::new(&self.access)?;
+        if self.stats.history_interval == 0 || self.stats.history_interval > 3600 {
+            return Err("[stats] history_interval must be between 1 and 3600".into());
+        }
         if self.state.save_interval == 0 {
             return Err("[state] save_interval must be positive".into());
         }

@@ -26,8 +26,8 @@ use rand::rngs::SmallRng;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
-use crate::stats;
 use crate::{Shared, thread_rng, unix_now};
+use crate::{page, stats};
 
 /// Binds a TCP listener; `[::]` is IPv6-only so `0.0.0.0` can be bound beside it.
 pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
@@ -171,13 +171,30 @@ fn handle(req: &Request<Incoming>, remote: SocketAddr, shared: &Shared) -> Respo
         return tracker_request(req, remote, shared, route, query);
     }
     match path {
-        b"/stats" => {
-            let prometheus = query
-                .split(|&b| b == b'&')
-                .any(|p| p == b"format=prometheus");
-            stats_response(shared, prometheus)
+        b"/stats" | b"/metrics" => {
+            if !stats_permitted(req, remote, shared, query) {
+                return failure(
+                    StatusCode::FORBIDDEN,
+                    "the stats are not public on this tracker",
+                );
+            }
+            let param = |name: &[u8]| query.split(|&b| b == b'&').any(|p| p == name);
+            let wants_html = req
+                .headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("text/html"));
+            let format = if path == b"/metrics" || param(b"format=prometheus") {
+                StatsFormat::Prometheus
+            } else if param(b"format=json") {
+                StatsFormat::Json
+            } else if param(b"format=html") || wants_html {
+                StatsFormat::Html
+            } else {
+                StatsFormat::Json
+            };
+            stats_response(shared, format)
         }
-        b"/metrics" => stats_response(shared, true),
         _ => failure(
             StatusCode::NOT_FOUND,
             "not found: this tracker serves /announce and /scrape",
@@ -223,17 +240,74 @@ fn tracker_request(
     response(StatusCode::OK, BENCODE, body)
 }
 
-fn stats_response(shared: &Shared, prometheus: bool) -> Response<Full<Bytes>> {
+enum StatsFormat {
+    Json,
+    Prometheus,
+    Html,
+}
+
+/// `[stats] allow` and `token`: with neither set the stats are public; otherwise the client's
+/// address must be listed, or the token given as `?token=` or `Authorization: Bearer`.
+fn stats_permitted(
+    req: &Request<Incoming>,
+    remote: SocketAddr,
+    shared: &Shared,
+    query: &[u8],
+) -> bool {
+    let cfg = &shared.config.stats;
+    if cfg.allow.is_empty() && cfg.token.is_empty() {
+        return true;
+    }
+    if client_ip(req, remote, shared).is_ok_and(|ip| cfg.allow.contains(&ip)) {
+        return true;
+    }
+    if cfg.token.is_empty() {
+        return false;
+    }
+    let from_query = query
+        .split(|&b| b == b'&')
+        .find_map(|p| p.strip_prefix(b"token="));
+    let from_header = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    let expected = cfg.token.as_bytes();
+    // Compared without an early exit, so response time says nothing about the token.
+    let same = |given: &[u8]| {
+        given.len() == expected.len()
+            && given
+                .iter()
+                .zip(expected)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    };
+    from_query.is_some_and(same) || from_header.is_some_and(same)
+}
+
+fn stats_response(shared: &Shared, format: StatsFormat) -> Response<Full<Bytes>> {
     let totals = shared.tracker.store.totals();
-    if prometheus {
-        response(
+    let uptime = shared.uptime();
+    match format {
+        StatsFormat::Prometheus => response(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            shared.stats.prometheus(&totals, shared.uptime()),
-        )
-    } else {
-        let body = serde_json::to_vec_pretty(&shared.stats.json(&totals, shared.uptime()))
-            .unwrap_or_default();
-        response(StatusCode::OK, "application/json", body)
+            shared.stats.prometheus(&totals, uptime),
+        ),
+        StatsFormat::Json => {
+            let body =
+                serde_json::to_vec_pretty(&shared.stats.json(&totals, uptime)).unwrap_or_default();
+            response(StatusCode::OK, "application/json", body)
+        }
+        StatsFormat::Html => {
+            let rows = shared.stats.rows();
+            let page = page::html(
+                &totals,
+                uptime,
+                &rows,
+                shared.stats.rate_limited(),
+                &shared.history.samples(),
+            );
+            response(StatusCode::OK, "text/html; charset=utf-8", page)
+        }
     }
 }

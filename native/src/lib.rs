@@ -8,6 +8,7 @@
 pub mod access_files;
 pub mod config;
 pub mod http;
+pub mod page;
 pub mod state;
 pub mod stats;
 pub mod udp;
@@ -54,6 +55,8 @@ pub fn thread_rng() -> SmallRng {
 pub struct Shared {
     pub tracker: Tracker<MemoryStore>,
     pub stats: Stats,
+    /// Samples for the stats page's chart.
+    pub history: page::History,
     pub started: Instant,
     pub config: Config,
 }
@@ -186,9 +189,11 @@ pub fn start(config: Config) -> io::Result<Running> {
         burst: config.tracker.rate_limit_burst,
     });
     tracker.set_access(access);
+    let samples_per_hour = (3600 / config.stats.history_interval) as usize + 1;
     let shared = Arc::new(Shared {
         tracker,
         stats: Stats::default(),
+        history: page::History::new(samples_per_hour),
         started: Instant::now(),
         config,
     });
@@ -290,7 +295,9 @@ const ACCESS_CHECK: Duration = Duration::from_secs(2);
 fn housekeeping(shared: &Shared, stop: &AtomicBool, mut files: AccessFiles, hangup: &AtomicBool) {
     let every = Duration::from_secs(u64::from(shared.config.tracker.cleanup_interval));
     let save_every = Duration::from_secs(u64::from(shared.config.state.save_interval));
+    let sample_every = Duration::from_secs(u64::from(shared.config.stats.history_interval));
     let mut last_save = Instant::now();
+    let mut last_sample: Option<Instant> = None;
     let mut last_sweep = Instant::now();
     let mut last_check = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -325,6 +332,16 @@ fn housekeeping(shared: &Shared, stop: &AtomicBool, mut files: AccessFiles, hang
                 "expired stale peers"
             );
             last_sweep = Instant::now();
+        }
+        if last_sample.is_none_or(|t| t.elapsed() >= sample_every) {
+            let t = shared.tracker.store.totals();
+            let sample = page::Sample {
+                at: shared.uptime(),
+                torrents: t.torrents,
+                peers: t.peers(),
+            };
+            shared.history.record(sample);
+            last_sample = Some(Instant::now());
         }
         if last_save.elapsed() >= save_every {
             save_state(shared);

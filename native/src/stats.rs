@@ -89,6 +89,24 @@ impl Stats {
         )
     }
 
+    /// Every counter as (protocol, family, action, requests, errors), for the HTML page.
+    pub fn rows(&self) -> Vec<(&'static str, &'static str, &'static str, u64, u64)> {
+        let mut rows = Vec::new();
+        for p in PROTOCOLS {
+            for f in FAMILIES {
+                for (k, name) in KINDS.iter().enumerate() {
+                    let (n, e) = self.load(p, f, k);
+                    rows.push((p.as_str(), f.as_str(), *name, n, e));
+                }
+            }
+        }
+        rows
+    }
+
+    pub fn rate_limited(&self) -> u64 {
+        self.rate_limited.load(Ordering::Relaxed)
+    }
+
     /// The JSON form of `/stats`.
     pub fn json(&self, totals: &Totals, uptime: u64) -> serde_json::Value {
         let mut requests = serde_json::Map::new();
