@@ -56,6 +56,10 @@ pub struct Tracker {
     /// Announces a minute per client address (0: no limit), after a burst of `rate_limit_burst`.
     pub rate_limit_per_minute: u32,
     pub rate_limit_burst: u32,
+    /// Answer `/scrape` without `info_hash` with every torrent (gzip-compressed if accepted).
+    pub full_scrape: bool,
+    /// Seconds a client address must wait between full scrapes.
+    pub full_scrape_interval: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -164,6 +168,8 @@ impl Default for Tracker {
             accept_claimed_ip: p.accept_claimed_ip,
             rate_limit_per_minute: 0,
             rate_limit_burst: 10,
+            full_scrape: false,
+            full_scrape_interval: 600,
         }
     }
 }
@@ -228,6 +234,11 @@ accept_claimed_ip = false
 # rate_limited on /stats.
 rate_limit_per_minute = 0
 rate_limit_burst = 10
+# /scrape without info_hash answers for every torrent: expensive, so off by default. When on it
+# is built at most every 30 s, sent gzip-compressed to clients that accept gzip, and each address
+# may fetch it once per full_scrape_interval seconds.
+full_scrape = false
+full_scrape_interval = 600
 
 [udp]
 # Seconds a BEP 15 connection id stays valid, plus extra leniency for clients (uTorrent) that

@@ -225,6 +225,14 @@ fn tracker_request(
     };
     let now = unix_now();
     let tracker = &shared.tracker;
+    if route.endpoint == Endpoint::Scrape
+        && let Some(full) = &shared.full_scrape
+        && !query
+            .split(|&b| b == b'&')
+            .any(|p| p.starts_with(b"info_hash="))
+    {
+        return full_scrape(req, shared, full, route, ip, now);
+    }
     let (body, outcome) = LOCAL.with_borrow_mut(|(rng, scratch)| match route.endpoint {
         Endpoint::Announce => {
             now_or_never(tracker.http_announce(query, route.passkey, ip, now, rng, scratch))
@@ -238,6 +246,47 @@ fn tracker_request(
         tracing::debug!(%remote, reason, "http request refused");
     }
     response(StatusCode::OK, BENCODE, body)
+}
+
+/// A scrape without `info_hash`, when enabled: the whole tracker, to a client allowed one now.
+fn full_scrape(
+    req: &Request<Incoming>,
+    shared: &Shared,
+    full: &crate::full_scrape::FullScrape,
+    route: Route<'_>,
+    ip: IpAddr,
+    now: u32,
+) -> Response<Full<Bytes>> {
+    let gzip = req
+        .headers()
+        .get(hyper::header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let served = match shared.tracker.access().check_passkey(route.passkey) {
+        Ok(()) => full.serve(&shared.tracker.store, ip, now, gzip),
+        Err(refusal) => Err(refusal.reason().to_string()),
+    };
+    let outcome = Outcome {
+        action: Some(edgetracker::service::Action::Scrape),
+        error: served.as_ref().err().cloned(),
+        ..Outcome::default()
+    };
+    shared
+        .stats
+        .record(stats::Protocol::Http, Family::of(ip), &outcome);
+    match served {
+        Ok(body) => {
+            let mut r = response(StatusCode::OK, BENCODE, body);
+            if gzip {
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_ENCODING,
+                    HeaderValue::from_static("gzip"),
+                );
+            }
+            r
+        }
+        Err(reason) => failure(StatusCode::OK, &reason),
+    }
 }
 
 enum StatsFormat {

@@ -7,6 +7,7 @@
 
 pub mod access_files;
 pub mod config;
+pub mod full_scrape;
 pub mod http;
 pub mod page;
 pub mod state;
@@ -57,6 +58,8 @@ pub struct Shared {
     pub stats: Stats,
     /// Samples for the stats page's chart.
     pub history: page::History,
+    /// Present when full scrapes are enabled.
+    pub full_scrape: Option<full_scrape::FullScrape>,
     pub started: Instant,
     pub config: Config,
 }
@@ -194,6 +197,10 @@ pub fn start(config: Config) -> io::Result<Running> {
         tracker,
         stats: Stats::default(),
         history: page::History::new(samples_per_hour),
+        full_scrape: config
+            .tracker
+            .full_scrape
+            .then(|| full_scrape::FullScrape::new(config.tracker.full_scrape_interval)),
         started: Instant::now(),
         config,
     });
@@ -324,6 +331,9 @@ fn housekeeping(shared: &Shared, stop: &AtomicBool, mut files: AccessFiles, hang
             let began = Instant::now();
             shared.tracker.store.expire_now(unix_now());
             shared.tracker.limiter().prune(unix_now());
+            if let Some(full) = &shared.full_scrape {
+                full.prune(unix_now());
+            }
             let t = shared.tracker.store.totals();
             tracing::debug!(
                 took_ms = began.elapsed().as_millis() as u64,

@@ -137,6 +137,30 @@ pub fn write_scrape<'a>(entries: impl IntoIterator<Item = (&'a InfoHash, SwarmCo
         .expect("serializing integers and byte strings cannot fail")
 }
 
+/// Writes a scrape reply of many torrents, e.g. a full scrape, straight into `out`. `entries`
+/// must be sorted by info hash (bencode dicts are). Equivalent to [`write_scrape`], but without
+/// building a map of the whole tracker: a full scrape of a million torrents stays a sorted
+/// vector plus the output.
+pub fn write_scrape_sorted(entries: &[(InfoHash, SwarmCounts)], out: &mut Vec<u8>) {
+    debug_assert!(
+        entries.windows(2).all(|w| w[0].0 < w[1].0),
+        "sorted, no duplicates"
+    );
+    use std::io::Write as _;
+    out.extend_from_slice(b"d5:filesd");
+    for (hash, c) in entries {
+        out.extend_from_slice(b"20:");
+        out.extend_from_slice(&hash.0);
+        // Writing into a Vec cannot fail.
+        let _ = write!(
+            out,
+            "d8:completei{}e10:downloadedi{}e10:incompletei{}ee",
+            c.complete, c.downloaded, c.incomplete
+        );
+    }
+    out.extend_from_slice(b"ee");
+}
+
 #[derive(Serialize)]
 struct Failure<'a> {
     #[serde(rename = "failure reason")]
@@ -298,6 +322,21 @@ mod tests {
         // Keys sorted, as bencode requires: a's entry comes before b's.
         let pos = |h: &InfoHash| out.windows(20).position(|w| w == h.0).unwrap();
         assert!(pos(&a) < pos(&b));
+    }
+
+    proptest! {
+        #[test]
+        fn streamed_scrape_equals_serde_bencode(
+            entries in proptest::collection::btree_map(any::<[u8; 20]>(), any::<(u32, u32, u32)>(), 0..40)
+        ) {
+            let entries: Vec<(InfoHash, SwarmCounts)> = entries
+                .into_iter()
+                .map(|(h, (a, b, c))| (InfoHash(h), SwarmCounts { complete: a, incomplete: b, downloaded: c }))
+                .collect();
+            let mut streamed = Vec::new();
+            write_scrape_sorted(&entries, &mut streamed);
+            prop_assert_eq!(streamed, write_scrape(entries.iter().map(|(h, c)| (h, *c))));
+        }
     }
 
     #[test]

@@ -425,3 +425,48 @@ fn announces_beyond_the_rate_limit_are_refused_and_counted() {
     );
     t.shutdown();
 }
+
+#[test]
+fn full_scrape_when_enabled_is_gzipped_and_limited_per_address() {
+    let t = tracker_with(|c| {
+        c.tracker.full_scrape = true;
+        c.tracker.full_scrape_interval = 600;
+    });
+    let (v4, v6) = (http_addr(&t, false), http_addr(&t, true));
+    http_announce(v4, &announce(hash(21), 1, 0, Event::Started));
+    http_announce(v4, &announce(hash(21), 2, 9, Event::Started));
+    http_announce(v4, &announce(hash(22), 3, 0, Event::Completed));
+    let (status, head, body) = http_get(v4, "/scrape", &[("Accept-Encoding", "gzip, deflate")]);
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase().contains("content-encoding: gzip"),
+        "{head}"
+    );
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut plain).unwrap();
+    let files = |d: &Dict| match d.get(&b"files"[..]) {
+        Some(Value::Dict(f)) => f.clone(),
+        other => panic!("{other:?}"),
+    };
+    let all = files(&decode(&plain));
+    assert_eq!(all.len(), 2);
+    let counts = |h: u8| match all.get(&hash(h).0[..]) {
+        Some(Value::Dict(f)) => (
+            int(f, "complete"),
+            int(f, "incomplete"),
+            int(f, "downloaded"),
+        ),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((counts(21), counts(22)), ((1, 1, 0), (1, 0, 1)));
+    // Again from the same address: refused until the interval has passed.
+    assert_eq!(
+        bytes(&get(v4, "/scrape"), "failure reason"),
+        b"full scrape rate limited: once every 600 s per address"
+    );
+    // Another address, not accepting gzip, gets plain bencode.
+    let (_, head, body) = http_get(v6, "/scrape", &[]);
+    assert!(!head.to_ascii_lowercase().contains("content-encoding"));
+    assert_eq!(files(&decode(&body)).len(), 2);
+    t.shutdown();
+}
