@@ -1,14 +1,46 @@
-//! Per-IP announce rate limiting: a token bucket per client address.
+//! Per-client announce rate limiting: the seam every home's limiter plugs into
+//! ([`AnnounceGate`]), who counts as one client ([`client_key`]), and the in-process token
+//! bucket ([`Limiter`]) the native tracker uses.
 //!
-//! Each address may announce `burst` times at once and then `per_minute` times a minute. Buckets
+//! Each client may announce `burst` times at once and then `per_minute` times a minute. Buckets
 //! are sharded behind short-held mutexes (as the memory store is) and forgotten once full again,
-//! so memory follows the number of recently active addresses. Pure: `now` comes from the caller.
+//! so memory follows the number of recently active clients. Pure: `now` comes from the caller.
+//! The edge, whose requests are spread over many isolates, plugs in Cloudflare's Rate Limiting
+//! API instead (`src/edge`).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::future::{Future, ready};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 
 use crate::protocol::types::canonical_ip;
+
+/// Who counts as one client: its IPv4 address, or its IPv6 /64. An ISP hands a subscriber at
+/// least a /64, and a host can rotate through it at will (privacy addresses), so limiting single
+/// IPv6 addresses would limit nobody. IPv4-mapped addresses count as IPv4.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match canonical_ip(ip) {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !(u128::MAX >> 64);
+            IpAddr::V6(Ipv6Addr::from(prefix))
+        }
+        v4 => v4,
+    }
+}
+
+/// Decides whether a client may announce now. The seam between the service and a home's limiter:
+/// the in-process [`Limiter`] answers at once (a ready future, so the native hot path pays
+/// nothing for the edge's async); the Worker asks a Cloudflare binding.
+pub trait AnnounceGate {
+    /// True when `ip` may announce at `now` (Unix seconds); spends one announce of its budget.
+    fn permit(&self, ip: IpAddr, now: u32) -> impl Future<Output = bool>;
+}
+
+impl AnnounceGate for Limiter {
+    fn permit(&self, ip: IpAddr, now: u32) -> impl Future<Output = bool> {
+        ready(self.allow(ip, now))
+    }
+}
 
 /// The limit; `per_minute == 0` turns limiting off.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -47,23 +79,25 @@ impl Limiter {
         u64::from(self.limit.burst.max(1)) * 1000
     }
 
-    fn shard(&self, ip: &IpAddr) -> &Mutex<HashMap<IpAddr, Bucket>> {
-        let spread = match ip {
+    fn shard(&self, key: &IpAddr) -> &Mutex<HashMap<IpAddr, Bucket>> {
+        // The lowest byte that varies between clients: IPv4's last, the /64 prefix's last.
+        let spread = match key {
             IpAddr::V4(v4) => v4.octets()[3] as usize,
             IpAddr::V6(v6) => v6.octets()[7] as usize,
         };
         &self.shards[spread % SHARDS]
     }
 
-    /// Takes one token for `ip` at `now` (Unix seconds); false when the bucket is empty.
+    /// Takes one token for the client at `ip` ([`client_key`]) at `now` (Unix seconds); false
+    /// when its bucket is empty.
     pub fn allow(&self, ip: IpAddr, now: u32) -> bool {
         if !self.is_on() {
             return true;
         }
-        let ip = canonical_ip(ip);
+        let key = client_key(ip);
         let capacity = self.capacity();
-        let mut buckets = self.shard(&ip).lock().unwrap_or_else(|p| p.into_inner());
-        let bucket = buckets.entry(ip).or_insert(Bucket {
+        let mut buckets = self.shard(&key).lock().unwrap_or_else(|p| p.into_inner());
+        let bucket = buckets.entry(key).or_insert(Bucket {
             milli: capacity,
             last: now,
         });
@@ -94,7 +128,7 @@ impl Limiter {
         }
     }
 
-    /// Addresses currently tracked.
+    /// Clients currently tracked.
     pub fn tracked(&self) -> usize {
         self.shards
             .iter()
@@ -142,5 +176,26 @@ mod tests {
         );
         l.prune(1000);
         assert_eq!(l.tracked(), 0, "refilled buckets are forgotten");
+    }
+
+    #[test]
+    fn an_ipv6_64_is_one_client() {
+        assert_eq!(
+            client_key(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(client_key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(client_key(ip("192.0.2.7")), ip("192.0.2.7"));
+        let l = Limiter::new(RateLimit {
+            per_minute: 1,
+            burst: 2,
+        });
+        assert!(l.allow(ip("2001:db8:1:2::1"), 5));
+        assert!(l.allow(ip("2001:db8:1:2::2"), 5));
+        assert!(
+            !l.allow(ip("2001:db8:1:2:ffff::3"), 5),
+            "a new address in the same /64 shares the bucket"
+        );
+        assert!(l.allow(ip("2001:db8:1:3::1"), 5), "the next /64 does not");
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! It is the most expensive request a tracker serves, so the answer is built at most once per
 //! [`CACHE_FOR`] and shared, sent gzip-compressed to clients that accept it (scrape replies
-//! compress about threefold: info hashes do not, the keys around them do), and each client
-//! address may fetch it once per `full_scrape_interval` seconds. Native only: on the edge it
+//! compress about threefold: info hashes do not, the keys around them do), and each client (an
+//! IPv4 address or an IPv6 /64, as for the announce limit) may fetch it once per
+//! `full_scrape_interval` seconds. Native only: on the edge it
 //! would mean listing all of KV.
 
 use std::collections::HashMap;
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use edgetracker::InfoHash;
 use edgetracker::protocol::bencode::write_scrape_sorted;
 use edgetracker::protocol::types::SwarmCounts;
+use edgetracker::ratelimit::client_key;
 use edgetracker::store::memory::MemoryStore;
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -31,7 +33,7 @@ struct Built {
 
 pub struct FullScrape {
     interval: u32,
-    last_by_ip: Mutex<HashMap<IpAddr, u32>>,
+    last_by_client: Mutex<HashMap<IpAddr, u32>>,
     cache: Mutex<Option<Built>>,
 }
 
@@ -39,7 +41,7 @@ impl FullScrape {
     pub fn new(interval: u32) -> Self {
         FullScrape {
             interval,
-            last_by_ip: Mutex::new(HashMap::new()),
+            last_by_client: Mutex::new(HashMap::new()),
             cache: Mutex::new(None),
         }
     }
@@ -53,8 +55,12 @@ impl FullScrape {
         gzip: bool,
     ) -> Result<Bytes, String> {
         {
-            let mut last = self.last_by_ip.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(&at) = last.get(&ip)
+            let client = client_key(ip);
+            let mut last = self
+                .last_by_client
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(&at) = last.get(&client)
                 && now.saturating_sub(at) < self.interval
             {
                 return Err(format!(
@@ -62,7 +68,7 @@ impl FullScrape {
                     self.interval
                 ));
             }
-            last.insert(ip, now);
+            last.insert(client, now);
         }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.as_ref().is_none_or(|b| b.at.elapsed() >= CACHE_FOR) {
@@ -79,7 +85,7 @@ impl FullScrape {
     /// Forgets addresses whose interval has passed.
     pub fn prune(&self, now: u32) {
         let interval = self.interval;
-        self.last_by_ip
+        self.last_by_client
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, at| now.saturating_sub(*at) < interval);

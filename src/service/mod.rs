@@ -17,7 +17,7 @@ use crate::protocol::connection_id::ConnectionIds;
 use crate::protocol::http::{self, RequestError};
 use crate::protocol::types::{AnnounceRequest, Event, Family, InfoHash, SwarmCounts};
 use crate::protocol::udp::{self, Request};
-use crate::ratelimit::{Limiter, RateLimit};
+use crate::ratelimit::{AnnounceGate, Limiter, RateLimit};
 use crate::store::{PeerAnnounce, PeerStore, StoreError};
 use crate::swarm::Policy;
 
@@ -67,19 +67,21 @@ pub struct Scratch {
     url_data: Vec<u8>,
 }
 
-/// The tracker: policy, access rules, connection-id keys and a store.
-pub struct Tracker<S> {
+/// The tracker: policy, access rules, connection-id keys, a store, and the announce rate
+/// limit (the in-process [`Limiter`] unless a home plugs in another [`AnnounceGate`]).
+pub struct Tracker<S, L = Limiter> {
     pub store: S,
     pub policy: Policy,
     pub connection_ids: ConnectionIds,
     /// Swapped whole when the operator's lists are reloaded; read briefly per request.
     access: RwLock<Arc<Access>>,
-    /// Per-address announce limit (off unless configured).
-    limiter: Limiter,
+    /// Per-client announce limit (off unless configured).
+    limiter: L,
 }
 
 impl<S: PeerStore> Tracker<S> {
-    /// A public tracker serving every torrent; see [`Tracker::set_access`].
+    /// A public tracker serving every torrent without a rate limit; see [`Tracker::set_access`]
+    /// and [`Tracker::with_rate_limit`].
     pub fn new(store: S, policy: Policy, connection_ids: ConnectionIds) -> Self {
         Tracker {
             store,
@@ -90,20 +92,32 @@ impl<S: PeerStore> Tracker<S> {
         }
     }
 
-    /// Limits announces per client address (`per_minute == 0`: no limit).
-    pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
-        self.limiter = Limiter::new(limit);
-        self
+    /// Limits announces per client with in-process token buckets (`per_minute == 0`: no limit).
+    pub fn with_rate_limit(self, limit: RateLimit) -> Self {
+        self.with_gate(Limiter::new(limit))
+    }
+}
+
+impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
+    /// Limits announces per client with `gate` instead.
+    pub fn with_gate<G: AnnounceGate>(self, gate: G) -> Tracker<S, G> {
+        Tracker {
+            store: self.store,
+            policy: self.policy,
+            connection_ids: self.connection_ids,
+            access: self.access,
+            limiter: gate,
+        }
     }
 
     /// The announce rate limiter (for housekeeping: [`Limiter::prune`]).
-    pub fn limiter(&self) -> &Limiter {
+    pub fn limiter(&self) -> &L {
         &self.limiter
     }
 
     /// Replaces the access rules (info-hash list, passkeys) for every request from now on.
-    pub fn set_access(&self, access: Access) {
-        *self.access.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(access);
+    pub fn set_access(&self, access: impl Into<Arc<Access>>) {
+        *self.access.write().unwrap_or_else(|p| p.into_inner()) = access.into();
     }
 
     /// The access rules in force.
@@ -172,7 +186,7 @@ impl<S: PeerStore> Tracker<S> {
         if let Err(refusal) = self.admit(passkey, &[req.info_hash]) {
             return refuse_http(Some(Action::Announce), refusal.reason());
         }
-        if !self.limiter.allow(client, now) {
+        if !self.limiter.permit(client, now).await {
             let (body, outcome) = refuse_http(Some(Action::Announce), RATE_LIMITED);
             return (
                 body,
@@ -300,7 +314,7 @@ impl<S: PeerStore> Tracker<S> {
                     udp::write_error(out, transaction_id, refusal.reason(), packet.len());
                     return Outcome::refused(Some(Action::Announce), refusal.reason());
                 }
-                if !self.limiter.allow(client, now) {
+                if !self.limiter.permit(client, now).await {
                     udp::write_error(out, transaction_id, RATE_LIMITED, packet.len());
                     let outcome = Outcome::refused(Some(Action::Announce), RATE_LIMITED);
                     return Outcome {
