@@ -156,6 +156,12 @@ pub fn save(store: &MemoryStore, path: &Path, now: u32) -> io::Result<Summary> {
     file.sync_all()?;
     drop(file);
     std::fs::rename(&tmp, path)?;
+    // The rename lives in the directory: sync it too, or a power cut can undo it.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()?;
     Ok(summary)
 }
 
