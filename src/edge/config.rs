@@ -1,8 +1,8 @@
-//! The Worker's knobs: `[vars]` of wrangler.toml turned into [`Policy`].
+//! The Worker's knobs: `[vars]` of wrangler.toml turned into [`Policy`]. (The access vars are
+//! [`super::rules`]'s.)
 
 use worker::Env;
 
-use crate::access::{Access, ListMode};
 use crate::swarm::Policy;
 
 /// Reads a numeric var, falling back to `default` when unset; a malformed value is an error
@@ -34,30 +34,4 @@ pub fn policy(env: &Env) -> Result<Policy, String> {
     };
     p.validate()?;
     Ok(p)
-}
-
-fn text_var(env: &Env, name: &str) -> Option<String> {
-    env.var(name).ok().map(|v| v.to_string())
-}
-
-/// The access rules from vars: `ACCESS_LIST_MODE` (off, allow, deny), `ACCESS_LIST` (hex info
-/// hashes separated by spaces, commas or newlines) and `PASSKEYS` (likewise; set: private mode).
-/// Vars hold up to 5 KB each, about 120 hashes; larger lists belong in KV (not yet supported).
-pub fn access(env: &Env) -> Result<Access, String> {
-    let one_per_line = |s: String| s.replace([',', ' ', '\t'], "\n");
-    let mode: ListMode = text_var(env, "ACCESS_LIST_MODE")
-        .unwrap_or_default()
-        .parse()?;
-    let list = text_var(env, "ACCESS_LIST")
-        .map(one_per_line)
-        .unwrap_or_default();
-    let mut access = Access::open()
-        .with_list(mode, &list)
-        .map_err(|e| format!("ACCESS_LIST {e}"))?;
-    if let Some(keys) = text_var(env, "PASSKEYS").filter(|k| !k.trim().is_empty()) {
-        access = access
-            .with_passkeys(&one_per_line(keys))
-            .map_err(|e| format!("PASSKEYS {e}"))?;
-    }
-    Ok(access)
 }

@@ -7,6 +7,8 @@
 
 mod config;
 pub mod kv;
+mod limit;
+mod rules;
 
 use std::cell::RefCell;
 use std::net::IpAddr;
@@ -22,6 +24,7 @@ use crate::protocol::http::split_target;
 use crate::protocol::types::canonical_ip;
 use crate::service::{Action, Scratch, Tracker};
 use kv::{KvPeerStore, OpCounts};
+use limit::CloudflareLimit;
 
 /// The KV binding of wrangler.toml.
 const BINDING: &str = "SWARMS";
@@ -35,6 +38,7 @@ struct Isolate {
     requests: [u64; 2],
     errors: [u64; 2],
     store_errors: u64,
+    rate_limited: u64,
     kv_ops: [OpCounts; 2],
 }
 
@@ -53,6 +57,7 @@ fn isolate<T>(f: impl FnOnce(&mut Isolate) -> T) -> T {
                 requests: [0; 2],
                 errors: [0; 2],
                 store_errors: 0,
+                rate_limited: 0,
                 kv_ops: [OpCounts::default(); 2],
             }
         });
@@ -104,8 +109,8 @@ async fn tracker_request(
     route: Route<'_>,
     query: &[u8],
 ) -> worker::Result<Response> {
-    let (policy, access) = match config::policy(env).and_then(|p| Ok((p, config::access(env)?))) {
-        Ok(both) => both,
+    let policy = match config::policy(env) {
+        Ok(policy) => policy,
         Err(e) => return bencoded(200, write_failure(&format!("tracker misconfigured: {e}"))),
     };
     let announce = route.endpoint == Endpoint::Announce;
@@ -127,14 +132,25 @@ async fn tracker_request(
             );
         }
     };
+    let now = now();
+    let rules = match rules::current(env, &kv, now).await {
+        Ok(rules) => rules,
+        Err(reason) => return bencoded(200, write_failure(&reason)),
+    };
     let store = KvPeerStore::new(kv, policy.clone(), String::new());
     // HTTP only: connection ids are a UDP matter, which the edge does not serve.
-    let tracker = Tracker::new(store, policy, ConnectionIds::new([0; 16], 0, 0));
-    tracker.set_access(access);
-    let now = now();
-    // The isolate's RNG and buffers are moved out for the await and put back after, so no
-    // RefCell borrow is held across a suspension point.
-    let (mut rng, mut scratch) = isolate(|s| (s.rng.clone(), std::mem::take(&mut s.scratch)));
+    let tracker = Tracker::new(store, policy, ConnectionIds::new([0; 16], 0, 0))
+        .with_gate(CloudflareLimit::from_env(env));
+    tracker.set_access(rules.access);
+    // No RefCell borrow may be held across a suspension point, and an isolate serves requests
+    // concurrently: each request gets its own RNG seeded from the isolate's (a clone would hand
+    // concurrent requests the same peer selections), and takes the buffers, put back after.
+    let (mut rng, mut scratch) = isolate(|s| {
+        (
+            SmallRng::from_rng(&mut s.rng),
+            std::mem::take(&mut s.scratch),
+        )
+    });
     let (body, outcome) = if announce {
         tracker
             .http_announce(query, route.passkey, ip, now, &mut rng, &mut scratch)
@@ -144,14 +160,15 @@ async fn tracker_request(
             .http_scrape(query, route.passkey, now, &mut scratch)
             .await
     };
-    let ops = tracker.store.ops();
+    let mut ops = tracker.store.ops();
+    ops.get += rules.kv_reads;
     let kind = usize::from(!announce);
     isolate(|s| {
-        s.rng = rng;
         s.scratch = scratch;
         s.requests[kind] += 1;
         s.errors[kind] += u64::from(outcome.error.is_some());
         s.store_errors += u64::from(outcome.store_error.is_some());
+        s.rate_limited += u64::from(outcome.rate_limited);
         let total = &mut s.kv_ops[kind];
         total.list += ops.list;
         total.get += ops.get;
@@ -192,6 +209,7 @@ fn stats() -> worker::Result<Response> {
             "announce": kind(0),
             "scrape": kind(1),
             "store_errors": s.store_errors,
+            "rate_limited": s.rate_limited,
         })
     });
     let mut r = Response::from_json(&body)?;
@@ -213,7 +231,7 @@ async fn conformance(env: &Env) -> worker::Result<Response> {
             format!("conformance-{}/", case.get()),
         )
     };
-    let mut rng = isolate(|s| s.rng.clone());
+    let mut rng = isolate(|s| SmallRng::from_rng(&mut s.rng));
     crate::store::conformance::run_all(make, &mut rng).await;
     Response::ok(format!(
         "ok: {} cases passed against Workers KV",

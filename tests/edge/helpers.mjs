@@ -7,8 +7,11 @@ import path from "node:path";
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const BUILD = path.join(ROOT, "build");
 
-/** wrangler.toml's vars (Miniflare does not read wrangler.toml); `extra` adds or overrides. */
-export async function startWorker(extra = {}) {
+/**
+ * The built Worker with wrangler.toml's vars (Miniflare does not read wrangler.toml); `extra`
+ * adds or overrides vars, `options` adds Miniflare options (other bindings).
+ */
+export async function startWorker(extra = {}, options = {}) {
   const mf = new Miniflare({
     modules: true,
     scriptPath: path.join(BUILD, "worker/shim.mjs"),
@@ -25,6 +28,7 @@ export async function startWorker(extra = {}) {
       ...extra,
     },
     cf: false,
+    ...options,
   });
   await mf.ready;
   return mf;
