@@ -229,13 +229,13 @@ scrape_max_hashes = 64
 # Trust the address a client claims (ip=, BEP 15's IP field). Off: it lets anyone point a
 # swarm at a third party (BEP 7, 2020 revision).
 accept_claimed_ip = false
-# Per-address announce limit (token bucket): this many a minute after a burst of
-# rate_limit_burst. 0 turns it off. Refused announces get "rate limited: ..." and are counted as
+# Per-client announce limit (token bucket; a client is an IPv4 address or an IPv6 /64): this
+# many a minute after a burst of rate_limit_burst. 0 turns it off. Refused announces get "rate limited: ..." and are counted as
 # rate_limited on /stats.
 rate_limit_per_minute = 0
 rate_limit_burst = 10
 # /scrape without info_hash answers for every torrent: expensive, so off by default. When on it
-# is built at most every 30 s, sent gzip-compressed to clients that accept gzip, and each address
+# is built at most every 30 s, sent gzip-compressed to clients that accept gzip, and each client
 # may fetch it once per full_scrape_interval seconds.
 full_scrape = false
 full_scrape_interval = 600
