@@ -8,9 +8,9 @@
 //! A var holds at most 5 KB, a KV value 25 MiB; KV values use the native files' format (one entry
 //! a line, `#` comments), so an operator uploads the same file to either home.
 //!
-//! Failures close, never open: a KV read or parse failure keeps the rules the isolate already
-//! has, an isolate with none refuses requests until it can read them, and a missing key is an
-//! empty list (an allow list that admits nothing; a private tracker without passkeys). Owns
+//! Failures close, never open: a KV read or parse failure, or a key that does not exist (yet),
+//! keeps the rules the isolate already has, and an isolate with none refuses requests until it
+//! can read them. Owns
 //! where the rules come from and when they are reread; what they decide is the core's.
 
 use std::cell::RefCell;
@@ -129,10 +129,12 @@ async fn text(kv: &KvStore, source: &Source, reads: &mut u32) -> Result<Option<S
             *reads += 1;
             match kv.get(key).text().await {
                 Ok(Some(text)) => Ok(Some(text)),
-                Ok(None) => {
-                    worker::console_warn!("KV key {key:?} does not exist: an empty list");
-                    Ok(Some(String::new()))
-                }
+                // Not an empty list: for a deny list that would serve every denied torrent while
+                // a new key propagates (or after a typo in the var). Create an empty value on
+                // purpose for an empty list.
+                Ok(None) => Err(LoadError::Unreadable(format!(
+                    "KV key {key:?} does not exist"
+                ))),
                 Err(e) => Err(LoadError::Unreadable(format!(
                     "reading KV key {key:?}: {e}"
                 ))),

@@ -33,8 +33,9 @@ test("lists in KV admit, refuse, and follow the values as they change", async ()
   const kv = await mf.getKVNamespace("SWARMS");
   const q = (h) => announceQuery(h, 7000);
 
-  // Keys not there yet: an allow list of nothing, a private tracker without passkeys.
-  assert.equal((await reason(mf, `/carol-2024/announce?${q(LISTED)}`)).reason, "unknown passkey");
+  // Keys not there yet (a typo, or KV still propagating them): refused, never served unchecked.
+  const UNAVAILABLE = "access rules unavailable, try again later";
+  assert.equal((await reason(mf, `/carol-2024/announce?${q(LISTED)}`)).reason, UNAVAILABLE);
 
   // The native files' format: comments, blank lines, either case.
   await kv.put("access:passkeys", "# one passkey a line\ncarol-2024\n\ndave_99  # a comment\n");
@@ -53,12 +54,26 @@ test("lists in KV admit, refuse, and follow the values as they change", async ()
   await kv.put("access:passkeys", "dave_99\n");
   assert.equal((await reason(mf, `/carol-2024/announce?${q(LISTED)}`)).reason, "unknown passkey");
 
-  // A value with a bad line is not applied: the rules in force stay (a typo must not open or
-  // close the tracker).
+  // A value with a bad line is not applied, nor is a deleted key: the rules in force stay (a
+  // typo must not open or close the tracker).
   await kv.put("access:list", `${OTHER.toString("hex")}\nnot-a-hash\n`);
   assert.equal((await reason(mf, `/dave_99/announce?${q(LISTED)}`)).reason, null);
   assert.equal((await reason(mf, `/dave_99/announce?${q(OTHER)}`)).reason,
     "torrent not allowed on this tracker (not on its allow list)");
+  await kv.delete("access:list");
+  assert.equal((await reason(mf, `/dave_99/announce?${q(LISTED)}`)).reason, null);
+});
+
+test("a deny list whose key is missing refuses instead of serving denied torrents", async () => {
+  const mf = await worker({ ACCESS_LIST_MODE: "deny", ACCESS_LIST_KV: "access:deny" });
+  const kv = await mf.getKVNamespace("SWARMS");
+  assert.equal((await reason(mf, `/announce?${announceQuery(LISTED, 7010)}`)).reason,
+    "access rules unavailable, try again later");
+  await kv.put("access:deny", `${LISTED.toString("hex")}\n`);
+  // ACCESS_REFRESH is 60 s, but an isolate without rules reads again at once.
+  assert.equal((await reason(mf, `/announce?${announceQuery(LISTED, 7011)}`)).reason,
+    "torrent refused by this tracker (on its deny list)");
+  assert.equal((await reason(mf, `/announce?${announceQuery(OTHER, 7012)}`)).reason, null);
 });
 
 test("an isolate rereads KV lists once per ACCESS_REFRESH, not per request", async () => {
