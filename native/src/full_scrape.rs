@@ -10,10 +10,11 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use edgetracker::InfoHash;
+use edgetracker::access::Access;
 use edgetracker::protocol::bencode::write_scrape_sorted;
 use edgetracker::protocol::types::SwarmCounts;
 use edgetracker::ratelimit::client_key;
@@ -27,6 +28,8 @@ pub const CACHE_FOR: Duration = Duration::from_secs(30);
 
 struct Built {
     at: Instant,
+    /// The access rules it was filtered by: a reload rebuilds it.
+    access: Arc<Access>,
     plain: Bytes,
     gzip: Bytes,
 }
@@ -50,6 +53,7 @@ impl FullScrape {
     pub fn serve(
         &self,
         store: &MemoryStore,
+        access: &Arc<Access>,
         ip: IpAddr,
         now: u32,
         gzip: bool,
@@ -71,8 +75,11 @@ impl FullScrape {
             last.insert(client, now);
         }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.as_ref().is_none_or(|b| b.at.elapsed() >= CACHE_FOR) {
-            *cache = Some(build(store));
+        if cache
+            .as_ref()
+            .is_none_or(|b| b.at.elapsed() >= CACHE_FOR || !Arc::ptr_eq(&b.access, access))
+        {
+            *cache = Some(build(store, access));
         }
         let built = cache.as_ref().expect("just built");
         Ok(if gzip {
@@ -92,9 +99,15 @@ impl FullScrape {
     }
 }
 
-fn build(store: &MemoryStore) -> Built {
+/// Every torrent the access rules admit: one that was denied (or dropped from the allow list)
+/// after it had swarms stays in the store, and must not be listed.
+fn build(store: &MemoryStore, access: &Arc<Access>) -> Built {
     let mut entries: Vec<(InfoHash, SwarmCounts)> = Vec::new();
-    store.for_each_torrent(|hash, t| entries.push((*hash, t.counts())));
+    store.for_each_torrent(|hash, t| {
+        if access.check_torrent(hash).is_ok() {
+            entries.push((*hash, t.counts()));
+        }
+    });
     entries.sort_unstable_by_key(|e| e.0);
     let mut plain = Vec::with_capacity(16 + entries.len() * 80);
     write_scrape_sorted(&entries, &mut plain);
@@ -104,6 +117,7 @@ fn build(store: &MemoryStore) -> Built {
     let gzip = gz.finish().unwrap_or_default();
     Built {
         at: Instant::now(),
+        access: access.clone(),
         plain: plain.into(),
         gzip: gzip.into(),
     }

@@ -262,11 +262,14 @@ fn full_scrape(
         .get(hyper::header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
-    let served = match shared.tracker.access().check_passkey(route.passkey) {
+    let access = shared.tracker.access();
+    let served = match access.check_passkey(route.passkey) {
         // Building walks every torrent and compresses the lot (0.35 s and 70 MB for a million
         // torrents, measured), and a concurrent request waits on the cache lock: off the worker
         // thread, so other connections keep being served.
-        Ok(()) => tokio::task::block_in_place(|| full.serve(&shared.tracker.store, ip, now, gzip)),
+        Ok(()) => tokio::task::block_in_place(|| {
+            full.serve(&shared.tracker.store, &access, ip, now, gzip)
+        }),
         Err(refusal) => Err(refusal.reason().to_string()),
     };
     let outcome = Outcome {

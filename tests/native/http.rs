@@ -470,3 +470,32 @@ fn full_scrape_when_enabled_is_gzipped_and_limited_per_address() {
     assert_eq!(files(&decode(&body)).len(), 2);
     t.shutdown();
 }
+
+#[test]
+fn full_scrape_lists_only_torrents_the_access_rules_admit() {
+    use edgetracker::access::{Access, ListMode};
+    let t = tracker_with(|c| {
+        c.tracker.full_scrape = true;
+        c.tracker.full_scrape_interval = 0;
+    });
+    let a = http_addr(&t, false);
+    http_announce(a, &announce(hash(31), 1, 0, Event::Started));
+    http_announce(a, &announce(hash(32), 2, 0, Event::Started));
+    let listed = || -> Vec<Vec<u8>> {
+        let mut keys: Vec<Vec<u8>> = match get(a, "/scrape").get(&b"files"[..]) {
+            Some(Value::Dict(f)) => f.keys().cloned().collect(),
+            other => panic!("{other:?}"),
+        };
+        keys.sort();
+        keys
+    };
+    assert_eq!(listed(), vec![hash(31).0.to_vec(), hash(32).0.to_vec()]);
+    // The operator denies a torrent that already has a swarm: the next full scrape (well within
+    // the 30 s the answer is cached for) leaves it out.
+    let denied: String = hash(32).0.iter().map(|b| format!("{b:02x}")).collect();
+    t.shared
+        .tracker
+        .set_access(Access::open().with_list(ListMode::Deny, &denied).unwrap());
+    assert_eq!(listed(), vec![hash(31).0.to_vec()]);
+    t.shutdown();
+}
