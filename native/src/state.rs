@@ -116,7 +116,7 @@ pub fn decode_into(bytes: &[u8], store: &MemoryStore, now: u32) -> Result<Summar
         let hash = InfoHash(r.array()?);
         let downloaded = r.u32()?;
         let (n4, n6) = (r.u32()?, r.u32()?);
-        let mut peers = Vec::with_capacity((n4 + n6).min(1 << 16) as usize);
+        let mut peers = Vec::with_capacity((n4 as usize).saturating_add(n6 as usize).min(1 << 16));
         for _ in 0..n4 {
             let addr = PeerAddr::V4(r.array()?);
             peers.push((addr, r.take(1)?[0] & 1 == 1, r.u32()?));
@@ -178,31 +178,30 @@ pub enum Loaded {
     },
 }
 
-/// Loads `path` into `store` if it exists.
-pub fn load(store: &MemoryStore, path: &Path, now: u32) -> Loaded {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Loaded::Missing,
-        Err(e) => {
-            return Loaded::Skipped {
-                reason: format!("cannot read {}: {e}", path.display()),
-            };
-        }
+/// Loads `path` into `store` if it exists. A file that cannot be used is moved aside, never left
+/// where the next save would overwrite it; `Err` when it cannot even be moved (the tracker must
+/// not start and destroy it then).
+pub fn load(store: &MemoryStore, path: &Path, now: u32) -> Result<Loaded, String> {
+    let reason = match std::fs::read(path) {
+        Ok(bytes) => match decode_into(&bytes, store, now) {
+            Ok(summary) => return Ok(Loaded::Loaded(summary)),
+            Err(reason) => reason,
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::Missing),
+        Err(e) => format!("cannot read it: {e}"),
     };
-    match decode_into(&bytes, store, now) {
-        Ok(summary) => Loaded::Loaded(summary),
-        Err(reason) => {
-            let mut aside = path.as_os_str().to_owned();
-            aside.push(".corrupt");
-            let _ = std::fs::rename(path, &aside);
-            Loaded::Skipped {
-                reason: format!(
-                    "{}: {reason} (kept as {})",
-                    path.display(),
-                    Path::new(&aside).display()
-                ),
-            }
-        }
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(".corrupt");
+    let aside = PathBuf::from(aside);
+    match std::fs::rename(path, &aside) {
+        Ok(()) => Ok(Loaded::Skipped {
+            reason: format!("{}: {reason} (kept as {})", path.display(), aside.display()),
+        }),
+        Err(e) => Err(format!(
+            "state file {}: {reason}, and it cannot be moved aside ({e}); fix or remove it, or \
+             set [state] file = \"\" to run without one",
+            path.display()
+        )),
     }
 }
 
@@ -313,22 +312,31 @@ mod tests {
             std::env::temp_dir().join(format!("edgetracker-state-unit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("state");
-        assert_eq!(load(&store(), &path, 1), Loaded::Missing);
+        assert_eq!(load(&store(), &path, 1), Ok(Loaded::Missing));
         save(&filled(1_000_000), &path, 1_000_000).unwrap();
         assert!(!tmp_path(&path).exists());
         assert_eq!(
             load(&store(), &path, 1_000_001),
-            Loaded::Loaded(Summary {
+            Ok(Loaded::Loaded(Summary {
                 torrents: 2,
                 peers: 3
-            })
+            }))
         );
         std::fs::write(&path, b"garbage").unwrap();
-        let Loaded::Skipped { reason } = load(&store(), &path, 1) else {
+        let Ok(Loaded::Skipped { reason }) = load(&store(), &path, 1) else {
             panic!("loaded garbage")
         };
         assert!(reason.contains("too short"), "{reason}");
         assert!(dir.join("state.corrupt").exists() && !path.exists());
+        // Unreadable (here: a directory where the file should be) is set aside just the same,
+        // so the next save cannot overwrite what it holds.
+        std::fs::remove_file(dir.join("state.corrupt")).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let Ok(Loaded::Skipped { reason }) = load(&store(), &path, 1) else {
+            panic!("loaded a directory")
+        };
+        assert!(reason.contains("cannot read it"), "{reason}");
+        assert!(dir.join("state.corrupt").is_dir() && !path.exists());
         std::fs::remove_dir_all(dir).ok();
     }
 }
