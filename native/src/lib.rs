@@ -172,7 +172,7 @@ pub fn start(config: Config) -> io::Result<Running> {
     let store = MemoryStore::new(policy.clone(), random_bytes());
     let state_file = state_path(&config);
     if let Some(path) = &state_file {
-        match state::load(&store, path, unix_now()) {
+        match state::load(&store, path, unix_now()).map_err(io::Error::other)? {
             state::Loaded::Missing => tracing::info!("no state file at {} yet", path.display()),
             state::Loaded::Loaded(s) => {
                 tracing::info!(
@@ -211,6 +211,10 @@ pub fn start(config: Config) -> io::Result<Running> {
         signal_hook::flag::register_conditional_shutdown(signal, 1, terminate.clone())?;
         signal_hook::flag::register(signal, terminate.clone())?;
     }
+    // SIGHUP asks for a reload (and no longer ends the process, its default action), from before
+    // anything is served, so an early one cannot kill the tracker without its shutdown save.
+    let hangup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())?;
 
     let udp_addrs = udp_sockets
         .iter()
@@ -240,10 +244,7 @@ pub fn start(config: Config) -> io::Result<Running> {
         Some(http::HttpServer::start(tcp_listeners, shared.clone())?)
     };
     {
-        let (shared, stop) = (shared.clone(), stop.clone());
-        // SIGHUP asks for a reload (and no longer ends the process, its default action).
-        let hangup = Arc::new(AtomicBool::new(false));
-        signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())?;
+        let (shared, stop, hangup) = (shared.clone(), stop.clone(), hangup.clone());
         threads.push(
             std::thread::Builder::new()
                 .name("housekeeping".into())
