@@ -311,11 +311,11 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
                     .for_each(|part| scratch.url_data.extend_from_slice(part));
                 let passkey = access::udp_passkey(&scratch.url_data);
                 if let Err(refusal) = self.admit(passkey, &[announce.info_hash]) {
-                    udp::write_error(out, transaction_id, refusal.reason(), packet.len());
+                    udp::write_error(out, transaction_id, refusal.reason(), PROVEN_CLIENT);
                     return Outcome::refused(Some(Action::Announce), refusal.reason());
                 }
                 if !self.limiter.permit(client, now).await {
-                    udp::write_error(out, transaction_id, RATE_LIMITED, packet.len());
+                    udp::write_error(out, transaction_id, RATE_LIMITED, PROVEN_CLIENT);
                     let outcome = Outcome::refused(Some(Action::Announce), RATE_LIMITED);
                     return Outcome {
                         rate_limited: true,
@@ -350,7 +350,7 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
                 let cap = self.policy.scrape_max_hashes as usize;
                 if info_hashes.len() > cap {
                     let reason = "too many info hashes in one scrape";
-                    udp::write_error(out, transaction_id, reason, packet.len());
+                    udp::write_error(out, transaction_id, reason, PROVEN_CLIENT);
                     return Outcome::refused(Some(Action::Scrape), reason);
                 }
                 scratch.hashes.clear();
@@ -359,7 +359,7 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
                     .extend(info_hashes.iter().map(|h| InfoHash(*h)));
                 // BEP 41 gives scrapes no URL data: a private tracker has no passkey to check.
                 if let Err(refusal) = self.admit(None, &scratch.hashes) {
-                    udp::write_error(out, transaction_id, refusal.reason(), packet.len());
+                    udp::write_error(out, transaction_id, refusal.reason(), PROVEN_CLIENT);
                     return Outcome::refused(Some(Action::Scrape), refusal.reason());
                 }
                 let store_error = self.scrape(now, scratch).await;
@@ -374,6 +374,10 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
 }
 
 const INVALID_CONNECTION_ID: &str = "invalid or expired connection id";
+/// Longest error reply to a packet with a valid connection id. The id is a MAC of the client's
+/// address, so the packet's source is proven and a reply longer than the request amplifies
+/// nothing: the client gets the whole reason (a one-hash scrape is only 36 bytes).
+const PROVEN_CLIENT: usize = 8 + 256;
 const RATE_LIMITED: &str = "rate limited: too many announces from your address, retry later";
 
 fn refuse_http(action: Option<Action>, reason: &str) -> (Vec<u8>, Outcome) {
