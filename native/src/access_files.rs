@@ -12,12 +12,33 @@ use edgetracker::access::{Access, ListMode};
 
 use crate::config::AccessConfig;
 
-/// What identifies a file's version without reading it.
-type Stamp = Option<(SystemTime, u64)>;
+/// What identifies a file's version without reading it: modification time and size, and on Unix
+/// the inode and change time too, which no copy that preserves times (`cp -p`, `rsync -t`) and no
+/// rename over the file can keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Version {
+    modified: Option<SystemTime>,
+    len: u64,
+    #[cfg(unix)]
+    inode: u64,
+    #[cfg(unix)]
+    changed: (i64, i64),
+}
+
+type Stamp = Option<Version>;
 
 fn stamp(path: &Path) -> Stamp {
     let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
+    #[cfg(unix)]
+    use std::os::unix::fs::MetadataExt;
+    Some(Version {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+        #[cfg(unix)]
+        inode: meta.ino(),
+        #[cfg(unix)]
+        changed: (meta.ctime(), meta.ctime_nsec()),
+    })
 }
 
 fn read(path: &Path) -> Result<String, String> {
@@ -28,7 +49,10 @@ pub struct AccessFiles {
     mode: ListMode,
     list_file: Option<PathBuf>,
     passkeys_file: Option<PathBuf>,
+    /// The versions last loaded.
     stamps: (Stamp, Stamp),
+    /// Versions seen changed at the last check, not yet loaded.
+    settling: Option<(Stamp, Stamp)>,
 }
 
 impl AccessFiles {
@@ -39,6 +63,7 @@ impl AccessFiles {
             list_file: path(&config.list_file),
             passkeys_file: path(&config.passkeys_file),
             stamps: (None, None),
+            settling: None,
         };
         if files.mode != ListMode::Off && files.list_file.is_none() {
             return Err(format!(
@@ -53,6 +78,7 @@ impl AccessFiles {
     /// load is reported once, not at every check, until it changes again.
     pub fn load(&mut self) -> Result<Access, String> {
         self.stamps = self.current_stamps();
+        self.settling = None;
         let mut access = Access::open();
         if let Some(path) = &self.list_file {
             let text = read(path)?;
@@ -76,9 +102,18 @@ impl AccessFiles {
         )
     }
 
-    /// Whether either file changed (modification time or size) since the last load.
-    pub fn changed(&self) -> bool {
-        self.current_stamps() != self.stamps
+    /// Whether either file changed since the last load and has held still since the previous
+    /// check: an editor that truncates and rewrites in place is not caught halfway, which for a
+    /// deny list would let its torrents through until the next check.
+    pub fn changed(&mut self) -> bool {
+        let now = self.current_stamps();
+        if now == self.stamps {
+            self.settling = None;
+            return false;
+        }
+        let settled = self.settling == Some(now);
+        self.settling = Some(now);
+        settled
     }
 }
 
@@ -93,5 +128,45 @@ pub fn describe(access: &Access) -> String {
         format!("{list}, private with {} passkeys", access.passkey_count())
     } else {
         format!("{list}, public")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_same_size_rewrite_with_its_old_mtime_is_noticed_once_it_holds_still() {
+        let dir = std::env::temp_dir().join(format!("edgetracker-stamps-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("passkeys.txt");
+        std::fs::write(&path, "alice\n").unwrap();
+        let mut files = AccessFiles::new(&AccessConfig {
+            passkeys_file: path.display().to_string(),
+            ..AccessConfig::default()
+        })
+        .unwrap();
+        let before = files.load().unwrap();
+        assert!(!files.changed());
+
+        // One passkey swapped for another of the same length, times kept (as `cp -p` does).
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::fs::write(&path, "mallo\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert!(!files.changed(), "first seen: let it settle");
+        assert!(files.changed(), "unchanged since: load it");
+        let after = files.load().unwrap();
+        assert_ne!(after, before);
+        assert_eq!(
+            after.check_passkey(Some(b"alice")),
+            Err(edgetracker::access::Refusal::UnknownPasskey)
+        );
+        assert!(!files.changed());
+        std::fs::remove_dir_all(dir).ok();
     }
 }
