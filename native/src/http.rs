@@ -261,7 +261,7 @@ fn full_scrape(
         .headers()
         .get(hyper::header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+        .is_some_and(accepts_gzip);
     let access = shared.tracker.access();
     let served = match access.check_passkey(route.passkey) {
         // Building walks every torrent and compresses the lot (0.35 s and 70 MB for a million
@@ -283,8 +283,14 @@ fn full_scrape(
     match served {
         Ok(body) => {
             let mut r = response(StatusCode::OK, BENCODE, body);
+            let headers = r.headers_mut();
+            // Caches between us and clients must not hand the gzip form to others.
+            headers.insert(
+                hyper::header::VARY,
+                HeaderValue::from_static("Accept-Encoding"),
+            );
             if gzip {
-                r.headers_mut().insert(
+                headers.insert(
                     hyper::header::CONTENT_ENCODING,
                     HeaderValue::from_static("gzip"),
                 );
@@ -293,6 +299,25 @@ fn full_scrape(
         }
         Err(reason) => failure(StatusCode::OK, &reason),
     }
+}
+
+/// Whether an `Accept-Encoding` value accepts gzip: named with a q-value above zero, or, when
+/// not named, covered by `*` with one.
+fn accepts_gzip(header: &str) -> bool {
+    let mut wildcard = false;
+    for item in header.split(',') {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or("").trim();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if coding.eq_ignore_ascii_case("gzip") {
+            return q > 0.0;
+        }
+        wildcard |= coding == "*" && q > 0.0;
+    }
+    wildcard
 }
 
 enum StatsFormat {
@@ -363,6 +388,28 @@ fn stats_response(shared: &Shared, format: StatsFormat) -> Response<Full<Bytes>>
                 &shared.history.samples(),
             );
             response(StatusCode::OK, "text/html; charset=utf-8", page)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepts_gzip;
+
+    #[test]
+    fn gzip_is_accepted_only_with_a_positive_q() {
+        for yes in ["gzip", "deflate, gzip", "GZIP;q=0.5", "br;q=1, *;q=0.1"] {
+            assert!(accepts_gzip(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "deflate",
+            "gzip;q=0",
+            "gzip; q=0.0, br",
+            "x-gzipped",
+            "gzip;q=0, *",
+        ] {
+            assert!(!accepts_gzip(no), "{no}");
         }
     }
 }

@@ -438,8 +438,9 @@ fn full_scrape_when_enabled_is_gzipped_and_limited_per_address() {
     http_announce(v4, &announce(hash(22), 3, 0, Event::Completed));
     let (status, head, body) = http_get(v4, "/scrape", &[("Accept-Encoding", "gzip, deflate")]);
     assert_eq!(status, 200);
+    let lower = head.to_ascii_lowercase();
     assert!(
-        head.to_ascii_lowercase().contains("content-encoding: gzip"),
+        lower.contains("content-encoding: gzip") && lower.contains("vary: accept-encoding"),
         "{head}"
     );
     let mut plain = Vec::new();
