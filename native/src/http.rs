@@ -193,7 +193,14 @@ fn handle(req: &Request<Incoming>, remote: SocketAddr, shared: &Shared) -> Respo
             } else {
                 StatsFormat::Json
             };
-            stats_response(shared, format)
+            // The page's links to the other forms keep the token the viewer came with; only the
+            // configured token, never whatever a request carries, is written into the page.
+            let token = &shared.config.stats.token;
+            let came_with_token = !token.is_empty()
+                && query
+                    .split(|&b| b == b'&')
+                    .any(|p| p.strip_prefix(b"token=") == Some(token.as_bytes()));
+            stats_response(shared, format, came_with_token.then_some(token.as_str()))
         }
         _ => failure(
             StatusCode::NOT_FOUND,
@@ -364,7 +371,11 @@ fn stats_permitted(
     from_query.is_some_and(same) || from_header.is_some_and(same)
 }
 
-fn stats_response(shared: &Shared, format: StatsFormat) -> Response<Full<Bytes>> {
+fn stats_response(
+    shared: &Shared,
+    format: StatsFormat,
+    token: Option<&str>,
+) -> Response<Full<Bytes>> {
     let totals = shared.tracker.store.totals();
     let uptime = shared.uptime();
     match format {
@@ -386,6 +397,7 @@ fn stats_response(shared: &Shared, format: StatsFormat) -> Response<Full<Bytes>>
                 &rows,
                 shared.stats.rate_limited(),
                 &shared.history.samples(),
+                token,
             );
             response(StatusCode::OK, "text/html; charset=utf-8", page)
         }

@@ -139,14 +139,33 @@ fn row(out: &mut String, name: &str, value: impl std::fmt::Display) {
     let _ = write!(out, "<tr><th>{name}</th><td>{value}</td></tr>");
 }
 
-/// The whole page. `requests` rows are (protocol, family, action, requests, errors).
+/// Escapes text for an HTML attribute or element.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The whole page. `requests` rows are (protocol, family, action, requests, errors); `token`,
+/// when the viewer came with one, is kept in the links to the other forms.
 pub fn html(
     totals: &Totals,
     uptime: u64,
     requests: &[(&str, &str, &str, u64, u64)],
     rate_limited: u64,
     samples: &[Sample],
+    token: Option<&str>,
 ) -> String {
+    let keep = token.map_or(String::new(), |t| format!("&amp;token={}", escape(t)));
     let mut body = String::new();
     body.push_str("<table>");
     row(&mut body, "torrents", totals.torrents);
@@ -190,7 +209,7 @@ th, td {{ padding: 0.2em 0.8em; border-bottom: 1px solid #eee; text-align: left;
 {chart}
 <h2>Now</h2>
 {body}
-<p>Also as <a href="?format=json">JSON</a> and <a href="?format=prometheus">Prometheus</a> text.</p>
+<p>Also as <a href="?format=json{keep}">JSON</a> and <a href="?format=prometheus{keep}">Prometheus</a> text.</p>
 </body></html>
 "##,
         chart = chart(samples),

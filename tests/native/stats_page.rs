@@ -72,6 +72,17 @@ fn stats_can_be_restricted_to_addresses_or_a_token() {
         200,
         "::1 is on the allow list"
     );
+    // A browser that came with the token can follow the page's links to the other forms.
+    let html = [("Accept", "text/html")];
+    let page = String::from_utf8(http_get(v4, "/stats?token=s3cret-token", &html).2).unwrap();
+    let link = "?format=prometheus&amp;token=s3cret-token";
+    assert!(page.contains(&format!("href=\"{link}\"")), "{page}");
+    let (status, head, _) = http_get(v4, &format!("/stats{}", link.replace("&amp;", "&")), &[]);
+    assert_eq!(status, 200);
+    assert!(content_type(&head).starts_with("text/plain; version=0.0.4"));
+    // One let in by address gets no token written into the page.
+    let page = String::from_utf8(http_get(v6, "/stats", &html).2).unwrap();
+    assert!(!page.contains("s3cret-token"));
     // The tracker itself stays open.
     let q = announce_query(&announce(hash(1), 1, 0, Event::Started));
     assert_eq!(http_get(v4, &format!("/announce?{q}"), &[]).0, 200);
