@@ -167,6 +167,13 @@ impl Access {
     }
 }
 
+/// Whether a secret the client gave (a stats token) is the expected one, compared in constant
+/// time so response timing says nothing about how much of it was right.
+pub fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    given.len() == expected.len() && bool::from(given.ct_eq(expected))
+}
+
 /// What a request path names: the endpoint, and the passkey in front of it if any
 /// (`/announce`, `/<passkey>/announce`; likewise scrape).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -296,5 +303,13 @@ mod tests {
         assert_eq!(udp_passkey(b"/k3y/announce?x=1"), Some(&b"k3y"[..]));
         assert_eq!(udp_passkey(b"/announce"), None);
         assert_eq!(udp_passkey(b""), None);
+    }
+
+    #[test]
+    fn secrets_match_only_whole() {
+        assert!(same_secret(b"s3cret", b"s3cret"));
+        assert!(!same_secret(b"s3cre", b"s3cret"));
+        assert!(!same_secret(b"s3cret!", b"s3cret"));
+        assert!(!same_secret(b"S3cret", b"s3cret"));
     }
 }

@@ -88,6 +88,10 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         return tracker_request(&req, &env, route, query).await;
     }
     match path {
+        b"/stats" if !stats_permitted(&req, &env, query)? => bencoded(
+            403,
+            write_failure("the stats are not public on this tracker"),
+        ),
         b"/stats" => stats(),
         b"/__conformance"
             if env
@@ -192,6 +196,48 @@ async fn tracker_request(
         ),
     )?;
     Ok(response)
+}
+
+/// `STATS_ALLOW` (client addresses separated by spaces or commas) and `STATS_TOKEN`, as natively:
+/// with neither set `/stats` is public; otherwise the client's address must be listed, or the
+/// token given as `?token=` or `Authorization: Bearer`.
+fn stats_permitted(req: &Request, env: &Env, query: &[u8]) -> worker::Result<bool> {
+    let var = |name: &str| {
+        env.var(name)
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let (allow, token) = (var("STATS_ALLOW"), var("STATS_TOKEN"));
+    if allow.is_empty() && token.is_empty() {
+        return Ok(true);
+    }
+    let client = req
+        .headers()
+        .get("CF-Connecting-IP")?
+        .and_then(|v| v.parse::<IpAddr>().ok())
+        .map(canonical_ip);
+    let listed = allow
+        .split([' ', ',', '\n', '\t'])
+        .filter_map(|a| a.parse::<IpAddr>().ok())
+        .any(|a| Some(canonical_ip(a)) == client);
+    if listed {
+        return Ok(true);
+    }
+    if token.is_empty() {
+        return Ok(false);
+    }
+    let same = |given: &[u8]| access::same_secret(given, token.as_bytes());
+    let from_query = query
+        .split(|&b| b == b'&')
+        .find_map(|p| p.strip_prefix(b"token="))
+        .is_some_and(same);
+    let from_header = req.headers().get("Authorization")?.is_some_and(|v| {
+        v.strip_prefix("Bearer ")
+            .is_some_and(|t| same(t.as_bytes()))
+    });
+    Ok(from_query || from_header)
 }
 
 fn stats() -> worker::Result<Response> {
