@@ -97,9 +97,10 @@ fn allow_list_refuses_other_torrents_over_http_and_udp_and_follows_the_file() {
         http_reason(h, &q(other)).is_none()
     });
 
-    // A broken edit keeps the rules in force.
+    // A broken edit keeps the rules in force. The watcher checks every 2 s and loads a change
+    // that held still for one check, so after 5 s the broken file has surely been tried.
     std::fs::write(&list, "not a hash\n").unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(5));
     assert_eq!(http_reason(h, &q(other)), None);
     assert_eq!(http_reason(h, &q(hash(3))).as_deref(), Some(refused));
     t.shutdown();
