@@ -5,8 +5,9 @@
 //! when it is reloaded is each home's business. Knows nothing of swarms or stores.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 
-use crate::protocol::types::InfoHash;
+use crate::protocol::types::{InfoHash, canonical_ip};
 
 /// How the info-hash list is applied.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -174,6 +175,34 @@ pub fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     given.len() == expected.len() && bool::from(given.ct_eq(expected))
 }
 
+/// The `token=` parameter of a raw query string, as sent.
+pub fn query_token(query: &[u8]) -> Option<&[u8]> {
+    query
+        .split(|&b| b == b'&')
+        .find_map(|p| p.strip_prefix(b"token="))
+}
+
+/// Who may see the stats, the same on both homes: everyone when neither `allow` nor `token` is
+/// set; otherwise a client whose address is listed, or one presenting the token (in the query or
+/// as `Authorization: Bearer`, passed here without the `Bearer ` prefix).
+pub fn stats_permitted(
+    allow: &[IpAddr],
+    token: &str,
+    client: Option<IpAddr>,
+    query: &[u8],
+    bearer: Option<&[u8]>,
+) -> bool {
+    if allow.is_empty() && token.is_empty() {
+        return true;
+    }
+    let client = client.map(canonical_ip);
+    if allow.iter().any(|&a| Some(canonical_ip(a)) == client) {
+        return true;
+    }
+    let same = |given: &[u8]| !token.is_empty() && same_secret(given, token.as_bytes());
+    query_token(query).is_some_and(same) || bearer.is_some_and(same)
+}
+
 /// What a request path names: the endpoint, and the passkey in front of it if any
 /// (`/announce`, `/<passkey>/announce`; likewise scrape).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -303,6 +332,43 @@ mod tests {
         assert_eq!(udp_passkey(b"/k3y/announce?x=1"), Some(&b"k3y"[..]));
         assert_eq!(udp_passkey(b"/announce"), None);
         assert_eq!(udp_passkey(b""), None);
+    }
+
+    #[test]
+    fn stats_are_public_unless_restricted_then_by_address_or_token() {
+        let ip = |s: &str| s.parse::<IpAddr>().ok();
+        assert!(stats_permitted(&[], "", ip("10.0.0.1"), b"", None));
+        let allow = [ip("192.0.2.10").unwrap()];
+        assert!(stats_permitted(
+            &allow,
+            "",
+            ip("::ffff:192.0.2.10"),
+            b"",
+            None
+        ));
+        assert!(!stats_permitted(
+            &allow,
+            "",
+            ip("10.0.0.1"),
+            b"token=",
+            Some(b"")
+        ));
+        assert!(!stats_permitted(
+            &allow,
+            "t0k",
+            ip("10.0.0.1"),
+            b"a=1&token=t0",
+            None
+        ));
+        assert!(stats_permitted(
+            &allow,
+            "t0k",
+            ip("10.0.0.1"),
+            b"a=1&token=t0k",
+            None
+        ));
+        assert!(stats_permitted(&allow, "t0k", None, b"", Some(b"t0k")));
+        assert!(!stats_permitted(&[], "t0k", None, b"", Some(b"t0K")));
     }
 
     #[test]

@@ -197,9 +197,8 @@ fn handle(req: &Request<Incoming>, remote: SocketAddr, shared: &Shared) -> Respo
             // configured token, never whatever a request carries, is written into the page.
             let token = &shared.config.stats.token;
             let came_with_token = !token.is_empty()
-                && query
-                    .split(|&b| b == b'&')
-                    .any(|p| p.strip_prefix(b"token=") == Some(token.as_bytes()));
+                && access::query_token(query)
+                    .is_some_and(|t| access::same_secret(t, token.as_bytes()));
             stats_response(shared, format, came_with_token.then_some(token.as_str()))
         }
         _ => failure(
@@ -333,8 +332,7 @@ enum StatsFormat {
     Html,
 }
 
-/// `[stats] allow` and `token`: with neither set the stats are public; otherwise the client's
-/// address must be listed, or the token given as `?token=` or `Authorization: Bearer`.
+/// `[stats] allow` and `token`, decided by the core as on the edge.
 fn stats_permitted(
     req: &Request<Incoming>,
     remote: SocketAddr,
@@ -342,24 +340,17 @@ fn stats_permitted(
     query: &[u8],
 ) -> bool {
     let cfg = &shared.config.stats;
-    if cfg.allow.is_empty() && cfg.token.is_empty() {
-        return true;
-    }
-    if client_ip(req, remote, shared).is_ok_and(|ip| cfg.allow.contains(&ip)) {
-        return true;
-    }
-    if cfg.token.is_empty() {
-        return false;
-    }
-    let from_query = query
-        .split(|&b| b == b'&')
-        .find_map(|p| p.strip_prefix(b"token="));
-    let from_header = req
+    let bearer = req
         .headers()
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
-    let same = |given: &[u8]| access::same_secret(given, cfg.token.as_bytes());
-    from_query.is_some_and(same) || from_header.is_some_and(same)
+    access::stats_permitted(
+        &cfg.allow,
+        &cfg.token,
+        client_ip(req, remote, shared).ok(),
+        query,
+        bearer,
+    )
 }
 
 fn stats_response(

@@ -198,46 +198,30 @@ async fn tracker_request(
     Ok(response)
 }
 
-/// `STATS_ALLOW` (client addresses separated by spaces or commas) and `STATS_TOKEN`, as natively:
-/// with neither set `/stats` is public; otherwise the client's address must be listed, or the
-/// token given as `?token=` or `Authorization: Bearer`.
+/// `STATS_ALLOW` (client addresses separated by spaces or commas) and `STATS_TOKEN`, decided by
+/// the core as natively.
 fn stats_permitted(req: &Request, env: &Env, query: &[u8]) -> worker::Result<bool> {
-    let var = |name: &str| {
-        env.var(name)
-            .map(|v| v.to_string())
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    };
-    let (allow, token) = (var("STATS_ALLOW"), var("STATS_TOKEN"));
-    if allow.is_empty() && token.is_empty() {
-        return Ok(true);
-    }
+    let var = |name: &str| env.var(name).map(|v| v.to_string()).unwrap_or_default();
+    let allow: Vec<IpAddr> = var("STATS_ALLOW")
+        .split([' ', ',', '\n', '\t'])
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let client = req
         .headers()
         .get("CF-Connecting-IP")?
-        .and_then(|v| v.parse::<IpAddr>().ok())
-        .map(canonical_ip);
-    let listed = allow
-        .split([' ', ',', '\n', '\t'])
-        .filter_map(|a| a.parse::<IpAddr>().ok())
-        .any(|a| Some(canonical_ip(a)) == client);
-    if listed {
-        return Ok(true);
-    }
-    if token.is_empty() {
-        return Ok(false);
-    }
-    let same = |given: &[u8]| access::same_secret(given, token.as_bytes());
-    let from_query = query
-        .split(|&b| b == b'&')
-        .find_map(|p| p.strip_prefix(b"token="))
-        .is_some_and(same);
-    let from_header = req.headers().get("Authorization")?.is_some_and(|v| {
-        v.strip_prefix("Bearer ")
-            .is_some_and(|t| same(t.as_bytes()))
-    });
-    Ok(from_query || from_header)
+        .and_then(|v| v.parse::<IpAddr>().ok());
+    let authorization = req.headers().get("Authorization")?;
+    let bearer = authorization
+        .as_deref()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::as_bytes);
+    Ok(access::stats_permitted(
+        &allow,
+        var("STATS_TOKEN").trim(),
+        client,
+        query,
+        bearer,
+    ))
 }
 
 fn stats() -> worker::Result<Response> {
