@@ -1,5 +1,5 @@
-//! The Worker's knobs: `[vars]` of wrangler.toml turned into [`Policy`]. (The access vars are
-//! [`super::rules`]'s.)
+//! The Worker's knobs: `[vars]` of wrangler.toml turned into [`Policy`] and the choice of swarm
+//! store. (The access vars are [`super::rules`]'s.)
 
 use worker::Env;
 
@@ -18,10 +18,48 @@ fn var(env: &Env, name: &str, default: u32) -> Result<u32, String> {
     }
 }
 
-/// The edge's policy. Defaults differ from the native ones where KV's cost model asks for it:
-/// a longer peer timeout (fewer refresh writes) and a smaller scrape cap (each hash costs lists).
-pub fn policy(env: &Env) -> Result<Policy, String> {
+/// Where swarms live: `SWARM_STORE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Workers KV, one key per peer (`kv`, and the default when the var is unset, which is what
+    /// a wrangler.toml from before the var existed means).
+    Kv,
+    /// One SQLite-backed Durable Object per info hash (`durable-object`).
+    DurableObject,
+}
+
+impl StoreKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreKind::Kv => "kv",
+            StoreKind::DurableObject => "durable-object",
+        }
+    }
+}
+
+pub fn store_kind(env: &Env) -> Result<StoreKind, String> {
+    match env.var("SWARM_STORE").map(|v| v.to_string()) {
+        Err(_) => Ok(StoreKind::Kv),
+        Ok(v) => match v.trim() {
+            "" | "kv" => Ok(StoreKind::Kv),
+            "durable-object" => Ok(StoreKind::DurableObject),
+            other => Err(format!(
+                "var SWARM_STORE must be \"kv\" or \"durable-object\", not {other:?}"
+            )),
+        },
+    }
+}
+
+/// The edge's policy. Defaults differ from the native ones where the stores' cost models ask for
+/// it: a longer peer timeout (fewer refresh writes) and a smaller scrape cap (each hash costs KV
+/// lists, or a Durable Object request). On KV, whose lists show new peers up to a minute late, a
+/// client alone in its swarm is asked back after `SPARSE_SWARM_INTERVAL` (120) seconds.
+pub fn policy(env: &Env, store: StoreKind) -> Result<Policy, String> {
     let d = Policy::default();
+    let sparse_default = match store {
+        StoreKind::Kv => 120,
+        StoreKind::DurableObject => 0,
+    };
     let p = Policy {
         announce_interval: var(env, "ANNOUNCE_INTERVAL", d.announce_interval)?,
         min_interval: var(env, "MIN_INTERVAL", d.min_interval)?,
@@ -31,6 +69,7 @@ pub fn policy(env: &Env) -> Result<Policy, String> {
         scrape_max_hashes: var(env, "SCRAPE_MAX_HASHES", 16)?,
         // Behind Cloudflare the client address is CF-Connecting-IP; nothing else is trusted.
         accept_claimed_ip: false,
+        sparse_swarm_interval: var(env, "SPARSE_SWARM_INTERVAL", sparse_default)?,
     };
     p.validate()?;
     Ok(p)

@@ -24,9 +24,13 @@ use rand_core::Rng;
 use serde::{Deserialize, Serialize};
 use worker::kv::KvStore;
 
+use super::hex;
 use crate::protocol::types::{Event, InfoHash, SwarmCounts};
 use crate::store::{PeerAnnounce, PeerStore, StoreError};
 use crate::swarm::{PeerAddr, Policy, select};
+
+/// The KV binding of wrangler.toml.
+pub const BINDING: &str = "SWARMS";
 
 /// KV refuses expirationTtl below 60 s.
 pub const MIN_TTL: u32 = 60;
@@ -72,10 +76,6 @@ pub struct KvPeerStore {
     /// Prepended to every key: lets tests give each store its own namespace in one KV.
     namespace: String,
     ops: Cell<OpCounts>,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
@@ -210,9 +210,12 @@ impl KvPeerStore {
         if a.event == Event::Stopped {
             if let Some(i) = mine {
                 swarm.swap_remove(i);
-                self.count(|o| o.delete += 1);
-                self.kv.delete(&my_key).await.map_err(kv_error)?;
             }
+            // Delete whether or not the list showed the peer: lists lag writes by up to a
+            // minute, and a peer that started and stopped within that lag would otherwise stay
+            // a ghost until its TTL.
+            self.count(|o| o.delete += 1);
+            self.kv.delete(&my_key).await.map_err(kv_error)?;
         } else {
             if self.needs_write(mine.map(|i| &swarm[i]), a.seeding, now) {
                 self.count(|o| o.put += 1);

@@ -1,14 +1,18 @@
-//! The edge home: the core as a Cloudflare Worker, swarms in Workers KV.
+//! The edge home: the core as a Cloudflare Worker, swarms in Workers KV or in one Durable
+//! Object per torrent.
 //!
 //! Owns the Worker's I/O: routing fetch events, the client address (`CF-Connecting-IP`, nothing
-//! else), the clock and entropy of the isolate, the KV store and its operation counters. Request
+//! else), the clock and entropy of the isolate, the stores and their cost counters. Request
 //! parsing, policy and reply bytes are [`crate::service`]'s, exactly as natively. Compiled only
-//! for wasm32; nothing native may depend on it.
+//! for wasm32; nothing native may depend on it. (So, unlike the rest of the crate, this module
+//! reads a clock and draws entropy: it is a home, not the core.)
 
 mod config;
+pub mod durable;
 pub mod kv;
 mod limit;
 mod rules;
+mod store;
 
 use std::cell::RefCell;
 use std::net::IpAddr;
@@ -23,11 +27,16 @@ use crate::protocol::connection_id::ConnectionIds;
 use crate::protocol::http::split_target;
 use crate::protocol::types::canonical_ip;
 use crate::service::{Action, Scratch, Tracker};
-use kv::{KvPeerStore, OpCounts};
+use config::StoreKind;
+use durable::DoOps;
+use kv::OpCounts;
 use limit::CloudflareLimit;
+use store::EdgeStore;
 
-/// The KV binding of wrangler.toml.
-const BINDING: &str = "SWARMS";
+/// Lower-case hex, as KV keys and Durable Object names spell info hashes.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// Per-isolate state: an RNG seeded once from the platform's CSPRNG, reusable buffers, and
 /// counters for `/stats` (an isolate's lifetime; Cloudflare runs many isolates, so these describe
@@ -40,6 +49,7 @@ struct Isolate {
     store_errors: u64,
     rate_limited: u64,
     kv_ops: [OpCounts; 2],
+    do_ops: [DoOps; 2],
 }
 
 thread_local! {
@@ -59,6 +69,7 @@ fn isolate<T>(f: impl FnOnce(&mut Isolate) -> T) -> T {
                 store_errors: 0,
                 rate_limited: 0,
                 kv_ops: [OpCounts::default(); 2],
+                do_ops: [DoOps::default(); 2],
             }
         });
         f(state)
@@ -92,13 +103,13 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
             403,
             write_failure("the stats are not public on this tracker"),
         ),
-        b"/stats" => stats(),
+        b"/stats" => stats(&env),
         b"/__conformance"
             if env
                 .var("CONFORMANCE_TESTS")
                 .is_ok_and(|v| v.to_string() == "1") =>
         {
-            conformance(&env).await
+            conformance(&env, query).await
         }
         _ => bencoded(
             404,
@@ -113,8 +124,10 @@ async fn tracker_request(
     route: Route<'_>,
     query: &[u8],
 ) -> worker::Result<Response> {
-    let policy = match config::policy(env) {
-        Ok(policy) => policy,
+    let configured =
+        config::store_kind(env).and_then(|kind| Ok((kind, config::policy(env, kind)?)));
+    let (kind, policy) = match configured {
+        Ok(configured) => configured,
         Err(e) => return bencoded(200, write_failure(&format!("tracker misconfigured: {e}"))),
     };
     let announce = route.endpoint == Endpoint::Announce;
@@ -126,10 +139,10 @@ async fn tracker_request(
         Some(ip) => canonical_ip(ip),
         None => return bencoded(200, write_failure("no client address (CF-Connecting-IP)")),
     };
-    let kv = match env.kv(BINDING) {
-        Ok(kv) => kv,
+    let store = match EdgeStore::open(env, kind, &policy, String::new()) {
+        Ok(store) => store,
         Err(e) => {
-            worker::console_error!("KV binding {BINDING}: {e}");
+            worker::console_error!("{e}");
             return bencoded(
                 200,
                 write_failure("tracker storage unavailable, try again later"),
@@ -137,11 +150,12 @@ async fn tracker_request(
         }
     };
     let now = now();
-    let rules = match rules::current(env, &kv, now).await {
+    // Access lists may live in KV whichever store holds the swarms.
+    let kv = env.kv(kv::BINDING).ok();
+    let rules = match rules::current(env, kv.as_ref(), now).await {
         Ok(rules) => rules,
         Err(reason) => return bencoded(200, write_failure(&reason)),
     };
-    let store = KvPeerStore::new(kv, policy.clone(), String::new());
     // HTTP only: connection ids are a UDP matter, which the edge does not serve.
     let tracker = Tracker::new(store, policy, ConnectionIds::new([0; 16], 0, 0))
         .with_gate(CloudflareLimit::from_env(env));
@@ -164,20 +178,24 @@ async fn tracker_request(
             .http_scrape(query, route.passkey, now, &mut scratch)
             .await
     };
-    let mut ops = tracker.store.ops();
-    ops.get += rules.kv_reads;
-    let kind = usize::from(!announce);
+    let mut kv_ops = tracker.store.kv_ops();
+    kv_ops.get += rules.kv_reads;
+    let do_ops = tracker.store.do_ops();
+    let kind_index = usize::from(!announce);
     isolate(|s| {
         s.scratch = scratch;
-        s.requests[kind] += 1;
-        s.errors[kind] += u64::from(outcome.error.is_some());
+        s.requests[kind_index] += 1;
+        s.errors[kind_index] += u64::from(outcome.error.is_some());
         s.store_errors += u64::from(outcome.store_error.is_some());
         s.rate_limited += u64::from(outcome.rate_limited);
-        let total = &mut s.kv_ops[kind];
-        total.list += ops.list;
-        total.get += ops.get;
-        total.put += ops.put;
-        total.delete += ops.delete;
+        let total = &mut s.kv_ops[kind_index];
+        total.list += kv_ops.list;
+        total.get += kv_ops.get;
+        total.put += kv_ops.put;
+        total.delete += kv_ops.delete;
+        if let Some(d) = do_ops {
+            s.do_ops[kind_index].add(d);
+        }
     });
     if let Some(e) = &outcome.store_error {
         worker::console_error!("{e} (served without store data)");
@@ -187,14 +205,27 @@ async fn tracker_request(
         Some(Action::Announce | Action::Scrape) | None
     ));
     let mut response = bencoded(200, body)?;
-    // The KV cost of this very request, for operators and for the budget tests.
-    response.headers_mut().set(
+    // The cost of this very request, for operators and for the budget tests.
+    let headers = response.headers_mut();
+    headers.set(
         "x-kv-ops",
         &format!(
             "list={} get={} put={} delete={}",
-            ops.list, ops.get, ops.put, ops.delete
+            kv_ops.list, kv_ops.get, kv_ops.put, kv_ops.delete
         ),
     )?;
+    if let Some(d) = do_ops {
+        headers.set(
+            "x-do-ops",
+            &format!(
+                "requests={} rows_read={} rows_written={}",
+                d.requests, d.rows_read, d.rows_written
+            ),
+        )?;
+    }
+    if outcome.store_error.is_some() {
+        headers.set("x-store-error", "1")?;
+    }
     Ok(response)
 }
 
@@ -224,18 +255,30 @@ fn stats_permitted(req: &Request, env: &Env, query: &[u8]) -> worker::Result<boo
     ))
 }
 
-fn stats() -> worker::Result<Response> {
+fn stats(env: &Env) -> worker::Result<Response> {
+    let store = config::store_kind(env).map_or("misconfigured", StoreKind::name);
     let body = isolate(|s| {
         let kind = |k: usize| {
+            let per = |n: u32| {
+                if s.requests[k] == 0 {
+                    0.0
+                } else {
+                    f64::from(n) / s.requests[k] as f64
+                }
+            };
             serde_json::json!({
                 "requests": s.requests[k],
                 "errors": s.errors[k],
                 "kv_ops": s.kv_ops[k],
-                "kv_ops_per_request": if s.requests[k] == 0 { 0.0 } else { f64::from(s.kv_ops[k].total()) / s.requests[k] as f64 },
+                "kv_ops_per_request": per(s.kv_ops[k].total()),
+                "do_ops": s.do_ops[k],
+                "do_requests_per_request": per(s.do_ops[k].requests),
+                "do_rows_written_per_request": per(s.do_ops[k].rows_written),
             })
         };
         serde_json::json!({
             "scope": "this isolate since it started",
+            "store": store,
             "announce": kind(0),
             "scrape": kind(1),
             "store_errors": s.store_errors,
@@ -247,24 +290,31 @@ fn stats() -> worker::Result<Response> {
     Ok(r)
 }
 
-/// Runs the store conformance suite against the real KV binding (tests only: enabled by the
-/// CONFORMANCE_TESTS var, which only the Miniflare test sets). Each case gets its own key
-/// namespace, so the cases share one KV without seeing each other.
-async fn conformance(env: &Env) -> worker::Result<Response> {
-    let kv = env.kv(BINDING)?;
+/// Runs the store conformance suite against the real binding of `?store=kv` (the default) or
+/// `?store=durable-object` (tests only: enabled by the CONFORMANCE_TESTS var, which only the
+/// Miniflare tests set). Each case gets its own keys or objects, so the cases share one
+/// namespace without seeing each other.
+async fn conformance(env: &Env, query: &[u8]) -> worker::Result<Response> {
+    let kind = if query == b"store=durable-object" {
+        StoreKind::DurableObject
+    } else {
+        StoreKind::Kv
+    };
+    let policy = crate::store::conformance::policy();
     let case = std::cell::Cell::new(0u32);
     let make = || {
         case.set(case.get() + 1);
-        KvPeerStore::new(
-            kv.clone(),
-            crate::store::conformance::policy(),
-            format!("conformance-{}/", case.get()),
-        )
+        EdgeStore::open(env, kind, &policy, format!("conformance-{}/", case.get()))
+            .expect("the store's binding")
     };
     let mut rng = isolate(|s| SmallRng::from_rng(&mut s.rng));
     crate::store::conformance::run_all(make, &mut rng).await;
     Response::ok(format!(
-        "ok: {} cases passed against Workers KV",
-        case.get()
+        "ok: {} cases passed against {}",
+        case.get(),
+        match kind {
+            StoreKind::Kv => "Workers KV",
+            StoreKind::DurableObject => "Durable Objects",
+        }
     ))
 }

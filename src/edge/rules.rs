@@ -121,11 +121,21 @@ impl LoadError {
 }
 
 /// Reads one list's text; `None` when unset.
-async fn text(kv: &KvStore, source: &Source, reads: &mut u32) -> Result<Option<String>, LoadError> {
+async fn text(
+    kv: Option<&KvStore>,
+    source: &Source,
+    reads: &mut u32,
+) -> Result<Option<String>, LoadError> {
     match source {
         Source::Unset => Ok(None),
         Source::Inline(text) => Ok(Some(text.clone())),
         Source::Kv(key) => {
+            let Some(kv) = kv else {
+                return Err(LoadError::Invalid(format!(
+                    "{key:?} is a KV key, but the Worker has no KV binding {}",
+                    super::kv::BINDING
+                )));
+            };
             *reads += 1;
             match kv.get(key).text().await {
                 Ok(Some(text)) => Ok(Some(text)),
@@ -143,7 +153,7 @@ async fn text(kv: &KvStore, source: &Source, reads: &mut u32) -> Result<Option<S
     }
 }
 
-async fn load(kv: &KvStore, s: &Sources, reads: &mut u32) -> Result<Access, LoadError> {
+async fn load(kv: Option<&KvStore>, s: &Sources, reads: &mut u32) -> Result<Access, LoadError> {
     let list = text(kv, &s.list, reads).await?.unwrap_or_default();
     let mut access = Access::open()
         .with_list(s.mode, &list)
@@ -158,7 +168,7 @@ async fn load(kv: &KvStore, s: &Sources, reads: &mut u32) -> Result<Access, Load
 
 /// The access rules in force at `now`: the isolate's own while they are fresh (rules from vars
 /// stay fresh for the isolate's life), else read again. `Err` is the reason to give the client.
-pub async fn current(env: &Env, kv: &KvStore, now: u32) -> Result<Current, String> {
+pub async fn current(env: &Env, kv: Option<&KvStore>, now: u32) -> Result<Current, String> {
     let sources = sources(env).map_err(|e| format!("tracker misconfigured: {e}"))?;
     let held = HELD.with_borrow(|h| {
         h.as_ref().map(|h| {

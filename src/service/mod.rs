@@ -199,9 +199,10 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
         let (family, counts, store_error) = self
             .announce(&req, client, usize::MAX, now, rng, &mut scratch.peers)
             .await;
+        let (interval, min_interval) = self.policy.intervals(swarm_size(&counts));
         let body = bencode::write_announce(&AnnounceReply {
-            interval: self.policy.announce_interval,
-            min_interval: self.policy.min_interval,
+            interval,
+            min_interval,
             counts,
             family,
             peers: &scratch.peers,
@@ -329,7 +330,7 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
                 udp::write_announce(
                     out,
                     transaction_id,
-                    self.policy.announce_interval,
+                    self.policy.intervals(swarm_size(&counts)).0,
                     counts,
                     &scratch.peers,
                 );
@@ -379,6 +380,10 @@ const INVALID_CONNECTION_ID: &str = "invalid or expired connection id";
 /// nothing: the client gets the whole reason (a one-hash scrape is only 36 bytes).
 const PROVEN_CLIENT: usize = 8 + 256;
 const RATE_LIMITED: &str = "rate limited: too many announces from your address, retry later";
+
+fn swarm_size(c: &SwarmCounts) -> u64 {
+    u64::from(c.complete) + u64::from(c.incomplete)
+}
 
 fn refuse_http(action: Option<Action>, reason: &str) -> (Vec<u8>, Outcome) {
     (

@@ -1,7 +1,8 @@
 //! The storage seam: where swarms live.
 //!
 //! [`PeerStore`] is the one interface every backend implements (this crate's [`memory`] store,
-//! the edge's Workers KV store) and [`conformance`] is the one suite every backend must pass.
+//! the edge's Workers KV and Durable Object stores) and [`conformance`] is the one suite every
+//! backend must pass. [`mirror`] is the Durable Object store's swarm logic without its I/O.
 //! Methods return futures so a remote store (KV) fits the same seam; the memory store's futures
 //! are `std::future::Ready`, and the native hot path calls its synchronous methods directly, so it
 //! pays nothing for the edge's async.
@@ -11,6 +12,7 @@
 
 pub mod conformance;
 pub mod memory;
+pub mod mirror;
 
 use std::fmt;
 use std::future::Future;

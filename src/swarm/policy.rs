@@ -24,6 +24,10 @@ pub struct Policy {
     /// Trust the address a client claims (`ip=`, BEP 15's IP field). Off by default: it lets
     /// anyone aim a swarm at a third party (BEP 7, 2020 revision).
     pub accept_claimed_ip: bool,
+    /// `interval` for a client alone in its swarm (0: off, always `announce_interval`). A store
+    /// that shows new peers late (Workers KV lists lag writes by up to a minute) sets it, so the
+    /// first peers of a torrent, who each saw an empty swarm, meet within minutes.
+    pub sparse_swarm_interval: u32,
 }
 
 /// Longest peer timeout: peers keep a 16-bit last-seen stamp in seconds that wraps every 18 h,
@@ -40,6 +44,7 @@ impl Default for Policy {
             numwant_max: 200,
             scrape_max_hashes: 64,
             accept_claimed_ip: false,
+            sparse_swarm_interval: 0,
         }
     }
 }
@@ -62,10 +67,24 @@ impl Policy {
         if self.numwant_default > self.numwant_max {
             return Err("numwant_default must not exceed numwant_max".into());
         }
+        if self.sparse_swarm_interval > self.announce_interval {
+            return Err("sparse_swarm_interval must not exceed announce_interval".into());
+        }
         if self.scrape_max_hashes == 0 {
             return Err("scrape_max_hashes must be positive".into());
         }
         Ok(())
+    }
+
+    /// The (`interval`, `min interval`) to send a client whose swarm (its family's, itself
+    /// included) now counts `swarm_size` peers.
+    pub fn intervals(&self, swarm_size: u64) -> (u32, u32) {
+        if self.sparse_swarm_interval > 0 && swarm_size <= 1 {
+            let i = self.sparse_swarm_interval;
+            (i, self.min_interval.min(i))
+        } else {
+            (self.announce_interval, self.min_interval)
+        }
     }
 
     /// How many peers to return for a request asking for `numwant`, within `transport_max`
@@ -92,5 +111,36 @@ impl Policy {
             }
             _ => from_source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn a_client_alone_in_its_swarm_gets_the_sparse_interval_when_one_is_set() {
+        let off = Policy::default();
+        assert_eq!(off.intervals(0), (1800, 900));
+        assert_eq!(off.intervals(1), (1800, 900));
+        let on = Policy {
+            sparse_swarm_interval: 120,
+            ..Policy::default()
+        };
+        assert_eq!(on.intervals(0), (120, 120));
+        assert_eq!(on.intervals(1), (120, 120), "the requester alone");
+        assert_eq!(on.intervals(2), (1800, 900), "someone to meet");
+        let too_long = Policy {
+            sparse_swarm_interval: 1801,
+            ..Policy::default()
+        };
+        assert!(
+            too_long
+                .validate()
+                .unwrap_err()
+                .contains("sparse_swarm_interval")
+        );
     }
 }

@@ -12,14 +12,16 @@ use rand_core::Rng;
 use super::select;
 use crate::protocol::types::SwarmCounts;
 
-/// One peer: compact address (`N` = 6 or 18 bytes) and when it last announced.
+/// One peer: compact address (`N` = 6 or 18 bytes), when it last announced, and whatever a
+/// store keeps beside it (`X`; nothing for the memory store, so a slot stays 8 or 20 bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
-pub struct Slot<const N: usize> {
+pub struct Slot<const N: usize, X = ()> {
     addr: [u8; N],
     /// Unix seconds mod 2^16 of the last announce. Wraps every 18 h; expiry, which runs far more
     /// often than that, compares with wrapping arithmetic.
     seen: u16,
+    extra: X,
 }
 
 fn stamp(now: u32) -> u16 {
@@ -49,15 +51,25 @@ pub struct Announced {
     pub was_seeder: bool,
 }
 
-/// The peers of one family of one torrent.
-#[derive(Clone, Debug, Default)]
-pub struct PeerList<const N: usize> {
+/// The peers of one family of one torrent. `X` is per-peer data of the store's (default none),
+/// reset to `X::default()` whenever a peer joins or changes role.
+#[derive(Clone, Debug)]
+pub struct PeerList<const N: usize, X = ()> {
     /// `[0, leechers)` leechers, `[leechers, len)` seeders, each run sorted by address.
-    slots: Vec<Slot<N>>,
+    slots: Vec<Slot<N, X>>,
     leechers: u32,
 }
 
-impl<const N: usize> PeerList<N> {
+impl<const N: usize, X> Default for PeerList<N, X> {
+    fn default() -> Self {
+        PeerList {
+            slots: Vec::new(),
+            leechers: 0,
+        }
+    }
+}
+
+impl<const N: usize, X: Copy + Default> PeerList<N, X> {
     pub fn seeders(&self) -> u32 {
         self.slots.len() as u32 - self.leechers
     }
@@ -115,6 +127,7 @@ impl<const N: usize> PeerList<N> {
             Slot {
                 addr,
                 seen: stamp(now),
+                extra: X::default(),
             },
         );
         if seeding {
@@ -197,8 +210,23 @@ impl<const N: usize> PeerList<N> {
         );
     }
 
+    /// The store's data of the peer at `at` (an index [`PeerList::announce`] returned).
+    pub fn extra_mut(&mut self, at: usize) -> &mut X {
+        &mut self.slots[at].extra
+    }
+
     /// Drops peers not seen for more than `timeout` seconds; gives back spare capacity.
     pub fn expire(&mut self, now: u32, timeout: u32) -> Delta {
+        self.expire_each(now, timeout, |_, _| {})
+    }
+
+    /// [`PeerList::expire`], calling `on_gone` with each dropped peer's address and role.
+    pub fn expire_each(
+        &mut self,
+        now: u32,
+        timeout: u32,
+        mut on_gone: impl FnMut(&[u8; N], bool),
+    ) -> Delta {
         let now = stamp(now);
         let timeout = timeout.min(u32::from(u16::MAX)) as u16;
         let leechers = self.leechers as usize;
@@ -207,6 +235,7 @@ impl<const N: usize> PeerList<N> {
         self.slots.retain(|s| {
             let keep = now.wrapping_sub(s.seen) <= timeout;
             if !keep {
+                on_gone(&s.addr, index >= leechers);
                 if index < leechers {
                     gone.leechers -= 1
                 } else {
@@ -236,6 +265,13 @@ impl<const N: usize> PeerList<N> {
                     now.wrapping_sub(u32::from(stamp_now.wrapping_sub(s.seen))),
                 )
             })
+    }
+
+    /// Every peer with its role and the store's data.
+    pub fn iter_extra(&self) -> impl Iterator<Item = (&[u8; N], bool, &X)> {
+        self.iter()
+            .zip(&self.slots)
+            .map(|((a, s), slot)| (a, s, &slot.extra))
     }
 
     /// Every peer with its role, for snapshots and tests.

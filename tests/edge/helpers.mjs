@@ -8,11 +8,13 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const BUILD = path.join(ROOT, "build");
 
 /**
- * The built Worker with wrangler.toml's vars (Miniflare does not read wrangler.toml); `extra`
- * adds or overrides vars, `options` adds Miniflare options (other bindings).
+ * The Miniflare options of the built Worker with wrangler.toml's vars (Miniflare does not read
+ * wrangler.toml), its KV namespace and its SQLite-backed Durable Object class; `extra` adds or
+ * overrides vars. `SWARM_STORE` is unset here, which means KV: tests of the Durable Object store
+ * say so.
  */
-export async function startWorker(extra = {}, options = {}) {
-  const mf = new Miniflare({
+export function workerOptions(extra = {}) {
+  return {
     modules: true,
     scriptPath: path.join(BUILD, "worker/shim.mjs"),
     modulesRoot: BUILD,
@@ -22,14 +24,18 @@ export async function startWorker(extra = {}, options = {}) {
     ],
     compatibilityDate: "2026-07-01",
     kvNamespaces: ["SWARMS"],
+    durableObjects: { SWARM_OBJECTS: { className: "SwarmObject", useSQLite: true } },
     bindings: {
       ANNOUNCE_INTERVAL: "1800", MIN_INTERVAL: "900", PEER_TIMEOUT: "5400",
       NUMWANT_DEFAULT: "50", NUMWANT_MAX: "100", SCRAPE_MAX_HASHES: "16",
       ...extra,
     },
-    cf: false,
-    ...options,
-  });
+  };
+}
+
+/** The built Worker in Miniflare; `options` adds Miniflare options (other bindings). */
+export async function startWorker(extra = {}, options = {}) {
+  const mf = new Miniflare({ ...workerOptions(extra), cf: false, ...options });
   await mf.ready;
   return mf;
 }
@@ -83,7 +89,10 @@ export async function get(mf, target, ip = "10.0.0.1") {
   const headers = ip ? { "CF-Connecting-IP": ip } : {};
   const res = await mf.dispatchFetch("http://tracker.test" + target, { headers });
   const body = Buffer.from(await res.arrayBuffer());
-  return { status: res.status, body, ops: res.headers.get("x-kv-ops"), type: res.headers.get("content-type") };
+  return {
+    status: res.status, body, type: res.headers.get("content-type"),
+    ops: res.headers.get("x-kv-ops"), doOps: res.headers.get("x-do-ops"), storeError: res.headers.get("x-store-error"),
+  };
 }
 
 /** An announce query string. */

@@ -1,0 +1,232 @@
+//! `SwarmObject`: the Durable Object class holding one torrent's swarm (one object per info hash,
+//! named by its hex), SQLite-backed.
+//!
+//! The swarm is a [`MirroredSwarm`] in the object's memory; storage is one table it mirrors into,
+//! written only when the mirror says so, and read only when the object wakes:
+//!
+//! ```text
+//! swarm(key BLOB PRIMARY KEY, seeding INTEGER, value INTEGER) WITHOUT ROWID
+//!   key = a peer's compact address (6 or 18 bytes): seeding 0|1, value = when the row was written
+//!   key = x'' (empty):                              value = the completed count
+//! ```
+//!
+//! One table, not two, and `WITHOUT ROWID`, because of what SQLite storage bills (measured in
+//! Miniflare): creating a table writes 2 rows, and a rowid table's primary-key index doubles
+//! every insert. So a torrent's first peer costs 3 rows written, every later change 1.
+//!
+//! No alarms or timers: expiry is lazy, so an idle object holds nothing open and may hibernate
+//! (be evicted) at once, and an emptied swarm deletes all its storage. The table is created at
+//! the first write, so scraping an unknown torrent stores nothing. Owns this object's I/O (SQL,
+//! its RNG); the swarm's rules are the mirror's and the core's.
+
+use std::cell::{Cell, RefCell};
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use worker::{DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
+
+use super::wire::{Call, Op, Reply, RowCounts};
+use crate::store::mirror::{MirroredSwarm, Row, Write};
+use crate::swarm::PeerAddr;
+
+#[worker::durable_object]
+pub struct SwarmObject {
+    state: State,
+    swarm: RefCell<Option<MirroredSwarm>>,
+    rng: RefCell<SmallRng>,
+    /// The table exists (created at the first write, gone after a clear).
+    table: Cell<bool>,
+}
+
+impl DurableObject for SwarmObject {
+    fn new(state: State, _env: Env) -> Self {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).expect("crypto.getRandomValues is available in Workers");
+        SwarmObject {
+            state,
+            swarm: RefCell::new(None),
+            rng: RefCell::new(SmallRng::from_seed(seed)),
+            table: Cell::new(false),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let body = req.bytes().await?;
+        let Some(call) = Call::decode(&body) else {
+            return Response::error("not a swarm call", 400);
+        };
+        match self.answer(&call) {
+            Ok((reply, clear)) => {
+                if clear {
+                    // An emptied swarm keeps nothing: no rows, no tables, no object to bill.
+                    self.state.storage().delete_all().await?;
+                    self.table.set(false);
+                }
+                Response::from_bytes(reply.encode())
+            }
+            Err(e) => {
+                // Memory may now be ahead of storage: start again from storage next time.
+                self.swarm.replace(None);
+                worker::console_error!("swarm object: {e}");
+                Err(e)
+            }
+        }
+    }
+}
+
+impl SwarmObject {
+    /// Runs one call against the swarm (loading it first if needed) and carries out its writes.
+    /// Returns the reply and whether storage must then be cleared whole. No await in here: the
+    /// object answers one call at a time, and the swarm is never borrowed across a suspension.
+    fn answer(&self, call: &Call) -> worker::Result<(Reply, bool)> {
+        let sql = self.state.storage().sql();
+        let mut rows = RowCounts::default();
+        let mut writes = Vec::new();
+        let mut reply = Reply::default();
+        {
+            let mut slot = self.swarm.borrow_mut();
+            if slot.as_ref().is_none_or(|s| s.must_reload(call.now)) {
+                *slot = Some(self.load(&sql, call, &mut writes, &mut rows)?);
+            }
+            let swarm = slot.as_mut().expect("loaded above");
+            swarm.set_timing(call.timing);
+            reply.counts = match &call.op {
+                Op::Announce(a) => {
+                    let mut rng = self.rng.borrow_mut();
+                    swarm.announce(a, call.now, &mut *rng, &mut reply.peers, &mut writes)
+                }
+                Op::Scrape(_) => swarm.counts(call.now, &mut writes),
+            };
+        }
+        let clear = self.apply(&sql, &writes, &mut rows)?;
+        reply.rows = rows;
+        Ok((reply, clear))
+    }
+
+    fn load(
+        &self,
+        sql: &SqlStorage,
+        call: &Call,
+        writes: &mut Vec<Write>,
+        rows: &mut RowCounts,
+    ) -> worker::Result<MirroredSwarm> {
+        // Leechers, then seeders, each by address: the order the swarm keeps, so loading appends.
+        let select = "SELECT key, seeding, value FROM swarm ORDER BY seeding, key";
+        let Some(cursor) = exec_if_table(sql, select)? else {
+            self.table.set(false);
+            return Ok(MirroredSwarm::new(call.timing, call.now));
+        };
+        self.table.set(true);
+        let (mut peers, mut downloaded) = (Vec::new(), 0);
+        for row in cursor.raw() {
+            let row = row?;
+            let (Some(SqlStorageValue::Blob(key)), Some(seeding), Some(value)) = (
+                row.first(),
+                row.get(1).and_then(integer),
+                row.get(2).and_then(integer),
+            ) else {
+                return Err(worker::Error::RustError(format!("bad swarm row {row:?}")));
+            };
+            let value = u32::try_from(value).unwrap_or(0);
+            match key.len() {
+                0 => downloaded = value,
+                6 | 18 => peers.push(Row {
+                    peer: peer_of(key),
+                    seeding: seeding != 0,
+                    written: value,
+                }),
+                _ => return Err(worker::Error::RustError(format!("bad swarm key {key:?}"))),
+            }
+        }
+        count(rows, &cursor);
+        Ok(MirroredSwarm::load(
+            call.timing,
+            peers,
+            downloaded,
+            call.now,
+            writes,
+        ))
+    }
+
+    /// Carries out the mirror's writes; returns whether storage must be cleared whole.
+    fn apply(
+        &self,
+        sql: &SqlStorage,
+        writes: &[Write],
+        rows: &mut RowCounts,
+    ) -> worker::Result<bool> {
+        const UPSERT: &str = "INSERT INTO swarm (key, seeding, value) VALUES (?, ?, ?) \
+            ON CONFLICT (key) DO UPDATE SET seeding = excluded.seeding, value = excluded.value";
+        for w in writes {
+            let cursor = match *w {
+                Write::Clear => return Ok(self.table.get()),
+                Write::Peer(r) => {
+                    self.create_table(sql, rows)?;
+                    let seeding = SqlStorageValue::Integer(i64::from(r.seeding));
+                    let written = SqlStorageValue::Integer(i64::from(r.written));
+                    sql.exec(UPSERT, vec![blob(r.peer.as_bytes()), seeding, written])?
+                }
+                Write::Forget(p) => {
+                    if !self.table.get() {
+                        continue;
+                    }
+                    sql.exec("DELETE FROM swarm WHERE key = ?", vec![blob(p.as_bytes())])?
+                }
+                Write::Downloaded(n) => {
+                    self.create_table(sql, rows)?;
+                    let n = SqlStorageValue::Integer(i64::from(n));
+                    sql.exec(UPSERT, vec![blob(&[]), SqlStorageValue::Integer(0), n])?
+                }
+            };
+            count(rows, &cursor);
+        }
+        Ok(false)
+    }
+
+    fn create_table(&self, sql: &SqlStorage, rows: &mut RowCounts) -> worker::Result<()> {
+        if self.table.get() {
+            return Ok(());
+        }
+        let ddl = "CREATE TABLE IF NOT EXISTS swarm \
+            (key BLOB PRIMARY KEY, seeding INTEGER NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID";
+        count(rows, &sql.exec(ddl, None)?);
+        self.table.set(true);
+        Ok(())
+    }
+}
+
+/// Runs a query over the swarm table, or `None` if it does not exist (nothing was ever stored,
+/// or storage was cleared).
+fn exec_if_table(sql: &SqlStorage, query: &str) -> worker::Result<Option<worker::SqlCursor>> {
+    match sql.exec(query, None) {
+        Ok(cursor) => Ok(Some(cursor)),
+        Err(e) if e.to_string().contains("no such table") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Adds a finished cursor's row counts (what SQLite billing counts) to `rows`.
+fn count(rows: &mut RowCounts, cursor: &worker::SqlCursor) {
+    rows.read = rows.read.saturating_add(cursor.rows_read() as u32);
+    rows.written = rows.written.saturating_add(cursor.rows_written() as u32);
+}
+
+fn integer(v: &SqlStorageValue) -> Option<i64> {
+    match v {
+        SqlStorageValue::Integer(n) => Some(*n),
+        SqlStorageValue::Boolean(b) => Some(i64::from(*b)),
+        _ => None,
+    }
+}
+
+fn blob(bytes: &[u8]) -> SqlStorageValue {
+    SqlStorageValue::Blob(bytes.to_vec())
+}
+
+/// A 6- or 18-byte key as the peer it names.
+fn peer_of(key: &[u8]) -> PeerAddr {
+    match <[u8; 6]>::try_from(key) {
+        Ok(v4) => PeerAddr::V4(v4),
+        Err(_) => PeerAddr::V6(<[u8; 18]>::try_from(key).unwrap_or([0; 18])),
+    }
+}

@@ -1,0 +1,331 @@
+//! One torrent's swarm held in memory and mirrored to row storage with as few writes as
+//! possible: the brain of the edge's Durable Object store, without its I/O.
+//!
+//! The swarm lives in memory and answers from there (the same [`PeerList`]s, selection and counts
+//! as the memory store, so the same request gets the same bytes). What storage must learn comes
+//! out as [`Write`]s for the caller to carry out: a row when a peer joins or changes role, or when
+//! its row would otherwise look expired before the client's next announce; a delete when a peer
+//! stops or expires; the completed count when it changes; and [`Write::Clear`] when the swarm
+//! empties and has no completed count, so an abandoned torrent keeps no storage. Most steady
+//! announces write nothing.
+//!
+//! Storage is the truth after a restart: [`MirroredSwarm::load`] rebuilds the swarm from rows,
+//! each peer taken as last seen when its row was written (so a reload may make a peer look older,
+//! never younger). Expiry is lazy: a sweep runs on access at most every [`SWEEP_EVERY`] seconds, so
+//! nothing needs a timer to keep the object awake. Owns that bookkeeping; knows no SQL, clock,
+//! socket or wire format.
+
+use rand_core::Rng;
+
+use super::PeerAnnounce;
+use crate::protocol::types::{Event, SwarmCounts};
+use crate::swarm::torrent::{Delta, PeerList};
+use crate::swarm::{PeerAddr, Policy};
+
+/// Seconds between lazy expiry sweeps: an expired peer may be served this much past its timeout.
+pub const SWEEP_EVERY: u32 = 30;
+
+/// Longest gap between two uses after which the in-memory stamps (16-bit, wrapping every 18 h)
+/// can no longer be trusted and the swarm must be reloaded from storage. Well within
+/// `2^16 − MAX_PEER_TIMEOUT − SWEEP_EVERY` seconds.
+pub const RELOAD_AFTER: u32 = 6 * 3600;
+
+/// The two knobs a mirrored swarm runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// A peer silent this long is gone.
+    pub peer_timeout: u32,
+    /// How often clients announce.
+    pub announce_interval: u32,
+}
+
+impl Timing {
+    pub fn of(policy: &Policy) -> Timing {
+        Timing {
+            peer_timeout: policy.peer_timeout,
+            announce_interval: policy.announce_interval,
+        }
+    }
+
+    /// Whether the in-memory stamps can work with it (see [`crate::swarm::policy::MAX_PEER_TIMEOUT`]).
+    pub fn is_valid(&self) -> bool {
+        self.announce_interval > 0
+            && self.peer_timeout >= self.announce_interval
+            && self.peer_timeout <= crate::swarm::policy::MAX_PEER_TIMEOUT
+    }
+
+    /// A row older than this is rewritten at the peer's next announce: it would otherwise not
+    /// outlive the client's next announce plus a minute of slack for late clients. With a
+    /// timeout of 3 × interval, every other steady announce writes.
+    fn refresh_after(&self) -> u32 {
+        self.peer_timeout
+            .saturating_sub(self.announce_interval)
+            .saturating_sub(60)
+    }
+}
+
+/// A peer's row in storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Row {
+    pub peer: PeerAddr,
+    pub seeding: bool,
+    /// Unix seconds of the write: on reload, the peer counts as last seen then.
+    pub written: u32,
+}
+
+/// What storage must do to mirror the swarm, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Insert or replace this peer's row.
+    Peer(Row),
+    /// Delete this peer's row (it stopped or expired).
+    Forget(PeerAddr),
+    /// Store the completed count.
+    Downloaded(u32),
+    /// No peers and no completed count: delete everything stored.
+    Clear,
+}
+
+/// Per-peer data beside the in-memory slot: when the peer's row was last written.
+type Written = u32;
+
+/// One torrent's swarm, mirrored.
+#[derive(Debug)]
+pub struct MirroredSwarm {
+    v4: PeerList<6, Written>,
+    v6: PeerList<18, Written>,
+    downloaded: u32,
+    timeout: u32,
+    /// A row older than this is rewritten at the peer's next announce.
+    refresh_after: u32,
+    last_sweep: u32,
+    /// The latest `now` seen: time never runs backwards here (a clock stepped back would make
+    /// fresh stamps look 18 h old).
+    last_now: u32,
+    /// Storage holds something (rows or a count), so emptying the swarm must clear it.
+    stored: bool,
+}
+
+impl MirroredSwarm {
+    /// An empty swarm with nothing stored.
+    pub fn new(timing: Timing, now: u32) -> Self {
+        MirroredSwarm {
+            v4: PeerList::default(),
+            v6: PeerList::default(),
+            downloaded: 0,
+            timeout: timing.peer_timeout,
+            refresh_after: timing.refresh_after(),
+            last_sweep: now,
+            last_now: now,
+            stored: false,
+        }
+    }
+
+    /// Rebuilds a swarm from storage. Rows already past the timeout are dropped and their
+    /// deletion pushed to `writes`; so is a [`Write::Clear`] if nothing is left.
+    pub fn load(
+        timing: Timing,
+        rows: impl IntoIterator<Item = Row>,
+        downloaded: u32,
+        now: u32,
+        writes: &mut Vec<Write>,
+    ) -> Self {
+        let mut swarm = MirroredSwarm::new(timing, now);
+        swarm.downloaded = downloaded;
+        swarm.stored = downloaded > 0;
+        for row in rows {
+            swarm.stored = true;
+            let seen = row.written.min(now);
+            if now - seen > swarm.timeout {
+                writes.push(Write::Forget(row.peer));
+                continue;
+            }
+            match row.peer {
+                PeerAddr::V4(addr) => load_into(&mut swarm.v4, addr, row.seeding, seen),
+                PeerAddr::V6(addr) => load_into(&mut swarm.v6, addr, row.seeding, seen),
+            }
+        }
+        swarm.clear_if_empty(writes);
+        swarm
+    }
+
+    /// Takes new knobs (an operator changed them and redeployed) from the next request on.
+    pub fn set_timing(&mut self, timing: Timing) {
+        self.timeout = timing.peer_timeout;
+        self.refresh_after = timing.refresh_after();
+    }
+
+    /// Whether so much time passed since the last use that the swarm must be reloaded from
+    /// storage before it answers again.
+    pub fn must_reload(&self, now: u32) -> bool {
+        now.saturating_sub(self.last_now) > RELOAD_AFTER
+    }
+
+    /// Records an announce (see [`super::PeerStore::announce`]), pushing what storage must do.
+    pub fn announce(
+        &mut self,
+        a: &PeerAnnounce,
+        now: u32,
+        rng: &mut impl Rng,
+        peers: &mut Vec<u8>,
+        writes: &mut Vec<Write>,
+    ) -> SwarmCounts {
+        let now = self.clock(now);
+        self.sweep(now, writes);
+        let (was_seeder, (complete, incomplete)) = match a.peer {
+            PeerAddr::V4(addr) => announce_in(
+                &mut self.v4,
+                addr,
+                a,
+                now,
+                self.refresh_after,
+                rng,
+                peers,
+                writes,
+            ),
+            PeerAddr::V6(addr) => announce_in(
+                &mut self.v6,
+                addr,
+                a,
+                now,
+                self.refresh_after,
+                rng,
+                peers,
+                writes,
+            ),
+        };
+        if writes.iter().any(|w| matches!(w, Write::Peer(_))) {
+            self.stored = true;
+        }
+        if a.event == Event::Completed && !was_seeder {
+            self.downloaded = self.downloaded.saturating_add(1);
+            writes.push(Write::Downloaded(self.downloaded));
+            self.stored = true;
+        }
+        self.clear_if_empty(writes);
+        SwarmCounts {
+            complete,
+            incomplete,
+            downloaded: self.downloaded,
+        }
+    }
+
+    /// Counts over both families, for a scrape (after a due sweep, whose deletions go to
+    /// `writes`).
+    pub fn counts(&mut self, now: u32, writes: &mut Vec<Write>) -> SwarmCounts {
+        let now = self.clock(now);
+        self.sweep(now, writes);
+        SwarmCounts {
+            complete: self.v4.seeders() + self.v6.seeders(),
+            incomplete: self.v4.leechers() + self.v6.leechers(),
+            downloaded: self.downloaded,
+        }
+    }
+
+    /// Peers of both families.
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every peer's row as storage should hold it (for tests and checks).
+    pub fn rows(&self) -> impl Iterator<Item = Row> + '_ {
+        let v4 = self.v4.iter_extra().map(|(a, s, &w)| Row {
+            peer: PeerAddr::V4(*a),
+            seeding: s,
+            written: w,
+        });
+        let v6 = self.v6.iter_extra().map(|(a, s, &w)| Row {
+            peer: PeerAddr::V6(*a),
+            seeding: s,
+            written: w,
+        });
+        v4.chain(v6)
+    }
+
+    pub fn downloaded(&self) -> u32 {
+        self.downloaded
+    }
+
+    fn clock(&mut self, now: u32) -> u32 {
+        self.last_now = self.last_now.max(now);
+        self.last_now
+    }
+
+    fn sweep(&mut self, now: u32, writes: &mut Vec<Write>) {
+        if now - self.last_sweep < SWEEP_EVERY {
+            return;
+        }
+        self.last_sweep = now;
+        self.v4.expire_each(now, self.timeout, |a, _| {
+            writes.push(Write::Forget(PeerAddr::V4(*a)))
+        });
+        self.v6.expire_each(now, self.timeout, |a, _| {
+            writes.push(Write::Forget(PeerAddr::V6(*a)))
+        });
+        self.clear_if_empty(writes);
+    }
+
+    /// An empty swarm without a completed count keeps nothing: one [`Write::Clear`] replaces
+    /// whatever this request would have written.
+    fn clear_if_empty(&mut self, writes: &mut Vec<Write>) {
+        if self.stored && self.is_empty() && self.downloaded == 0 {
+            writes.clear();
+            writes.push(Write::Clear);
+            self.stored = false;
+        }
+    }
+}
+
+fn load_into<const N: usize>(
+    list: &mut PeerList<N, Written>,
+    addr: [u8; N],
+    seeding: bool,
+    seen: u32,
+) {
+    if let (_, Some(at)) = list.announce(addr, seeding, false, seen) {
+        *list.extra_mut(at) = seen;
+    }
+}
+
+/// One announce on one family's list. Returns whether the peer was already a seeder, and the
+/// list's (seeders, leechers).
+#[allow(clippy::too_many_arguments)]
+fn announce_in<const N: usize>(
+    list: &mut PeerList<N, Written>,
+    addr: [u8; N],
+    a: &PeerAnnounce,
+    now: u32,
+    refresh_after: u32,
+    rng: &mut impl Rng,
+    peers: &mut Vec<u8>,
+    writes: &mut Vec<Write>,
+) -> (bool, (u32, u32)) {
+    let stopped = a.event == Event::Stopped;
+    let (announced, at) = list.announce(addr, a.seeding, stopped, now);
+    match at {
+        None if announced.delta != Delta::default() => writes.push(Write::Forget(a.peer)),
+        None => {}
+        Some(at) => {
+            let written = list.extra_mut(at);
+            // A peer that joined or changed role was (re)inserted with `written == 0`.
+            if announced.delta != Delta::default() || now.saturating_sub(*written) >= refresh_after
+            {
+                *written = now;
+                writes.push(Write::Peer(Row {
+                    peer: a.peer,
+                    seeding: a.seeding,
+                    written: now,
+                }));
+            }
+            list.select(Some(at), a.seeding, a.want, rng, peers);
+        }
+    }
+    (announced.was_seeder, (list.seeders(), list.leechers()))
+}
+
+#[cfg(test)]
+mod tests;

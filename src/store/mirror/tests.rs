@@ -1,0 +1,351 @@
+//! The mirror against the conformance suite (with storage kept in step and, in one variant, the
+//! object "evicted" before every request so each answer comes from storage alone), and the
+//! writes each kind of announce costs.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use rand_core::Rng;
+
+use super::*;
+use crate::protocol::types::{InfoHash, SwarmCounts};
+use crate::store::conformance;
+use crate::store::{PeerStore, StoreError, now_or_never};
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+/// What one object's storage holds.
+#[derive(Default, Debug, PartialEq)]
+struct Stored {
+    rows: BTreeMap<PeerAddr, (bool, u32)>,
+    downloaded: u32,
+}
+
+impl Stored {
+    fn apply(&mut self, writes: &[Write]) {
+        for w in writes {
+            match *w {
+                Write::Peer(r) => {
+                    self.rows.insert(r.peer, (r.seeding, r.written));
+                }
+                Write::Forget(p) => {
+                    self.rows.remove(&p);
+                }
+                Write::Downloaded(n) => self.downloaded = n,
+                Write::Clear => *self = Stored::default(),
+            }
+        }
+    }
+    fn rows(&self) -> Vec<Row> {
+        // As the Durable Object reads them: leechers, then seeders, each by address.
+        let mut rows: Vec<Row> = self
+            .rows
+            .iter()
+            .map(|(&peer, &(seeding, written))| Row {
+                peer,
+                seeding,
+                written,
+            })
+            .collect();
+        rows.sort_by_key(|r| (r.seeding, r.peer));
+        rows
+    }
+}
+
+/// One mirrored swarm per info hash, as the Durable Object store keeps them.
+struct Objects {
+    policy: Policy,
+    evict_every_request: bool,
+    objects: RefCell<HashMap<InfoHash, (Option<MirroredSwarm>, Stored)>>,
+    writes: RefCell<usize>,
+}
+
+impl Objects {
+    fn new(evict_every_request: bool) -> Self {
+        Objects {
+            policy: conformance::policy(),
+            evict_every_request,
+            objects: RefCell::default(),
+            writes: RefCell::new(0),
+        }
+    }
+
+    fn with<T>(
+        &self,
+        hash: InfoHash,
+        now: u32,
+        f: impl FnOnce(&mut MirroredSwarm, &mut Vec<Write>) -> T,
+    ) -> T {
+        let mut objects = self.objects.borrow_mut();
+        let (memory, stored) = objects.entry(hash).or_default();
+        let mut writes = Vec::new();
+        if self.evict_every_request || memory.as_ref().is_none_or(|m| m.must_reload(now)) {
+            *memory = Some(MirroredSwarm::load(
+                Timing::of(&self.policy),
+                stored.rows(),
+                stored.downloaded,
+                now,
+                &mut writes,
+            ));
+        }
+        let swarm = memory.as_mut().expect("loaded");
+        let out = f(swarm, &mut writes);
+        stored.apply(&writes);
+        *self.writes.borrow_mut() += writes.len();
+        // Storage mirrors memory exactly after every request.
+        let mut expected: Vec<Row> = swarm.rows().collect();
+        expected.sort_by_key(|r| (r.seeding, r.peer));
+        assert_eq!(stored.rows(), expected, "storage mirrors the swarm");
+        assert_eq!(stored.downloaded, swarm.downloaded());
+        out
+    }
+}
+
+impl PeerStore for Objects {
+    fn announce(
+        &self,
+        a: &PeerAnnounce,
+        now: u32,
+        rng: &mut impl Rng,
+        peers: &mut Vec<u8>,
+    ) -> impl Future<Output = Result<SwarmCounts, StoreError>> {
+        let counts = self.with(a.info_hash, now, |s, w| s.announce(a, now, rng, peers, w));
+        std::future::ready(Ok(counts))
+    }
+
+    fn scrape(
+        &self,
+        hashes: &[InfoHash],
+        now: u32,
+        out: &mut Vec<SwarmCounts>,
+    ) -> impl Future<Output = Result<(), StoreError>> {
+        for h in hashes {
+            out.push(self.with(*h, now, |s, w| s.counts(now, w)));
+        }
+        std::future::ready(Ok(()))
+    }
+
+    fn expire(&self, _now: u32) -> impl Future<Output = Result<(), StoreError>> {
+        std::future::ready(Ok(()))
+    }
+}
+
+#[test]
+fn conformance_in_memory_with_storage_in_step() {
+    let mut rng = SmallRng::seed_from_u64(1);
+    now_or_never(conformance::run_all(|| Objects::new(false), &mut rng));
+}
+
+#[test]
+fn conformance_answering_from_storage_alone() {
+    let mut rng = SmallRng::seed_from_u64(2);
+    now_or_never(conformance::run_all(|| Objects::new(true), &mut rng));
+}
+
+const T0: u32 = 1_750_000_000;
+const HASH: InfoHash = InfoHash([7; 20]);
+
+fn peer(i: u8) -> PeerAddr {
+    PeerAddr::V4([10, 0, 0, i, 0x1a, 0xe1])
+}
+
+fn ann(p: PeerAddr, event: Event, seeding: bool) -> PeerAnnounce {
+    PeerAnnounce {
+        info_hash: HASH,
+        peer: p,
+        event,
+        seeding,
+        want: 50,
+    }
+}
+
+/// The policy of the edge as shipped: interval 1800, timeout 5400 (rows refreshed after 3540 s).
+fn edge_policy() -> Policy {
+    Policy {
+        peer_timeout: 5400,
+        ..Policy::default()
+    }
+}
+
+fn run(s: &mut MirroredSwarm, a: PeerAnnounce, now: u32) -> (SwarmCounts, Vec<u8>, Vec<Write>) {
+    let mut rng = SmallRng::seed_from_u64(3);
+    let (mut peers, mut writes) = (Vec::new(), Vec::new());
+    let counts = s.announce(&a, now, &mut rng, &mut peers, &mut writes);
+    (counts, peers, writes)
+}
+
+#[test]
+fn steady_announces_write_nothing_until_the_row_would_look_expired() {
+    let mut s = MirroredSwarm::new(Timing::of(&edge_policy()), T0);
+    let (_, _, w) = run(&mut s, ann(peer(1), Event::Started, false), T0);
+    assert_eq!(
+        w,
+        vec![Write::Peer(Row {
+            peer: peer(1),
+            seeding: false,
+            written: T0
+        })],
+        "a new peer: one row"
+    );
+    let (_, _, w) = run(&mut s, ann(peer(1), Event::None, false), T0 + 1800);
+    assert!(w.is_empty(), "steady: nothing written, got {w:?}");
+    let (_, _, w) = run(&mut s, ann(peer(1), Event::None, false), T0 + 3600);
+    assert_eq!(
+        w,
+        vec![Write::Peer(Row {
+            peer: peer(1),
+            seeding: false,
+            written: T0 + 3600
+        })],
+        "refresh due after 3540 s"
+    );
+    let (_, _, w) = run(&mut s, ann(peer(1), Event::None, true), T0 + 3601);
+    assert_eq!(
+        w,
+        vec![Write::Peer(Row {
+            peer: peer(1),
+            seeding: true,
+            written: T0 + 3601
+        })],
+        "a role change is written at once"
+    );
+}
+
+#[test]
+fn completed_is_counted_exactly_and_stored() {
+    let mut s = MirroredSwarm::new(Timing::of(&edge_policy()), T0);
+    run(&mut s, ann(peer(1), Event::Started, false), T0);
+    let (c, _, w) = run(&mut s, ann(peer(1), Event::Completed, true), T0 + 1);
+    assert_eq!(c.downloaded, 1);
+    assert_eq!(
+        w,
+        vec![
+            Write::Peer(Row {
+                peer: peer(1),
+                seeding: true,
+                written: T0 + 1
+            }),
+            Write::Downloaded(1)
+        ]
+    );
+    let (c, _, w) = run(&mut s, ann(peer(1), Event::Completed, true), T0 + 2);
+    assert_eq!(
+        (c.downloaded, w),
+        (1, vec![]),
+        "a seeder's repeated completed is not another download"
+    );
+}
+
+#[test]
+fn a_swarm_that_empties_clears_its_storage_unless_it_has_a_completed_count() {
+    let mut s = MirroredSwarm::new(Timing::of(&edge_policy()), T0);
+    run(&mut s, ann(peer(1), Event::Started, false), T0);
+    run(&mut s, ann(peer(2), Event::Started, false), T0);
+    let (_, peers, w) = run(&mut s, ann(peer(1), Event::Stopped, false), T0 + 1);
+    assert_eq!((peers, w), (vec![], vec![Write::Forget(peer(1))]));
+    let (_, _, w) = run(&mut s, ann(peer(2), Event::Stopped, false), T0 + 2);
+    assert_eq!(
+        w,
+        vec![Write::Clear],
+        "the last peer leaves: nothing is kept"
+    );
+    let (_, _, w) = run(&mut s, ann(peer(2), Event::Stopped, false), T0 + 3);
+    assert!(w.is_empty(), "stopping in an empty swarm writes nothing");
+
+    let mut s = MirroredSwarm::new(Timing::of(&edge_policy()), T0);
+    run(&mut s, ann(peer(1), Event::Completed, true), T0);
+    let (c, _, w) = run(&mut s, ann(peer(1), Event::Stopped, true), T0 + 1);
+    assert_eq!(
+        (c.downloaded, w),
+        (1, vec![Write::Forget(peer(1))]),
+        "the count outlives the peers"
+    );
+}
+
+#[test]
+fn expiry_is_lazy_and_deletes_rows() {
+    let p = edge_policy();
+    let mut s = MirroredSwarm::new(Timing::of(&p), T0);
+    run(&mut s, ann(peer(1), Event::Started, true), T0);
+    run(&mut s, ann(peer(2), Event::Started, true), T0 + 3000);
+    let mut w = Vec::new();
+    let c = s.counts(T0 + p.peer_timeout + 1, &mut w);
+    assert_eq!((c.complete, w), (1, vec![Write::Forget(peer(1))]));
+    let mut w = Vec::new();
+    s.counts(T0 + 3000 + p.peer_timeout + 1, &mut w);
+    assert_eq!(w, vec![Write::Clear]);
+    assert!(s.is_empty());
+}
+
+#[test]
+fn loading_drops_rows_past_the_timeout_and_keeps_the_rest() {
+    let p = edge_policy();
+    let now = T0 + 10_000;
+    let rows = [
+        Row {
+            peer: peer(1),
+            seeding: false,
+            written: now - 100,
+        },
+        Row {
+            peer: peer(2),
+            seeding: true,
+            written: now - p.peer_timeout - 1,
+        },
+        Row {
+            peer: PeerAddr::V6([1; 18]),
+            seeding: true,
+            written: now - 5,
+        },
+    ];
+    let mut w = Vec::new();
+    let mut s = MirroredSwarm::load(Timing::of(&p), rows, 4, now, &mut w);
+    assert_eq!(w, vec![Write::Forget(peer(2))]);
+    let mut w = Vec::new();
+    assert_eq!(
+        s.counts(now, &mut w),
+        SwarmCounts {
+            complete: 1,
+            incomplete: 1,
+            downloaded: 4
+        }
+    );
+    // A reloaded peer counts as seen when its row was written: it is not rewritten while fresh.
+    let (_, peers, w) = run(&mut s, ann(peer(1), Event::None, false), now + 1);
+    assert!(w.is_empty());
+    assert!(peers.is_empty(), "the IPv4 leecher has no other IPv4 peer");
+
+    let mut w = Vec::new();
+    let s = MirroredSwarm::load(
+        Timing::of(&p),
+        [Row {
+            peer: peer(1),
+            seeding: false,
+            written: 1,
+        }],
+        0,
+        now,
+        &mut w,
+    );
+    assert_eq!(
+        w,
+        vec![Write::Clear],
+        "only expired rows: the storage is cleared"
+    );
+    assert!(s.is_empty());
+}
+
+#[test]
+fn a_clock_stepped_back_does_not_expire_fresh_peers_and_a_long_gap_asks_for_a_reload() {
+    let p = edge_policy();
+    let mut s = MirroredSwarm::new(Timing::of(&p), T0);
+    run(&mut s, ann(peer(1), Event::Started, true), T0 + 100);
+    let mut w = Vec::new();
+    assert_eq!(s.counts(T0 + 40, &mut w).complete, 1, "60 s back in time");
+    assert!(w.is_empty());
+    assert!(!s.must_reload(T0 + 100 + RELOAD_AFTER));
+    assert!(s.must_reload(T0 + 101 + RELOAD_AFTER));
+}

@@ -1,0 +1,146 @@
+// The built Worker with SWARM_STORE = "durable-object", in Miniflare with SQLite-backed Durable
+// Objects: what clients see (consistency KV cannot give), what each request costs (from the
+// x-do-ops header), the store conformance suite inside the Worker, and a failing object.
+//
+// Run: npm test (after `worker-build`); tests/run.sh does both.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { Miniflare } from "miniflare";
+import { startWorker, workerOptions, decode, enc, hash, peerId, get as getFrom, announceQuery } from "./helpers.mjs";
+
+let mf;
+before(async () => { mf = await startWorker({ SWARM_STORE: "durable-object", CONFORMANCE_TESTS: "1" }); });
+after(async () => { await mf?.dispose(); });
+
+const get = (target, ip) => getFrom(mf, target, ip);
+
+async function announce(ip, h, port, opts = {}) {
+  const r = await get(`/announce?${announceQuery(h, port, opts)}`, ip);
+  assert.equal(r.status, 200);
+  return { ...r, d: decode(r.body) };
+}
+
+const compact4 = (ip, port) => Buffer.from([...ip.split(".").map(Number), port >> 8, port & 255]);
+const costs = (r) => Object.fromEntries(r.doOps.split(" ").map((kv) => kv.split("=")).map(([k, v]) => [k, Number(v)]));
+
+test("the store conformance suite passes against Durable Objects", async () => {
+  const r = await get("/__conformance?store=durable-object");
+  assert.equal(r.status, 200, r.body.toString());
+  assert.match(r.body.toString(), /^ok: 9 cases passed against Durable Objects/);
+});
+
+test("the second peer of a new torrent finds the first at once, with a full interval", async () => {
+  const h = hash(31);
+  const first = await announce("10.1.0.1", h, 6881, { left: 5, event: "started" });
+  assert.deepEqual(first.d.get("peers"), Buffer.alloc(0));
+  assert.equal(first.d.get("interval"), 1800, "no short interval needed: the store is consistent");
+  const second = await announce("10.1.0.2", h, 6882, { left: 5, event: "started" });
+  assert.deepEqual(second.d.get("peers"), compact4("10.1.0.1", 6881));
+  assert.equal(second.d.get("incomplete"), 2);
+  assert.equal(second.ops, "list=0 get=0 put=0 delete=0", "no KV at all");
+});
+
+test("stopped leaves at once; completed counts are exact under concurrent completions", async () => {
+  const h = hash(32);
+  const n = 20;
+  const ips = Array.from({ length: n }, (_, i) => `10.2.0.${i + 1}`);
+  for (const ip of ips) await announce(ip, h, 1, { left: 5, event: "started" });
+  const done = await Promise.all(ips.map((ip) => announce(ip, h, 1, { left: 0, event: "completed" })));
+  assert.deepEqual(done.map((r) => r.d.get("downloaded")).sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i + 1),
+    "each of 20 simultaneous completions counted once, none lost");
+  const stop = await announce(ips[0], h, 1, { left: 0, event: "stopped" });
+  assert.deepEqual(stop.d.get("peers"), Buffer.alloc(0));
+  const r = await get(`/scrape?info_hash=${enc(h)}`);
+  const f = decode(r.body).get("files").get(h.toString("latin1"));
+  assert.deepEqual([f.get("complete"), f.get("incomplete"), f.get("downloaded")], [n - 1, 0, n]);
+});
+
+test("a steady announce costs one object request and no row written; a new peer one row", async () => {
+  const h = hash(33);
+  const id = peerId();
+  const first = await announce("10.3.0.1", h, 1, { left: 3, event: "started", id });
+  assert.equal(costs(first).requests, 1);
+  assert.equal(costs(first).rows_written, 3, "a new torrent: its table (2 rows, as SQLite bills it) and the peer's row");
+  const second = await announce("10.3.0.2", h, 2, { left: 3, event: "started" });
+  assert.deepEqual(costs(second), { requests: 1, rows_read: 0, rows_written: 1 }, "a new peer: one row");
+  const steady = await announce("10.3.0.1", h, 1, { left: 3, id });
+  assert.deepEqual(costs(steady), { requests: 1, rows_read: 0, rows_written: 0 }, "steady: nothing read, nothing written");
+  const role = await announce("10.3.0.1", h, 1, { left: 0, id });
+  assert.equal(costs(role).rows_written, 1, "becoming a seeder rewrites the row");
+  const done = await announce("10.3.0.2", h, 2, { left: 0, event: "completed" });
+  assert.equal(costs(done).rows_written, 2, "the row and the completed count");
+  const stats = JSON.parse((await get("/stats")).body.toString());
+  assert.equal(stats.store, "durable-object");
+  assert.ok(stats.announce.do_ops.requests >= 5);
+  assert.ok(stats.announce.do_ops.rows_written >= 5);
+});
+
+test("a scrape of N hashes asks N objects, and unknown torrents store nothing", async () => {
+  const [a, b, unknown] = [hash(34), hash(35), hash(36)];
+  await announce("10.4.0.1", a, 1);
+  await announce("2001:db8::34", a, 2, { left: 1 });
+  await announce("10.4.0.2", b, 1, { left: 1 });
+  const r = await get(`/scrape?info_hash=${enc(a)}&info_hash=${enc(b)}&info_hash=${enc(unknown)}`);
+  const files = decode(r.body).get("files");
+  const counts = (h) => { const f = files.get(h.toString("latin1")); return [f.get("complete"), f.get("incomplete"), f.get("downloaded")]; };
+  assert.deepEqual(counts(a), [1, 1, 0], "both families summed");
+  assert.deepEqual(counts(b), [0, 1, 0]);
+  assert.deepEqual(counts(unknown), [0, 0, 0]);
+  assert.deepEqual(costs(r), { requests: 3, rows_read: costs(r).rows_read, rows_written: 0 });
+  const again = await get(`/scrape?info_hash=${enc(unknown)}`);
+  assert.equal(costs(again).rows_written, 0, "scraping an unknown torrent twice writes nothing");
+});
+
+test("a swarm that empties deletes its rows, and a new peer starts it again", async () => {
+  const h = hash(37);
+  const first = await announce("10.5.0.1", h, 1, { left: 1, event: "started" });
+  assert.equal(costs(first).rows_written, 3);
+  const stop = await announce("10.5.0.1", h, 1, { left: 1, event: "stopped" });
+  assert.equal(costs(stop).rows_written, 0, "no row deleted one by one: the whole storage goes");
+  const back = await announce("10.5.0.2", h, 1, { left: 1, event: "started" });
+  assert.equal(back.d.get("incomplete"), 1, "the stopped peer is not back");
+  assert.equal(costs(back).rows_written, 3, "stored afresh, table and all");
+});
+
+test("a Durable Object that throws gives the client a well-formed reply and is counted", async () => {
+  // The tracker's Worker with its SWARM_OBJECTS binding pointed at a class that always throws,
+  // as an overloaded or broken object does.
+  const broken = new Miniflare({
+    workers: [
+      {
+        ...workerOptions({ SWARM_STORE: "durable-object" }),
+        name: "tracker",
+        durableObjects: { SWARM_OBJECTS: { className: "Broken", scriptName: "broken", useSQLite: true } },
+      },
+      {
+        name: "broken",
+        modules: true,
+        compatibilityDate: "2026-07-01",
+        script: `export class Broken {
+          fetch() { const e = new Error("Durable Object is overloaded. Too many requests queued."); e.overloaded = true; throw e; }
+        }
+        export default { fetch() { return new Response("not used"); } };`,
+        durableObjects: { BROKEN: { className: "Broken", useSQLite: true } },
+      },
+    ],
+    cf: false,
+  });
+  try {
+    await broken.ready;
+    const h = hash(38);
+    const r = await getFrom(broken, `/announce?${announceQuery(h, 1, { left: 1, event: "started" })}`, "10.6.0.1");
+    assert.equal(r.status, 200);
+    const d = decode(r.body);
+    assert.equal(d.get("failure reason"), undefined, "not the client's fault");
+    assert.deepEqual(d.get("peers"), Buffer.alloc(0));
+    assert.equal(d.get("complete"), 0);
+    assert.equal(r.storeError, "1");
+    const s = await getFrom(broken, `/scrape?info_hash=${enc(h)}&info_hash=${enc(hash(39))}`, "10.6.0.1");
+    assert.equal(s.status, 200);
+    assert.equal(decode(s.body).get("files").size, 2, "zeros for every hash");
+    const stats = JSON.parse((await getFrom(broken, "/stats")).body.toString());
+    assert.equal(stats.store_errors, 2);
+  } finally {
+    await broken.dispose();
+  }
+});
