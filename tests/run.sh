@@ -56,13 +56,15 @@ step "real BitTorrent clients move a file through the native tracker (HTTP and U
 cargo build -p edgetracker-native
 /usr/bin/python3 tests/real_clients/transfer.py --binary target/debug/edgetracker --protocol both
 
-step "the Worker: build it, then drive it in Miniflare with an in-memory KV"
+step "the Worker: build it, then drive it in Miniflare (KV and SQLite-backed Durable Objects in memory)"
 worker-build --profile worker
 printf 'worker bundle: index_bg.wasm %s bytes, %s gzipped\n' "$(wc -c <build/index_bg.wasm)" "$(gzip -9 -c build/index_bg.wasm | wc -c)"
 npm test
 
-step "real BitTorrent clients move a file through the Worker under wrangler dev (HTTP)"
-state=$(mktemp -d)
-/usr/bin/python3 tests/real_clients/transfer.py --protocol http \
-    --tracker-cmd "npx --no-install wrangler dev --config tests/edge/wrangler.test.toml --local --ip 127.0.0.1 --port {port} --persist-to $state"
-rm -rf "$state"
+for store in durable-object kv; do
+    step "real BitTorrent clients move a file through the Worker under wrangler dev (HTTP, SWARM_STORE=$store)"
+    state=$(mktemp -d)
+    /usr/bin/python3 tests/real_clients/transfer.py --protocol http \
+        --tracker-cmd "npx --no-install wrangler dev --config tests/edge/wrangler.test.toml --local --ip 127.0.0.1 --port {port} --persist-to $state --var SWARM_STORE:$store"
+    rm -rf "$state"
+done
