@@ -1,17 +1,13 @@
-//! Request → reply test vectors: exact bytes the tracker must answer, shared by every home.
+//! Request → reply test vectors: exact bytes the tracker must answer, replayed through every
+//! home.
 //!
 //! Each `tests/vectors/*.vec` file is a conversation with one fresh tracker (default policy, a
-//! fixed connection-id key, the memory store). Lines:
+//! fixed connection-id key, the memory store); the format is `tests/vectors/format.rs`'s.
 //!
-//! ```text
-//! # comment
-//! http <client-ip> <unix-now> <target>      an HTTP GET of /announce or /scrape
-//! udp  <client-ip> <unix-now> <hex>         a BEP 15 datagram; {cid} is the last connect's id
-//! => <bytes>                                the exact reply (printable ASCII, \xNN, \\); `=>` alone: none
-//! ```
-//!
-//! The same files run natively (`cargo test`) and as wasm32 under Node (`wasm-pack test --node`),
-//! so both builds provably answer alike. `BLESS=1 cargo test --test vectors` rewrites the expected
+//! Here the core answers them directly, natively (`cargo test`) and as wasm32 under Node
+//! (`wasm-pack test --node`), so both builds provably answer alike. The same files go through the
+//! native binary's real sockets (`tests/native/vectors.rs`) and through the built Worker with each
+//! swarm store (`tests/edge/vectors.test.mjs`). `BLESS=1 cargo test --test vectors` rewrites the expected
 //! replies from the implementation — review the diff before committing it.
 
 use std::net::IpAddr;
@@ -29,6 +25,10 @@ use rand::rngs::SmallRng;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
+#[path = "vectors/format.rs"]
+mod format;
+use format::{escape, hex, unescape};
+
 /// The vector files, embedded so the wasm build needs no file system.
 pub const FILES: &[(&str, &str)] = &[
     ("http.vec", include_str!("vectors/http.vec")),
@@ -36,45 +36,6 @@ pub const FILES: &[(&str, &str)] = &[
 ];
 
 pub const CONNECTION_ID_KEY: [u8; 16] = *b"edgetracker-test";
-
-fn escape(bytes: &[u8]) -> String {
-    let mut s = String::new();
-    for &b in bytes {
-        match b {
-            b'\\' => s.push_str("\\\\"),
-            0x20..=0x7e => s.push(b as char),
-            _ => s.push_str(&format!("\\x{b:02x}")),
-        }
-    }
-    s
-}
-
-fn unescape(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && b.get(i + 1) == Some(&b'x') {
-            out.push(u8::from_str_radix(&s[i + 2..i + 4], 16).expect("\\xNN"));
-            i += 4;
-        } else if b[i] == b'\\' && b.get(i + 1) == Some(&b'\\') {
-            out.push(b'\\');
-            i += 2;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-        .collect()
-}
 
 /// Runs one file; returns the file with every `=>` line replaced by what the tracker answered.
 pub fn run(text: &str) -> String {
