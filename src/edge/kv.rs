@@ -24,7 +24,7 @@ use rand_core::Rng;
 use serde::{Deserialize, Serialize};
 use worker::kv::KvStore;
 
-use super::hex;
+use super::{hex, unhex};
 use crate::protocol::types::{Event, InfoHash, SwarmCounts};
 use crate::store::{PeerAnnounce, PeerStore, StoreError};
 use crate::swarm::{PeerAddr, Policy, select};
@@ -76,16 +76,6 @@ pub struct KvPeerStore {
     /// Prepended to every key: lets tests give each store its own namespace in one KV.
     namespace: String,
     ops: Cell<OpCounts>,
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 fn kv_error(e: impl std::fmt::Display) -> StoreError {

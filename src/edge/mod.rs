@@ -38,6 +38,17 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The bytes of [`hex`]'s output (either case); `None` for anything else.
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// Per-isolate state: an RNG seeded once from the platform's CSPRNG, reusable buffers, and
 /// counters for `/stats` (an isolate's lifetime; Cloudflare runs many isolates, so these describe
 /// one of them — enough to see the cost per request, which is what they are for).

@@ -175,5 +175,9 @@ fn the_vectors_come_back_byte_for_byte_through_real_sockets() {
         );
     }
     let total: usize = FILES.iter().map(|(_, text)| exchanges(text).len()).sum();
-    assert_eq!(replayed + 1, total, "every exchange but the expiry one replayed");
+    assert_eq!(
+        replayed + 1,
+        total,
+        "every exchange but the expiry one replayed"
+    );
 }

@@ -15,7 +15,7 @@ use std::cell::Cell;
 use std::future::Future;
 
 use rand_core::Rng;
-use worker::{Method, ObjectNamespace, Request, RequestInit};
+use worker::ObjectNamespace;
 
 use crate::protocol::types::{InfoHash, SwarmCounts};
 use crate::store::mirror::Timing;
@@ -81,15 +81,13 @@ impl DurableObjectStore {
             .id_from_name(&name)
             .and_then(|id| id.get_stub())
             .map_err(do_error)?;
-        let body = worker::js_sys::Uint8Array::from(&call.encode()[..]);
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_body(Some(body.into()));
-        let request =
-            Request::new_with_init("https://swarm.object/call", &init).map_err(do_error)?;
+        // The call rides in the URL's path as hex: a plain GET, which costs the bundle ~18 KB
+        // less than building a Request with a body (RequestInit's conversions).
+        let url = format!("https://swarm.object/{}", super::hex(&call.encode()));
         let mut ops = self.ops.get();
         ops.requests += 1;
         self.ops.set(ops);
-        let mut response = stub.fetch_with_request(request).await.map_err(do_error)?;
+        let mut response = stub.fetch_with_str(&url).await.map_err(do_error)?;
         let status = response.status_code();
         let bytes = response.bytes().await.map_err(do_error)?;
         if status != 200 {

@@ -1,5 +1,6 @@
 //! The messages between the Worker and a swarm's Durable Object: fixed binary layouts, so a call
-//! costs a few dozen bytes and no JSON.
+//! costs a few dozen bytes and no JSON. A call travels hex-encoded as the path of a GET to the
+//! object, its reply as the response body.
 //!
 //! ```text
 //! call    announce: 1, now u32, timeout u32, interval u32, info hash [20],
