@@ -349,3 +349,38 @@ fn a_clock_stepped_back_does_not_expire_fresh_peers_and_a_long_gap_asks_for_a_re
     assert!(!s.must_reload(T0 + 100 + RELOAD_AFTER));
     assert!(s.must_reload(T0 + 101 + RELOAD_AFTER));
 }
+
+#[test]
+fn a_day_of_steady_announces_writes_half_a_row_per_announce() {
+    // The edge as shipped: interval 1800 s, timeout 5400 s. 100 peers, each announcing every
+    // interval (staggered) for 24 h after joining: the row of each is refreshed every other
+    // announce, so steady state writes 0.5 rows per announce (the README's cost table).
+    let p = edge_policy();
+    let mut s = MirroredSwarm::new(Timing::of(&p), T0);
+    let mut rng = SmallRng::seed_from_u64(4);
+    let (mut announces, mut rows) = (0u32, 0u32);
+    for round in 0..=48u32 {
+        for i in 0..100u8 {
+            let now = T0 + round * 1800 + u32::from(i) * 17;
+            let event = if round == 0 {
+                Event::Started
+            } else {
+                Event::None
+            };
+            let (mut peers, mut writes) = (Vec::new(), Vec::new());
+            s.announce(
+                &ann(peer(i), event, false),
+                now,
+                &mut rng,
+                &mut peers,
+                &mut writes,
+            );
+            if round > 0 {
+                announces += 1;
+                rows += writes.len() as u32;
+            }
+        }
+    }
+    assert_eq!(s.len(), 100);
+    assert_eq!(f64::from(rows) / f64::from(announces), 0.5);
+}
