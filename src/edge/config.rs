@@ -53,15 +53,16 @@ pub fn store_kind(env: &Env) -> Result<StoreKind, String> {
 /// The edge's policy. Defaults differ from the native ones where the stores' cost models ask for
 /// it: a longer peer timeout (fewer refresh writes) and a smaller scrape cap (each hash costs KV
 /// lists, or a Durable Object request). On KV, whose lists show new peers up to a minute late, a
-/// client alone in its swarm is asked back after `SPARSE_SWARM_INTERVAL` (120) seconds.
+/// client starting alone in its swarm is asked back after `SPARSE_SWARM_INTERVAL` (120) seconds.
 pub fn policy(env: &Env, store: StoreKind) -> Result<Policy, String> {
     let d = Policy::default();
+    let announce_interval = var(env, "ANNOUNCE_INTERVAL", d.announce_interval)?;
     let sparse_default = match store {
-        StoreKind::Kv => 120,
+        StoreKind::Kv => announce_interval.min(120),
         StoreKind::DurableObject => 0,
     };
     let p = Policy {
-        announce_interval: var(env, "ANNOUNCE_INTERVAL", d.announce_interval)?,
+        announce_interval,
         min_interval: var(env, "MIN_INTERVAL", d.min_interval)?,
         peer_timeout: var(env, "PEER_TIMEOUT", 3 * d.announce_interval)?.max(super::kv::MIN_TTL),
         numwant_default: var(env, "NUMWANT_DEFAULT", d.numwant_default)?,

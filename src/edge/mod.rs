@@ -40,7 +40,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// The bytes of [`hex`]'s output (either case); `None` for anything else.
 pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
+    // (from_str_radix alone would take a sign: "+f".)
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())
@@ -328,4 +329,20 @@ async fn conformance(env: &Env, query: &[u8]) -> worker::Result<Response> {
             StoreKind::DurableObject => "Durable Objects",
         }
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn hex_round_trips_and_unhex_takes_nothing_else() {
+        let b = [0u8, 1, 0xab, 0xff];
+        assert_eq!(unhex(&hex(&b)).unwrap(), b);
+        assert_eq!(unhex("00FF").unwrap(), [0, 0xff]);
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex("+f"), None, "no sign");
+    }
 }

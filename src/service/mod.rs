@@ -199,7 +199,9 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
         let (family, counts, store_error) = self
             .announce(&req, client, usize::MAX, now, rng, &mut scratch.peers)
             .await;
-        let (interval, min_interval) = self.policy.intervals(swarm_size(&counts));
+        let (interval, min_interval) = self
+            .policy
+            .intervals(req.event, swarm_size(&counts, store_error.as_ref()));
         let body = bencode::write_announce(&AnnounceReply {
             interval,
             min_interval,
@@ -251,14 +253,15 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
         )
     }
 
-    /// Fills `scratch.counts` for `scratch.hashes`; zeros if the store failed.
+    /// Fills `scratch.counts` for `scratch.hashes`: what the store gave when it gave one entry
+    /// per hash (a store that failed for some hashes gives zeros for those), zeros otherwise.
     async fn scrape(&self, now: u32, scratch: &mut Scratch) -> Option<StoreError> {
         scratch.counts.clear();
         let result = self
             .store
             .scrape(&scratch.hashes, now, &mut scratch.counts)
             .await;
-        if result.is_err() || scratch.counts.len() != scratch.hashes.len() {
+        if scratch.counts.len() != scratch.hashes.len() {
             scratch.counts.clear();
             scratch
                 .counts
@@ -330,7 +333,9 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
                 udp::write_announce(
                     out,
                     transaction_id,
-                    self.policy.intervals(swarm_size(&counts)).0,
+                    self.policy
+                        .intervals(announce.event, swarm_size(&counts, store_error.as_ref()))
+                        .0,
                     counts,
                     &scratch.peers,
                 );
@@ -381,8 +386,13 @@ const INVALID_CONNECTION_ID: &str = "invalid or expired connection id";
 const PROVEN_CLIENT: usize = 8 + 256;
 const RATE_LIMITED: &str = "rate limited: too many announces from your address, retry later";
 
-fn swarm_size(c: &SwarmCounts) -> u64 {
-    u64::from(c.complete) + u64::from(c.incomplete)
+/// The swarm's size as far as intervals go. Unknown after a store failure: then not small, so a
+/// failing store is not asked back sooner (the zeros it made us send are not a real swarm).
+fn swarm_size(c: &SwarmCounts, store_error: Option<&StoreError>) -> u64 {
+    match store_error {
+        Some(_) => u64::MAX,
+        None => u64::from(c.complete) + u64::from(c.incomplete),
+    }
 }
 
 fn refuse_http(action: Option<Action>, reason: &str) -> (Vec<u8>, Outcome) {
@@ -475,6 +485,23 @@ mod tests {
 
     #[test]
     fn a_failing_store_still_gets_a_scrape_of_zeros() {
+        // Broken wrote one entry for two hashes: not an answer, so zeros for both.
+        let (body, outcome) = now_or_never(tracker().http_scrape(
+            b"info_hash=AAAAAAAAAAAAAAAAAAAA&info_hash=BBBBBBBBBBBBBBBBBBBB",
+            None,
+            1,
+            &mut Scratch::default(),
+        ));
+        assert_eq!(
+            body,
+            b"d5:filesd20:AAAAAAAAAAAAAAAAAAAAd8:completei0e10:downloadedi0e10:incompletei0ee20:BBBBBBBBBBBBBBBBBBBBd8:completei0e10:downloadedi0e10:incompletei0eeee"
+        );
+        assert!(outcome.store_error.is_some());
+    }
+
+    #[test]
+    fn a_store_failing_for_some_hashes_serves_the_others() {
+        // Broken answered the one hash asked (as a store whose other objects failed would).
         let (body, outcome) = now_or_never(tracker().http_scrape(
             b"info_hash=AAAAAAAAAAAAAAAAAAAA",
             None,
@@ -483,8 +510,45 @@ mod tests {
         ));
         assert_eq!(
             body,
-            b"d5:filesd20:AAAAAAAAAAAAAAAAAAAAd8:completei0e10:downloadedi0e10:incompletei0eeee"
+            b"d5:filesd20:AAAAAAAAAAAAAAAAAAAAd8:completei9e10:downloadedi9e10:incompletei9eeee"
         );
-        assert!(outcome.store_error.is_some());
+        assert!(outcome.store_error.is_some(), "and the failure is counted");
+    }
+
+    #[test]
+    fn a_failing_store_does_not_bring_clients_back_sooner() {
+        let t = Tracker::new(
+            Broken,
+            Policy {
+                sparse_swarm_interval: 120,
+                ..Policy::default()
+            },
+            ConnectionIds::new([1; 16], 120, 0),
+        );
+        let query = announce_query(&AnnounceRequest {
+            info_hash: InfoHash([1; 20]),
+            peer_id: PeerId([2; 20]),
+            port: 6881,
+            uploaded: 0,
+            downloaded: 0,
+            left: 0,
+            event: Event::Started,
+            numwant: None,
+            compact: true,
+            no_peer_id: false,
+            key: None,
+            claimed_ip: None,
+        });
+        let mut rng = SmallRng::seed_from_u64(1);
+        let (body, _) = now_or_never(t.http_announce(
+            query.as_bytes(),
+            None,
+            "10.0.0.1".parse().unwrap(),
+            1,
+            &mut rng,
+            &mut Scratch::default(),
+        ));
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("8:intervali1800e"), "{body}");
     }
 }

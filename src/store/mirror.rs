@@ -82,7 +82,8 @@ pub enum Write {
     Forget(PeerAddr),
     /// Store the completed count.
     Downloaded(u32),
-    /// No peers and no completed count: delete everything stored.
+    /// No peers and no completed count: delete everything stored. Always the only write of
+    /// its request.
     Clear,
 }
 
@@ -121,8 +122,9 @@ impl MirroredSwarm {
         }
     }
 
-    /// Rebuilds a swarm from storage. Rows already past the timeout are dropped and their
-    /// deletion pushed to `writes`; so is a [`Write::Clear`] if nothing is left.
+    /// Rebuilds a swarm from what storage holds (call it only when storage holds something: a
+    /// swarm loaded here clears storage once it is empty). Rows already past the timeout are
+    /// dropped and their deletion pushed to `writes`.
     pub fn load(
         timing: Timing,
         rows: impl IntoIterator<Item = Row>,
@@ -132,9 +134,8 @@ impl MirroredSwarm {
     ) -> Self {
         let mut swarm = MirroredSwarm::new(timing, now);
         swarm.downloaded = downloaded;
-        swarm.stored = downloaded > 0;
+        swarm.stored = true;
         for row in rows {
-            swarm.stored = true;
             let seen = row.written.min(now);
             if now - seen > swarm.timeout {
                 writes.push(Write::Forget(row.peer));
@@ -145,7 +146,6 @@ impl MirroredSwarm {
                 PeerAddr::V6(addr) => load_into(&mut swarm.v6, addr, row.seeding, seen),
             }
         }
-        swarm.clear_if_empty(writes);
         swarm
     }
 
@@ -215,6 +215,7 @@ impl MirroredSwarm {
     pub fn counts(&mut self, now: u32, writes: &mut Vec<Write>) -> SwarmCounts {
         let now = self.clock(now);
         self.sweep(now, writes);
+        self.clear_if_empty(writes);
         SwarmCounts {
             complete: self.v4.seeders() + self.v6.seeders(),
             incomplete: self.v4.leechers() + self.v6.leechers(),
@@ -266,11 +267,11 @@ impl MirroredSwarm {
         self.v6.expire_each(now, self.timeout, |a, _| {
             writes.push(Write::Forget(PeerAddr::V6(*a)))
         });
-        self.clear_if_empty(writes);
     }
 
-    /// An empty swarm without a completed count keeps nothing: one [`Write::Clear`] replaces
-    /// whatever this request would have written.
+    /// The last step of every request: an empty swarm without a completed count keeps nothing,
+    /// and one [`Write::Clear`] replaces whatever the request would have written. So a `Clear`
+    /// is always the only write of its request (nothing can follow it and be lost).
     fn clear_if_empty(&mut self, writes: &mut Vec<Write>) {
         if self.stored && self.is_empty() && self.downloaded == 0 {
             writes.clear();

@@ -83,7 +83,8 @@ pub trait PeerStore {
     ) -> impl Future<Output = Result<SwarmCounts, StoreError>>;
 
     /// Appends one entry per hash, in order, to `out`: counts over both families, zeros for
-    /// unknown torrents.
+    /// unknown torrents. A store that fails for some hashes only may still append one entry per
+    /// hash (zeros for those) and return the error: the entries are served, the error counted.
     fn scrape(
         &self,
         hashes: &[InfoHash],

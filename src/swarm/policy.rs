@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use crate::protocol::types::AnnounceRequest;
+use crate::protocol::types::{AnnounceRequest, Event};
 
 use super::peer::PeerAddr;
 
@@ -24,9 +24,11 @@ pub struct Policy {
     /// Trust the address a client claims (`ip=`, BEP 15's IP field). Off by default: it lets
     /// anyone aim a swarm at a third party (BEP 7, 2020 revision).
     pub accept_claimed_ip: bool,
-    /// `interval` for a client alone in its swarm (0: off, always `announce_interval`). A store
-    /// that shows new peers late (Workers KV lists lag writes by up to a minute) sets it, so the
-    /// first peers of a torrent, who each saw an empty swarm, meet within minutes.
+    /// `interval` for a client that starts alone in its swarm (0: off, always
+    /// `announce_interval`). A store that shows new peers late (Workers KV lists lag writes by
+    /// up to a minute) sets it, so the first peers of a torrent, who may each have seen an empty
+    /// swarm, meet within minutes. Only `event=started` gets it: a client already in the swarm
+    /// is visible to newcomers, and a lone seeder is not asked back fifteen times as often.
     pub sparse_swarm_interval: u32,
 }
 
@@ -76,10 +78,10 @@ impl Policy {
         Ok(())
     }
 
-    /// The (`interval`, `min interval`) to send a client whose swarm (its family's, itself
-    /// included) now counts `swarm_size` peers.
-    pub fn intervals(&self, swarm_size: u64) -> (u32, u32) {
-        if self.sparse_swarm_interval > 0 && swarm_size <= 1 {
+    /// The (`interval`, `min interval`) to send a client that announced `event` and whose swarm
+    /// (its family's, itself included) now counts `swarm_size` peers.
+    pub fn intervals(&self, event: Event, swarm_size: u64) -> (u32, u32) {
+        if self.sparse_swarm_interval > 0 && event == Event::Started && swarm_size <= 1 {
             let i = self.sparse_swarm_interval;
             (i, self.min_interval.min(i))
         } else {
@@ -121,17 +123,30 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
-    fn a_client_alone_in_its_swarm_gets_the_sparse_interval_when_one_is_set() {
+    fn a_client_starting_alone_gets_the_sparse_interval_when_one_is_set() {
         let off = Policy::default();
-        assert_eq!(off.intervals(0), (1800, 900));
-        assert_eq!(off.intervals(1), (1800, 900));
+        assert_eq!(off.intervals(Event::Started, 0), (1800, 900));
+        assert_eq!(off.intervals(Event::Started, 1), (1800, 900));
         let on = Policy {
             sparse_swarm_interval: 120,
             ..Policy::default()
         };
-        assert_eq!(on.intervals(0), (120, 120));
-        assert_eq!(on.intervals(1), (120, 120), "the requester alone");
-        assert_eq!(on.intervals(2), (1800, 900), "someone to meet");
+        assert_eq!(
+            on.intervals(Event::Started, 1),
+            (120, 120),
+            "starting alone"
+        );
+        assert_eq!(
+            on.intervals(Event::Started, 2),
+            (1800, 900),
+            "someone to meet"
+        );
+        assert_eq!(
+            on.intervals(Event::None, 1),
+            (1800, 900),
+            "already visible to newcomers"
+        );
+        assert_eq!(on.intervals(Event::Completed, 1), (1800, 900));
         let too_long = Policy {
             sparse_swarm_interval: 1801,
             ..Policy::default()

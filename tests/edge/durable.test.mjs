@@ -6,6 +6,9 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Miniflare } from "miniflare";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { startWorker, workerOptions, decode, enc, hash, peerId, get as getFrom, announceQuery } from "./helpers.mjs";
 
 let mf;
@@ -142,5 +145,35 @@ test("a Durable Object that throws gives the client a well-formed reply and is c
     assert.equal(stats.store_errors, 2);
   } finally {
     await broken.dispose();
+  }
+});
+
+test("swarms and completed counts survive a restart: objects reload from SQLite", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "edgetracker-do-"));
+  const start = () => startWorker({ SWARM_STORE: "durable-object" }, { durableObjectsPersist: dir });
+  const h = hash(40);
+  try {
+    const before = await start();
+    try {
+      await getFrom(before, `/announce?${announceQuery(h, 1, { left: 0, event: "started" })}`, "10.7.0.1");
+      await getFrom(before, `/announce?${announceQuery(h, 2, { left: 5, event: "started" })}`, "10.7.0.2");
+      await getFrom(before, `/announce?${announceQuery(h, 2, { left: 0, event: "completed" })}`, "10.7.0.2");
+    } finally {
+      await before.dispose();
+    }
+    const after = await start();
+    try {
+      const r = await getFrom(after, `/announce?${announceQuery(h, 3, { left: 5, event: "started" })}`, "10.7.0.3");
+      const d = decode(r.body);
+      assert.deepEqual([d.get("complete"), d.get("incomplete"), d.get("downloaded")], [2, 1, 1]);
+      const peers = d.get("peers");
+      assert.deepEqual([peers.subarray(0, 6), peers.subarray(6)].map((p) => p.toString("hex")).sort(),
+        [compact4("10.7.0.1", 1), compact4("10.7.0.2", 2)].map((p) => p.toString("hex")));
+      assert.ok(costs(r).rows_read >= 3, `the woken object read its rows (${r.doOps})`);
+    } finally {
+      await after.dispose();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -27,7 +27,7 @@ test("two peers find each other through /announce (compact)", async () => {
   const first = await announce("10.0.0.1", h, 6881, { event: "started" });
   assert.equal(first.d.get("complete"), 1);
   assert.equal(first.d.get("incomplete"), 0);
-  assert.equal(first.d.get("interval"), 120, "alone in a KV swarm: asked back soon (SPARSE_SWARM_INTERVAL)");
+  assert.equal(first.d.get("interval"), 120, "starting alone in a KV swarm: asked back soon (SPARSE_SWARM_INTERVAL)");
   assert.equal(first.d.get("min interval"), 120);
   assert.deepEqual(first.d.get("peers"), Buffer.alloc(0));
   const second = await announce("10.0.0.2", h, 6882, { left: 10, event: "started" });
@@ -94,17 +94,22 @@ test("stopped deletes the peer's key even when the lagging list did not show it"
   assert.equal(await kv.get(key), null, "no ghost left until the TTL");
 });
 
-test("SPARSE_SWARM_INTERVAL = 0 turns the short interval off", async () => {
+test("only a client starting alone gets the short interval; SPARSE_SWARM_INTERVAL = 0 turns it off", async () => {
+  const h = hash(13);
+  const start = await announce("10.0.9.1", h, 1, { left: 1, event: "started" });
+  assert.equal(start.d.get("interval"), 120);
+  const lone = await announce("10.0.9.1", h, 1, { left: 1 });
+  assert.equal(lone.d.get("interval"), 1800, "already listed, so newcomers see it: not asked back every 2 minutes");
   const plain = await startWorker({ SPARSE_SWARM_INTERVAL: "0" });
+  const bad = await startWorker({ SPARSE_SWARM_INTERVAL: "4000" });
   try {
-    const r = await getFrom(plain, `/announce?${announceQuery(hash(13), 1, { left: 1 })}`, "10.0.9.1");
+    const r = await getFrom(plain, `/announce?${announceQuery(hash(14), 1, { left: 1, event: "started" })}`, "10.0.9.2");
     assert.equal(decode(r.body).get("interval"), 1800);
-    const bad = await startWorker({ SPARSE_SWARM_INTERVAL: "4000" });
-    const refused = await getFrom(bad, `/announce?${announceQuery(hash(13), 1, { left: 1 })}`, "10.0.9.1");
+    const refused = await getFrom(bad, `/announce?${announceQuery(hash(14), 1, { left: 1 })}`, "10.0.9.2");
     assert.match(decode(refused.body).get("failure reason").toString(), /sparse_swarm_interval must not exceed announce_interval/);
-    await bad.dispose();
   } finally {
     await plain.dispose();
+    await bad.dispose();
   }
 });
 

@@ -137,11 +137,19 @@ impl DurableObjectStore {
             };
             self.call(h, call, 6)
         });
-        // Every hash's object at once: a scrape waits for the slowest, not for the sum.
+        // Every hash's object at once: a scrape waits for the slowest, not for the sum. An
+        // object that fails costs its own hash a zero, not the others their counts.
+        let mut failed = None;
         for reply in futures_util::future::join_all(calls).await {
-            out.push(reply?.counts);
+            match reply {
+                Ok(reply) => out.push(reply.counts),
+                Err(e) => {
+                    out.push(SwarmCounts::default());
+                    failed.get_or_insert(e);
+                }
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 }
 

@@ -26,6 +26,10 @@ struct Stored {
 
 impl Stored {
     fn apply(&mut self, writes: &[Write]) {
+        assert!(
+            !writes.contains(&Write::Clear) || writes.len() == 1,
+            "a Clear comes alone: {writes:?}"
+        );
         for w in writes {
             match *w {
                 Write::Peer(r) => {
@@ -83,13 +87,13 @@ impl Objects {
         let (memory, stored) = objects.entry(hash).or_default();
         let mut writes = Vec::new();
         if self.evict_every_request || memory.as_ref().is_none_or(|m| m.must_reload(now)) {
-            *memory = Some(MirroredSwarm::load(
-                Timing::of(&self.policy),
-                stored.rows(),
-                stored.downloaded,
-                now,
-                &mut writes,
-            ));
+            // As the Durable Object does: load only what exists.
+            let timing = Timing::of(&self.policy);
+            *memory = Some(if *stored == Stored::default() {
+                MirroredSwarm::new(timing, now)
+            } else {
+                MirroredSwarm::load(timing, stored.rows(), stored.downloaded, now, &mut writes)
+            });
         }
         let swarm = memory.as_mut().expect("loaded");
         let out = f(swarm, &mut writes);
@@ -319,7 +323,7 @@ fn loading_drops_rows_past_the_timeout_and_keeps_the_rest() {
     assert!(peers.is_empty(), "the IPv4 leecher has no other IPv4 peer");
 
     let mut w = Vec::new();
-    let s = MirroredSwarm::load(
+    let mut s = MirroredSwarm::load(
         Timing::of(&p),
         [Row {
             peer: peer(1),
@@ -330,12 +334,60 @@ fn loading_drops_rows_past_the_timeout_and_keeps_the_rest() {
         now,
         &mut w,
     );
+    s.counts(now, &mut w);
     assert_eq!(
         w,
         vec![Write::Clear],
         "only expired rows: the storage is cleared"
     );
     assert!(s.is_empty());
+}
+
+#[test]
+fn a_peer_joining_a_swarm_whose_rows_all_expired_is_stored() {
+    // The object wakes to rows that all expired and, in the same request, a peer joins and
+    // completes: its row and the count must be written, not lost behind a Clear.
+    let p = edge_policy();
+    let now = T0 + 100_000;
+    let mut w = Vec::new();
+    let old = Row {
+        peer: peer(1),
+        seeding: false,
+        written: T0,
+    };
+    let mut s = MirroredSwarm::load(Timing::of(&p), [old], 0, now, &mut w);
+    let mut rng = SmallRng::seed_from_u64(5);
+    s.announce(
+        &ann(peer(2), Event::Completed, true),
+        now,
+        &mut rng,
+        &mut Vec::new(),
+        &mut w,
+    );
+    let joined = Row {
+        peer: peer(2),
+        seeding: true,
+        written: now,
+    };
+    assert_eq!(
+        w,
+        vec![
+            Write::Forget(peer(1)),
+            Write::Peer(joined),
+            Write::Downloaded(1)
+        ]
+    );
+    // And a sweep that empties the swarm just before a join does the same.
+    let mut s = MirroredSwarm::new(Timing::of(&p), T0);
+    run(&mut s, ann(peer(1), Event::Started, false), T0);
+    let later = T0 + p.peer_timeout + 100;
+    let (_, _, w) = run(&mut s, ann(peer(2), Event::Started, false), later);
+    let joined = Row {
+        peer: peer(2),
+        seeding: false,
+        written: later,
+    };
+    assert_eq!(w, vec![Write::Forget(peer(1)), Write::Peer(joined)]);
 }
 
 #[test]
