@@ -50,6 +50,17 @@ pub fn store_kind(env: &Env) -> Result<StoreKind, String> {
     }
 }
 
+/// The most hashes one scrape may ask for, so that the largest scrape stays within what one
+/// Worker invocation may do: on KV a hash costs up to 9 operations (two families of up to 4 list
+/// pages, and the completed count), and an invocation may do 1,000 (a few go to access lists); on
+/// Durable Objects a hash is one subrequest, and the free plan allows 50 an invocation.
+pub fn max_scrape_hashes(store: StoreKind) -> u32 {
+    match store {
+        StoreKind::Kv => 100,
+        StoreKind::DurableObject => 50,
+    }
+}
+
 /// The edge's policy. Defaults differ from the native ones where the stores' cost models ask for
 /// it: a longer peer timeout (fewer refresh writes) and a smaller scrape cap (each hash costs KV
 /// lists, or a Durable Object request). On KV, whose lists show new peers up to a minute late, a
@@ -73,5 +84,12 @@ pub fn policy(env: &Env, store: StoreKind) -> Result<Policy, String> {
         sparse_swarm_interval: var(env, "SPARSE_SWARM_INTERVAL", sparse_default)?,
     };
     p.validate()?;
+    let most = max_scrape_hashes(store);
+    if p.scrape_max_hashes > most {
+        return Err(format!(
+            "var SCRAPE_MAX_HASHES must be at most {most} with SWARM_STORE = {:?}",
+            store.name()
+        ));
+    }
     Ok(p)
 }

@@ -59,6 +59,11 @@ impl Shard {
 /// Swarms in process memory. `Sync`: share it between socket threads behind an `Arc`.
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
+    /// Picks a torrent's shard. Keyed, and with a key of its own: info hashes come from clients,
+    /// who could otherwise pile every torrent they make into one shard (and one lock, one sweep,
+    /// one save slice); and the maps' own hash must stay independent of the shard, or each
+    /// shard's map would see keys whose hashes share their low bits.
+    shard_hasher: KeyedHasher,
     policy: Policy,
 }
 
@@ -82,18 +87,25 @@ impl MemoryStore {
                 })
             })
             .collect();
-        MemoryStore { shards, policy }
+        let mut shard_key = hash_key;
+        shard_key.iter_mut().for_each(|b| *b ^= 0x5c);
+        MemoryStore {
+            shards,
+            shard_hasher: KeyedHasher(shard_key),
+            policy,
+        }
     }
 
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
 
+    fn shard_index(&self, hash: &InfoHash) -> usize {
+        (self.shard_hasher.hash_one(hash) % self.shards.len() as u64) as usize
+    }
+
     fn shard(&self, hash: &InfoHash) -> std::sync::MutexGuard<'_, Shard> {
-        // Info hashes are SHA-1/SHA-256 output, so their leading bytes spread torrents evenly. A
-        // client that picks hashes can crowd one shard, which costs it contention, not the map.
-        let i = u32::from_le_bytes([hash.0[0], hash.0[1], hash.0[2], hash.0[3]]) as usize
-            % self.shards.len();
+        let i = self.shard_index(hash);
         // A panic while a shard was locked cannot leave it half-updated in a way that matters
         // more than losing the tracker: keep serving.
         self.shards[i]
@@ -301,6 +313,24 @@ mod tests {
             || MemoryStore::new(policy.clone(), [7; 16]),
             &mut rng,
         ));
+    }
+
+    #[test]
+    fn clients_cannot_choose_the_shard_of_their_torrents() {
+        // Hashes made to share their leading bytes (what shards were chosen by) still spread.
+        let store = MemoryStore::new(conformance::policy(), [3; 16]);
+        let used: std::collections::BTreeSet<usize> = (0..1000u32)
+            .map(|i| {
+                let mut h = [0xab; 20];
+                h[16..].copy_from_slice(&i.to_be_bytes());
+                store.shard_index(&InfoHash(h))
+            })
+            .collect();
+        assert!(
+            used.len() >= 60,
+            "1000 crafted hashes reached only {} of 64 shards",
+            used.len()
+        );
     }
 
     #[test]

@@ -113,6 +113,26 @@ test("only a client starting alone gets the short interval; SPARSE_SWARM_INTERVA
   }
 });
 
+test("SCRAPE_MAX_HASHES is bounded by what one invocation may do", async () => {
+  // Unbounded, a 200-hash scrape cost 603 KV operations, and ~111 hashes pass KV's 1,000 per
+  // invocation (on Durable Objects, 50 subrequests on the free plan).
+  for (const [store, most] of [["kv", 100], ["durable-object", 50]]) {
+    const over = await startWorker({ SWARM_STORE: store, SCRAPE_MAX_HASHES: String(most + 1) });
+    const ok = await startWorker({ SWARM_STORE: store, SCRAPE_MAX_HASHES: String(most) });
+    try {
+      const r = await getFrom(over, `/scrape?info_hash=${enc(hash(15))}`);
+      assert.equal(decode(r.body).get("failure reason").toString(),
+        `tracker misconfigured: var SCRAPE_MAX_HASHES must be at most ${most} with SWARM_STORE = "${store}"`);
+      const many = Array.from({ length: most }, (_, i) => `info_hash=${enc(hash(100 + (i % 100)))}`).join("&");
+      const fine = await getFrom(ok, `/scrape?${many}`);
+      assert.ok(decode(fine.body).get("files"), `${store}: a scrape of ${most} hashes is served`);
+    } finally {
+      await over.dispose();
+      await ok.dispose();
+    }
+  }
+});
+
 test("scrape answers several hashes, zeros for unknown ones", async () => {
   const [a, b, unknown] = [hash(5), hash(6), hash(7)];
   await announce("10.0.4.1", a, 1);
