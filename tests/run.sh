@@ -46,6 +46,10 @@ export PATH="$PWD/node_modules/.bin:$PATH"
 export WASM_BINDGEN_BIN=wasm-bindgen ESBUILD_BIN=esbuild WASM_OPT_BIN=wasm-opt
 export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
 
+# What the tests must not create or change in the checkout (compared at the end).
+checkout_leftovers() { ls -la --time-style=full-iso edgetracker.state* .wrangler tests/edge/.wrangler 2>/dev/null || true; }
+leftovers_before=$(checkout_leftovers)
+
 step "unit, property and integration tests (real sockets on 127.0.0.1 and ::1)"
 cargo test --workspace
 
@@ -63,8 +67,19 @@ npm test
 
 for store in durable-object kv; do
     step "real BitTorrent clients move a file through the Worker under wrangler dev (HTTP, SWARM_STORE=$store)"
+    # The config is copied to a temporary directory, because wrangler keeps its .wrangler/ work
+    # files beside the config: nothing is written into the checkout.
     state=$(mktemp -d)
+    sed "s|^main = .*|main = \"$PWD/build/worker/shim.mjs\"|" tests/edge/wrangler.test.toml >"$state/wrangler.toml"
     /usr/bin/python3 tests/real_clients/transfer.py --protocol http \
-        --tracker-cmd "npx --no-install wrangler dev --config tests/edge/wrangler.test.toml --local --ip 127.0.0.1 --port {port} --persist-to $state --var SWARM_STORE:$store"
+        --tracker-cmd "npx --no-install wrangler dev --config $state/wrangler.toml --local --ip 127.0.0.1 --port {port} --persist-to $state/data --var SWARM_STORE:$store"
     rm -rf "$state"
 done
+
+step "the tests left nothing in the checkout"
+# A state file there would be restored by the user's next `cargo run`; .wrangler/ is wrangler's.
+if [ "$(checkout_leftovers)" != "$leftovers_before" ]; then
+    printf 'the tests wrote into the checkout:\n%s\n' "$(checkout_leftovers)"
+    exit 1
+fi
+echo "none"

@@ -360,7 +360,7 @@ def run_protocol(proto, tracker_argv_for, timeout, verbose, hybrid):
     """Returns the success message; raises TestFailure with the reason."""
     with tempfile.TemporaryDirectory(prefix=f"edgetracker-e2e-{proto}-") as tmp:
         port = free_port()
-        tracker = Tracker(tracker_argv_for(port), port, os.path.join(tmp, "tracker.log"))
+        tracker = Tracker(tracker_argv_for(port, tmp), port, os.path.join(tmp, "tracker.log"))
         seeder = leecher = None
         seed_h = leech_h = None
         alerts = AlertLog(time.monotonic())
@@ -513,7 +513,7 @@ def main():
         setup_error = (f"libtorrent is not importable from {sys.executable}; install Debian's "
                        "python3-libtorrent and run this with /usr/bin/python3")
     if args.tracker_cmd:
-        def tracker_argv_for(port):
+        def tracker_argv_for(port, _tmp):
             return shlex.split(args.tracker_cmd.replace("{port}", str(port)))
     else:
         binary = args.binary or default_binary()
@@ -522,8 +522,14 @@ def main():
         else:
             binary = os.path.abspath(binary)
 
-        def tracker_argv_for(port):
-            return [binary, "--listen", "127.0.0.1", "--port", str(port)]
+        def tracker_argv_for(port, tmp):
+            # The state file goes to the run's own directory: with the default (the working
+            # directory's edgetracker.state) a test run would leave swarms in the checkout for
+            # the user's next `cargo run` to restore.
+            config = os.path.join(tmp, "tracker.toml")
+            with open(config, "w") as f:
+                f.write(f'[state]\nfile = "{os.path.join(tmp, "tracker.state")}"\n')
+            return [binary, "--listen", "127.0.0.1", "--port", str(port), "--config", config]
 
     passed = failed = 0
     for proto in protocols:
