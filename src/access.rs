@@ -35,6 +35,10 @@ impl std::str::FromStr for ListMode {
     }
 }
 
+/// Shortest passkey accepted: 16 random URL-safe characters are about 95 bits, beyond guessing
+/// even at a tracker's full request rate (real trackers hand out 32 hex digits).
+pub const MIN_PASSKEY_LEN: usize = 16;
+
 /// Why a request was refused; the text is what the client is told.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -107,10 +111,16 @@ impl Access {
         Ok(self)
     }
 
-    /// Makes the tracker private with these passkeys: one per line, URL-safe characters only.
+    /// Makes the tracker private with these passkeys: one per line, URL-safe characters only,
+    /// at least [`MIN_PASSKEY_LEN`] of them.
     pub fn with_passkeys(mut self, text: &str) -> Result<Self, String> {
         let mut keys = HashSet::new();
         for (n, entry) in entries(text) {
+            if entry.len() < MIN_PASSKEY_LEN {
+                return Err(format!(
+                    "line {n}: a passkey must be at least {MIN_PASSKEY_LEN} characters long (short ones can be guessed)"
+                ));
+            }
             if !entry
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -292,15 +302,22 @@ mod tests {
         assert_eq!(Access::open().check_passkey(None), Ok(()));
         assert_eq!(Access::open().check_passkey(Some(b"whatever")), Ok(()));
         let private = Access::open()
-            .with_passkeys("alice-123\nbob_456\n")
+            .with_passkeys("alice-1234567890ab\nbob_4567890abcdef\n")
             .unwrap();
-        assert_eq!(private.check_passkey(Some(b"alice-123")), Ok(()));
+        assert_eq!(private.check_passkey(Some(b"alice-1234567890ab")), Ok(()));
         assert_eq!(
             private.check_passkey(Some(b"mallory")),
             Err(Refusal::UnknownPasskey)
         );
         assert_eq!(private.check_passkey(None), Err(Refusal::PasskeyRequired));
         assert!(Access::open().with_passkeys("a b\n").is_err());
+        let short = Access::open().with_passkeys("long-enough-0123456\nshort-0123\n");
+        assert_eq!(
+            short.err().as_deref(),
+            Some(
+                "line 2: a passkey must be at least 16 characters long (short ones can be guessed)"
+            )
+        );
     }
 
     #[test]

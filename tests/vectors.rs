@@ -88,7 +88,7 @@ pub fn run(text: &str) -> String {
                         &mut scratch,
                     )),
                     Endpoint::Scrape => {
-                        now_or_never(tracker.http_scrape(query, passkey, now, &mut scratch))
+                        now_or_never(tracker.http_scrape(query, passkey, ip, now, &mut scratch))
                     }
                 };
                 body

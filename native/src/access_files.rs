@@ -140,7 +140,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("edgetracker-stamps-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("passkeys.txt");
-        std::fs::write(&path, "alice\n").unwrap();
+        std::fs::write(&path, "alice0123456789ab\n").unwrap();
         let mut files = AccessFiles::new(&AccessConfig {
             passkeys_file: path.display().to_string(),
             ..AccessConfig::default()
@@ -151,7 +151,7 @@ mod tests {
 
         // One passkey swapped for another of the same length, times kept (as `cp -p` does).
         let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
-        std::fs::write(&path, "mallo\n").unwrap();
+        std::fs::write(&path, "mallo0123456789ab\n").unwrap();
         std::fs::File::options()
             .write(true)
             .open(&path)
@@ -163,7 +163,7 @@ mod tests {
         let after = files.load().unwrap();
         assert_ne!(after, before);
         assert_eq!(
-            after.check_passkey(Some(b"alice")),
+            after.check_passkey(Some(b"alice0123456789ab")),
             Err(edgetracker::access::Refusal::UnknownPasskey)
         );
         assert!(!files.changed());

@@ -243,7 +243,9 @@ fn tracker_request(
         Endpoint::Announce => {
             now_or_never(tracker.http_announce(query, route.passkey, ip, now, rng, scratch))
         }
-        Endpoint::Scrape => now_or_never(tracker.http_scrape(query, route.passkey, now, scratch)),
+        Endpoint::Scrape => {
+            now_or_never(tracker.http_scrape(query, route.passkey, ip, now, scratch))
+        }
     });
     shared
         .stats

@@ -187,7 +187,7 @@ async fn tracker_request(
             .await
     } else {
         tracker
-            .http_scrape(query, route.passkey, now, &mut scratch)
+            .http_scrape(query, route.passkey, ip, now, &mut scratch)
             .await
     };
     let mut kv_ops = tracker.store.kv_ops();

@@ -183,18 +183,13 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
             Ok(req) => req,
             Err(e) => return refuse_http(Some(Action::Announce), &e.to_string()),
         };
+        // The limit first: refused announces (a wrong passkey, a refused torrent) cost a token
+        // too, or guessing passkeys would be free.
+        if !self.limiter.permit(client, now).await {
+            return refuse_http_rate_limited(Action::Announce);
+        }
         if let Err(refusal) = self.admit(passkey, &[req.info_hash]) {
             return refuse_http(Some(Action::Announce), refusal.reason());
-        }
-        if !self.limiter.permit(client, now).await {
-            let (body, outcome) = refuse_http(Some(Action::Announce), RATE_LIMITED);
-            return (
-                body,
-                Outcome {
-                    rate_limited: true,
-                    ..outcome
-                },
-            );
         }
         let (family, counts, store_error) = self
             .announce(&req, client, usize::MAX, now, rng, &mut scratch.peers)
@@ -219,11 +214,12 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
         )
     }
 
-    /// Answers an HTTP scrape given its raw query string.
+    /// Answers an HTTP scrape from `client` given its raw query string.
     pub async fn http_scrape(
         &self,
         query: &[u8],
         passkey: Option<&[u8]>,
+        client: IpAddr,
         now: u32,
         scratch: &mut Scratch,
     ) -> (Vec<u8>, Outcome) {
@@ -238,8 +234,12 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
             let reason = RequestError::FullScrapeDisabled.to_string();
             return refuse_http(Some(Action::Scrape), &reason);
         }
-        // A scrape naming any refused torrent is refused whole, saying why.
+        // A scrape naming any refused torrent is refused whole, saying why. Scrapes are not
+        // rate limited, but a wrong passkey costs a token, as for announces: no free guessing.
         if let Err(refusal) = self.admit(passkey, &scratch.hashes) {
+            if refusal == Refusal::UnknownPasskey && !self.limiter.permit(client, now).await {
+                return refuse_http_rate_limited(Action::Scrape);
+            }
             return refuse_http(Some(Action::Scrape), refusal.reason());
         }
         let store_error = self.scrape(now, scratch).await;
@@ -314,10 +314,7 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
                     .url_data()
                     .for_each(|part| scratch.url_data.extend_from_slice(part));
                 let passkey = access::udp_passkey(&scratch.url_data);
-                if let Err(refusal) = self.admit(passkey, &[announce.info_hash]) {
-                    udp::write_error(out, transaction_id, refusal.reason(), PROVEN_CLIENT);
-                    return Outcome::refused(Some(Action::Announce), refusal.reason());
-                }
+                // The limit first, as over HTTP: refused announces cost a token too.
                 if !self.limiter.permit(client, now).await {
                     udp::write_error(out, transaction_id, RATE_LIMITED, PROVEN_CLIENT);
                     let outcome = Outcome::refused(Some(Action::Announce), RATE_LIMITED);
@@ -325,6 +322,10 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
                         rate_limited: true,
                         ..outcome
                     };
+                }
+                if let Err(refusal) = self.admit(passkey, &[announce.info_hash]) {
+                    udp::write_error(out, transaction_id, refusal.reason(), PROVEN_CLIENT);
+                    return Outcome::refused(Some(Action::Announce), refusal.reason());
                 }
                 let max = udp::max_peers_per_reply(family);
                 let (_, counts, store_error) = self
@@ -393,6 +394,17 @@ fn swarm_size(c: &SwarmCounts, store_error: Option<&StoreError>) -> u64 {
         Some(_) => u64::MAX,
         None => u64::from(c.complete) + u64::from(c.incomplete),
     }
+}
+
+fn refuse_http_rate_limited(action: Action) -> (Vec<u8>, Outcome) {
+    let (body, outcome) = refuse_http(Some(action), RATE_LIMITED);
+    (
+        body,
+        Outcome {
+            rate_limited: true,
+            ..outcome
+        },
+    )
 }
 
 fn refuse_http(action: Option<Action>, reason: &str) -> (Vec<u8>, Outcome) {
@@ -489,6 +501,7 @@ mod tests {
         let (body, outcome) = now_or_never(tracker().http_scrape(
             b"info_hash=AAAAAAAAAAAAAAAAAAAA&info_hash=BBBBBBBBBBBBBBBBBBBB",
             None,
+            "10.0.0.1".parse().unwrap(),
             1,
             &mut Scratch::default(),
         ));
@@ -505,6 +518,7 @@ mod tests {
         let (body, outcome) = now_or_never(tracker().http_scrape(
             b"info_hash=AAAAAAAAAAAAAAAAAAAA",
             None,
+            "10.0.0.1".parse().unwrap(),
             1,
             &mut Scratch::default(),
         ));

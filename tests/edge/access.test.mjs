@@ -10,7 +10,7 @@ before(async () => {
   mf = await startWorker({
     ACCESS_LIST_MODE: "allow",
     ACCESS_LIST: `${ALLOWED.toString("hex")}, ${hash(0x23).toString("hex")}`,
-    PASSKEYS: "alice0123456789 bob_9876543210",
+    PASSKEYS: "alice0123456789ab bob_9876543210cd",
   });
 });
 after(async () => { await mf?.dispose(); });
@@ -24,14 +24,14 @@ async function reason(target) {
 
 test("a passkey in the path admits; none or an unknown one is refused", async () => {
   const q = announceQuery(ALLOWED, 1);
-  assert.equal(await reason(`/alice0123456789/announce?${q}`), null);
+  assert.equal(await reason(`/alice0123456789ab/announce?${q}`), null);
   assert.equal(await reason(`/announce?${q}`), "private tracker: announce to the URL with your passkey (/<passkey>/announce)");
   assert.equal(await reason(`/mallory/announce?${q}`), "unknown passkey");
-  assert.equal(await reason(`/bob_9876543210/scrape?info_hash=${enc(ALLOWED)}`), null);
+  assert.equal(await reason(`/bob_9876543210cd/scrape?info_hash=${enc(ALLOWED)}`), null);
 });
 
 test("torrents off the allow list are refused, saying why", async () => {
   const refused = "torrent not allowed on this tracker (not on its allow list)";
-  assert.equal(await reason(`/alice0123456789/announce?${announceQuery(OTHER, 1)}`), refused);
-  assert.equal(await reason(`/alice0123456789/scrape?info_hash=${enc(OTHER)}`), refused);
+  assert.equal(await reason(`/alice0123456789ab/announce?${announceQuery(OTHER, 1)}`), refused);
+  assert.equal(await reason(`/alice0123456789ab/scrape?info_hash=${enc(OTHER)}`), refused);
 });

@@ -56,7 +56,10 @@ for (const store of ["kv", "durable-object"]) {
         return;
       }
       assert.equal(http.length, all.length, `${file} mixes UDP into an HTTP file`);
-      const mf = await startWorker({ ...VECTOR_POLICY, SWARM_STORE: store });
+      // The edge caps SCRAPE_MAX_HASHES at 50 on Durable Objects (the free plan's subrequests);
+      // no vector scrapes more than 3 hashes, so no reply depends on the cap.
+      const cap = store === "durable-object" ? { SCRAPE_MAX_HASHES: "50" } : {};
+      const mf = await startWorker({ ...VECTOR_POLICY, ...cap, SWARM_STORE: store });
       try {
         for (const x of http) {
           const r = await get(mf, x.target, x.ip);

@@ -149,12 +149,12 @@ fn deny_list_refuses_listed_torrents() {
 fn private_mode_takes_passkeys_in_the_http_path_and_in_bep41_url_data() {
     let d = dir("private");
     let keys = d.join("passkeys.txt");
-    std::fs::write(&keys, "alice0123456789\nbob_9876543210\n").unwrap();
+    std::fs::write(&keys, "alice0123456789ab\nbob_9876543210cd\n").unwrap();
     let t = tracker_with(|c| c.access.passkeys_file = keys.display().to_string());
     let (h, u) = (http_addr(&t, false), udp_addr(&t, false));
     let q = announce_query(&announce(hash(4), 1, 0, Event::Started));
     assert_eq!(
-        http_reason(h, &format!("/alice0123456789/announce?{q}")),
+        http_reason(h, &format!("/alice0123456789ab/announce?{q}")),
         None
     );
     assert_eq!(
@@ -166,13 +166,13 @@ fn private_mode_takes_passkeys_in_the_http_path_and_in_bep41_url_data() {
         Some("unknown passkey")
     );
     let scrape = format!(
-        "bob_9876543210/scrape?info_hash={}",
+        "bob_9876543210cd/scrape?info_hash={}",
         edgetracker::protocol::percent::encode(&hash(4).0)
     );
     assert_eq!(http_reason(h, &format!("/{scrape}")), None);
 
     assert_eq!(
-        udp_announce(u, hash(4), b"/bob_9876543210/announce"),
+        udp_announce(u, hash(4), b"/bob_9876543210cd/announce"),
         Ok(())
     );
     assert_eq!(
@@ -186,9 +186,9 @@ fn private_mode_takes_passkeys_in_the_http_path_and_in_bep41_url_data() {
     );
 
     // Revoking a key takes effect without a restart.
-    std::fs::write(&keys, "bob_9876543210\n").unwrap();
+    std::fs::write(&keys, "bob_9876543210cd\n").unwrap();
     wait_until("the revoked key is refused", || {
-        http_reason(h, &format!("/alice0123456789/announce?{q}")).as_deref()
+        http_reason(h, &format!("/alice0123456789ab/announce?{q}")).as_deref()
             == Some("unknown passkey")
     });
     t.shutdown();
@@ -212,4 +212,58 @@ fn a_missing_or_broken_file_stops_startup_with_a_reason() {
             .contains("cannot read /nonexistent/list.txt"),
         "{err}"
     );
+}
+
+#[test]
+fn guessing_passkeys_is_rate_limited_and_short_passkeys_are_refused() {
+    let d = dir("guessing");
+    let keys = d.join("passkeys.txt");
+    std::fs::write(&keys, "alice0123456789ab\n").unwrap();
+    let t = tracker_with(|c| {
+        c.access.passkeys_file = keys.display().to_string();
+        c.tracker.rate_limit_per_minute = 30;
+        c.tracker.rate_limit_burst = 10;
+    });
+    let h = http_addr(&t, false);
+    let q = announce_query(&announce(hash(5), 1, 0, Event::Started));
+    let scrape = format!(
+        "scrape?info_hash={}",
+        edgetracker::protocol::percent::encode(&hash(5).0)
+    );
+    // Before the fix, every guess got its answer ("unknown passkey"), however many came.
+    let answers: Vec<Option<String>> = (0..40)
+        .map(|i| {
+            let target = match i % 2 {
+                0 => format!("/guess{i:012}/announce?{q}"),
+                _ => format!("/guess{i:012}/{scrape}"),
+            };
+            http_reason(h, &target)
+        })
+        .collect();
+    let limited = answers
+        .iter()
+        .filter(|a| a.as_deref().is_some_and(|r| r.starts_with("rate limited")))
+        .count();
+    assert_eq!(
+        answers[..10],
+        vec![Some("unknown passkey".to_string()); 10],
+        "the burst"
+    );
+    assert!(limited >= 25, "only {limited} of 40 guesses were limited");
+    assert!(
+        String::from_utf8_lossy(&http_get(h, "/stats?format=json", &[]).2)
+            .contains("\"rate_limited\":")
+    );
+    t.shutdown();
+
+    // A passkey file with a short (guessable) key does not start.
+    std::fs::write(&keys, "alice0123456789ab\nbob\n").unwrap();
+    let mut config = edgetracker_native::config::Config::default();
+    config.network.listen = vec!["127.0.0.1".parse().unwrap()];
+    config.network.port = 0;
+    config.state.file = String::new();
+    config.access.passkeys_file = keys.display().to_string();
+    let err = edgetracker_native::start(config).err().expect("refused");
+    assert!(err.to_string().contains("at least 16 characters"), "{err}");
+    std::fs::remove_dir_all(d).ok();
 }
