@@ -33,9 +33,12 @@ pub struct Network {
     pub port: u16,
     pub udp: bool,
     pub http: bool,
-    /// Header carrying the client address when behind a reverse proxy; its rightmost entry is
-    /// used. Empty: the socket address is the client.
+    /// Header carrying the client address when behind a reverse proxy; the rightmost entry of
+    /// its last line is used. Empty: the socket address is the client.
     pub trusted_proxy_header: String,
+    /// Addresses or CIDR prefixes of the proxies whose header is believed; a request from
+    /// anywhere else is its socket address, whatever header it carries.
+    pub trusted_proxies: Vec<String>,
     /// Threads serving each UDP socket.
     pub udp_threads: usize,
     /// Threads serving HTTP (all sockets).
@@ -148,6 +151,7 @@ impl Default for Network {
             udp: true,
             http: true,
             trusted_proxy_header: String::new(),
+            trusted_proxies: vec!["127.0.0.1".into(), "::1".into()],
             udp_threads: 1,
             http_threads: 1,
         }
@@ -206,8 +210,12 @@ port = 2710
 udp = true
 http = true
 # Behind a reverse proxy, the header that carries the client address, e.g. "X-Forwarded-For".
-# Its rightmost entry (the one your proxy added) is used. Empty: the socket address is the client.
+# The rightmost entry of its last line (the one your proxy added) is used. Empty: the socket
+# address is the client.
 trusted_proxy_header = ""
+# The proxies that header is believed from (addresses or CIDR prefixes, e.g. "10.0.0.0/8");
+# requests from anywhere else are their socket address, whatever header they carry.
+trusted_proxies = ["127.0.0.1", "::1"]
 # Threads reading each UDP socket, and threads serving HTTP.
 udp_threads = 1
 http_threads = 1
@@ -367,6 +375,21 @@ impl Config {
         }
     }
 
+    /// `[network] trusted_proxies`, parsed.
+    pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.network
+            .trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        format!("[network] trusted_proxies: {p:?} is not an address or CIDR prefix")
+                    })
+            })
+            .collect()
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         self.policy()
             .validate()
@@ -385,6 +408,14 @@ impl Config {
         {
             return Err("[tracker] cleanup_interval must be between 1 and peer_timeout".into());
         }
+        // Peers keep a 16-bit last-seen stamp that wraps every 65,536 s: a sweep must see every
+        // peer before its stamp could wrap back into the timeout, with slack for a slow sweep.
+        if self.tracker.peer_timeout + self.tracker.cleanup_interval > STAMP_SPAN {
+            return Err(format!(
+                "[tracker] peer_timeout + cleanup_interval must be at most {STAMP_SPAN} s (last-seen stamps wrap every 18 h)"
+            ));
+        }
+        self.trusted_proxies()?;
         crate::access_files::AccessFiles::new(&self.access)?;
         if self.stats.history_interval == 0 || self.stats.history_interval > 3600 {
             return Err("[stats] history_interval must be between 1 and 3600".into());
@@ -398,6 +429,9 @@ impl Config {
         Ok(())
     }
 }
+
+/// Longest `peer_timeout + cleanup_interval`: the 16-bit stamps' span less 10 minutes of slack.
+const STAMP_SPAN: u32 = 65_536 - 600;
 
 /// An environment value as TOML (numbers, booleans, arrays), or else as a plain string.
 fn parse_env_value(raw: &str) -> toml::Value {
@@ -519,5 +553,30 @@ mod tests {
         .unwrap();
         assert_eq!(cli.port, Some(6969));
         assert_eq!(cli.listen.len(), 2);
+    }
+
+    #[test]
+    fn settings_where_expiry_cannot_see_the_stamps_wrap_are_refused() {
+        let mut c = Config::default();
+        c.tracker.announce_interval = 1800;
+        c.tracker.peer_timeout = 43_200;
+        c.tracker.cleanup_interval = 32_768;
+        let err = c.validate().unwrap_err();
+        assert!(err.contains("peer_timeout + cleanup_interval"), "{err}");
+        c.tracker.cleanup_interval = 3600;
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_prefixes() {
+        let mut c = Config::default();
+        c.network.trusted_proxies = vec!["10.0.0.0/8".into(), "::1".into(), "192.0.2.7".into()];
+        assert_eq!(c.trusted_proxies().unwrap().len(), 3);
+        c.network.trusted_proxies.push("proxy.example".into());
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .contains("\"proxy.example\" is not an address")
+        );
     }
 }

@@ -135,19 +135,29 @@ fn failure(status: StatusCode, reason: &str) -> Response<Full<Bytes>> {
     response(status, BENCODE, write_failure(reason))
 }
 
-/// The client's address: the socket's, or the rightmost entry of the trusted proxy header.
+/// The client's address: the socket's, or, for a request from a trusted proxy, the rightmost
+/// entry of the last line of the proxy header. The last line, because a proxy may append a line
+/// of its own after whatever the client sent (HAProxy does); the rightmost entry of it, because
+/// that is the hop the proxy saw.
 fn client_ip(
     req: &Request<Incoming>,
     remote: SocketAddr,
     shared: &Shared,
 ) -> Result<IpAddr, String> {
     let header = &shared.config.network.trusted_proxy_header;
-    if header.is_empty() {
-        return Ok(canonical_ip(remote.ip()));
+    let socket = canonical_ip(remote.ip());
+    let from_proxy = shared
+        .trusted_proxies
+        .iter()
+        .any(|net| net.contains(&socket) || net.contains(&remote.ip()));
+    if header.is_empty() || !from_proxy {
+        return Ok(socket);
     }
     let value = req
         .headers()
-        .get(header.as_str())
+        .get_all(header.as_str())
+        .iter()
+        .next_back()
         .ok_or_else(|| format!("missing {header} header from the proxy"))?;
     let last = value
         .to_str()

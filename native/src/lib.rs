@@ -33,11 +33,18 @@ use crate::access_files::AccessFiles;
 use crate::config::Config;
 use crate::stats::Stats;
 
-/// Unix seconds, as the core wants `now`.
+/// Unix seconds, as the core wants `now`: the wall clock read once, then advanced by the
+/// monotonic clock, so a wall clock stepped back (or forward) while the tracker runs cannot make
+/// fresh peers look 18 hours old or connection ids look expired.
 pub fn unix_now() -> u32 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as u32)
+    static ANCHOR: std::sync::OnceLock<(Instant, u64)> = std::sync::OnceLock::new();
+    let (at, wall) = ANCHOR.get_or_init(|| {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        (Instant::now(), wall)
+    });
+    (wall + at.elapsed().as_secs()) as u32
 }
 
 /// Bytes from the OS's CSPRNG (keys, RNG seeds).
@@ -61,6 +68,8 @@ pub struct Shared {
     /// Present when full scrapes are enabled.
     pub full_scrape: Option<full_scrape::FullScrape>,
     pub started: Instant,
+    /// `[network] trusted_proxies`, parsed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub config: Config,
 }
 
@@ -202,6 +211,7 @@ pub fn start(config: Config) -> io::Result<Running> {
             .full_scrape
             .then(|| full_scrape::FullScrape::new(config.tracker.full_scrape_interval)),
         started: Instant::now(),
+        trusted_proxies: config.trusted_proxies().map_err(io::Error::other)?,
         config,
     });
     let stop = Arc::new(AtomicBool::new(false));

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use rand_core::Rng;
 use siphasher::sip::SipHasher13;
@@ -65,6 +66,9 @@ pub struct MemoryStore {
     /// shard's map would see keys whose hashes share their low bits.
     shard_hasher: KeyedHasher,
     policy: Policy,
+    /// The latest `now` a sweep ran at. Sweeps never run at an earlier time than that: with a
+    /// clock stepped back, 16-bit stamps of fresh peers would look 18 hours old.
+    latest_sweep: AtomicU32,
 }
 
 /// Shards: enough that a handful of socket threads rarely contend, few enough that each shard's
@@ -93,6 +97,7 @@ impl MemoryStore {
             shards,
             shard_hasher: KeyedHasher(shard_key),
             policy,
+            latest_sweep: AtomicU32::new(0),
         }
     }
 
@@ -179,6 +184,7 @@ impl MemoryStore {
     /// Synchronous [`PeerStore::expire`]: one shard at a time, so announces wait at most for one
     /// shard's sweep. Torrents left without peers are dropped unless they hold a completed count.
     pub fn expire_now(&self, now: u32) {
+        let now = self.latest_sweep.fetch_max(now, Ordering::Relaxed).max(now);
         let timeout = self.policy.peer_timeout;
         for shard in self.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
@@ -313,6 +319,27 @@ mod tests {
             || MemoryStore::new(policy.clone(), [7; 16]),
             &mut rng,
         ));
+    }
+
+    #[test]
+    fn a_clock_stepped_back_does_not_expire_fresh_peers() {
+        let store = MemoryStore::new(conformance::policy(), [4; 16]);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(6);
+        let a = PeerAnnounce {
+            info_hash: InfoHash([1; 20]),
+            peer: PeerAddr::new("10.0.0.1".parse().unwrap(), 1),
+            event: Event::Started,
+            seeding: true,
+            want: 0,
+        };
+        store.announce_now(&a, 100_100, &mut rng, &mut Vec::new());
+        // The clock steps back a minute: before, the peer's stamp looked 65,476 s old.
+        store.expire_now(100_040);
+        assert_eq!(store.totals().seeders(), 1);
+        store.expire_now(100_100 - 500);
+        assert_eq!(store.totals().seeders(), 1, "up to 10 minutes back");
+        store.expire_now(100_100 + conformance::policy().peer_timeout + 1);
+        assert_eq!(store.totals().seeders(), 0, "and expiry still works");
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct Slot<const N: usize, X = ()> {
     extra: X,
 }
 
+/// Seconds a last-seen stamp may lie ahead of the sweep's `now` and still count as fresh.
+pub const FUTURE_SLACK: u16 = 600;
+
 fn stamp(now: u32) -> u16 {
     now as u16
 }
@@ -233,7 +236,11 @@ impl<const N: usize, X: Copy + Default> PeerList<N, X> {
         let mut index = 0usize;
         let mut gone = Delta::default();
         self.slots.retain(|s| {
-            let keep = now.wrapping_sub(s.seen) <= timeout;
+            // An age within the last FUTURE_SLACK seconds of the span is a stamp from a few
+            // minutes ahead (a clock stepped back), not one 18 hours old: ages that large never
+            // reach a sweep (peer_timeout + sweep interval stay below the span less the slack).
+            let age = now.wrapping_sub(s.seen);
+            let keep = age <= timeout || age > u16::MAX - FUTURE_SLACK;
             if !keep {
                 on_gone(&s.addr, index >= leechers);
                 if index < leechers {

@@ -353,6 +353,60 @@ fn trusted_proxy_header_gives_the_client_address() {
 }
 
 #[test]
+fn a_client_cannot_choose_its_address_through_the_proxy_header() {
+    // A proxy that appends its own line (HAProxy) after the client's forged one: the proxy's
+    // line decides. (Before: the first line, the client's, was read.)
+    let t = tracker_with(|c| c.network.trusted_proxy_header = "X-Forwarded-For".into());
+    let addr = http_addr(&t, false);
+    let h = hash(12);
+    let q1 = announce_query(&announce(h, 5000, 0, Event::Started));
+    http_get(
+        addr,
+        &format!("/announce?{q1}"),
+        &[
+            ("X-Forwarded-For", "203.0.113.66"),
+            ("X-Forwarded-For", "198.51.100.20"),
+        ],
+    );
+    let q2 = announce_query(&announce(h, 5001, 5, Event::Started));
+    let (_, _, body) = http_get(
+        addr,
+        &format!("/announce?{q2}"),
+        &[("X-Forwarded-For", "198.51.100.21")],
+    );
+    assert_eq!(
+        bytes(&decode(&body), "peers"),
+        &[198, 51, 100, 20, 0x13, 0x88],
+        "the proxy's line, not the client's"
+    );
+    t.shutdown();
+
+    // The header is believed only from the configured proxies: from anywhere else the socket
+    // address is the client. (Before: from any connecting address.)
+    let t = tracker_with(|c| {
+        c.network.trusted_proxy_header = "X-Forwarded-For".into();
+        c.network.trusted_proxies = vec!["192.0.2.0/24".into()];
+    });
+    let addr = http_addr(&t, false);
+    http_get(
+        addr,
+        &format!("/announce?{q1}"),
+        &[("X-Forwarded-For", "203.0.113.66")],
+    );
+    let (_, _, body) = http_get(
+        addr,
+        &format!("/announce?{q2}"),
+        &[("X-Forwarded-For", "203.0.113.67")],
+    );
+    assert_eq!(
+        bytes(&decode(&body), "peers"),
+        &[127, 0, 0, 1, 0x13, 0x88],
+        "not a proxy: the socket address"
+    );
+    t.shutdown();
+}
+
+#[test]
 fn claimed_ip_is_ignored_by_default() {
     let t = tracker();
     let addr = http_addr(&t, false);
