@@ -41,6 +41,15 @@ pub struct Network {
     pub trusted_proxies: Vec<String>,
     /// Threads serving each UDP socket.
     pub udp_threads: usize,
+    /// HTTP connections open at once, over all clients (and never more than the open-file
+    /// limit, raised to its hard limit at start, allows less a reserve).
+    pub http_max_connections: usize,
+    /// HTTP connections open at once from one client (an IPv4 address, an IPv6 /64).
+    pub http_max_connections_per_address: u32,
+    /// Seconds an HTTP connection may move no byte either way before it is closed.
+    pub http_idle_timeout: u64,
+    /// Bytes of a request's head (request line and headers) hyper buffers; at least 8192.
+    pub http_max_header_bytes: usize,
     /// Threads serving HTTP (all sockets).
     pub http_threads: usize,
 }
@@ -154,6 +163,10 @@ impl Default for Network {
             trusted_proxies: vec!["127.0.0.1".into(), "::1".into()],
             udp_threads: 1,
             http_threads: 1,
+            http_max_connections: 16_384,
+            http_max_connections_per_address: 64,
+            http_idle_timeout: 30,
+            http_max_header_bytes: 8192,
         }
     }
 }
@@ -219,6 +232,18 @@ trusted_proxies = ["127.0.0.1", "::1"]
 # Threads reading each UDP socket, and threads serving HTTP.
 udp_threads = 1
 http_threads = 1
+# HTTP connections open at once, in all (never more than the open-file limit, raised to its hard
+# limit at start, allows) and from one client (an IPv4 address or an IPv6 /64). Over a cap, a
+# connection gets a failure reason and is closed; both are counted on /stats. An open
+# connection holds about 15 KB at most (its buffers and task): 16,384 of them about 250 MB.
+http_max_connections = 16384
+http_max_connections_per_address = 64
+# Seconds an HTTP connection may move no byte either way (a client that stops reading its
+# answers included) before it is closed.
+http_idle_timeout = 30
+# Bytes of request line and headers buffered per connection (at least 8192; an announce needs
+# under 1 KB). Longer heads get 431.
+http_max_header_bytes = 8192
 
 [tracker]
 # Seconds between a client's announces (`interval`), and the least it may wait (`min interval`).
@@ -402,6 +427,18 @@ impl Config {
         }
         if self.network.udp_threads == 0 || self.network.http_threads == 0 {
             return Err("[network] udp_threads and http_threads must be at least 1".into());
+        }
+        if self.network.http_max_connections == 0 {
+            return Err("[network] http_max_connections must be at least 1".into());
+        }
+        if self.network.http_max_connections_per_address == 0 {
+            return Err("[network] http_max_connections_per_address must be at least 1".into());
+        }
+        if self.network.http_idle_timeout == 0 {
+            return Err("[network] http_idle_timeout must be positive".into());
+        }
+        if self.network.http_max_header_bytes < 8192 {
+            return Err("[network] http_max_header_bytes must be at least 8192".into());
         }
         if self.tracker.cleanup_interval == 0
             || self.tracker.cleanup_interval > self.tracker.peer_timeout

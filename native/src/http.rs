@@ -26,6 +26,7 @@ use rand::rngs::SmallRng;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
+use crate::connections::{Activity, Watched};
 use crate::{Shared, thread_rng, unix_now};
 use crate::{page, stats};
 
@@ -94,23 +95,54 @@ async fn accept_loop(
             },
             _ = stopped.changed() => return,
         };
+        let admitted = match shared.connections.admit(remote.ip()) {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                refuse_connection(&stream, refused.reason());
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
+            let _admitted = admitted;
+            let network = &shared.config.network;
+            let idle_limit = Duration::from_secs(network.http_idle_timeout);
+            let activity = Activity::new();
+            let io = TokioIo::new(Watched::new(stream, activity.clone()));
+            let service_shared = shared.clone();
             let service = hyper::service::service_fn(move |req| {
-                let response = handle(&req, remote, &shared);
+                let response = handle(&req, remote, &service_shared);
                 async move { Ok::<_, Infallible>(response) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
+                .max_buf_size(network.http_max_header_bytes)
                 .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                tracing::debug!(%remote, "http connection: {e}");
+                .serve_connection(io, service);
+            tokio::select! {
+                served = conn => if let Err(e) = served {
+                    tracing::debug!(%remote, "http connection: {e}");
+                },
+                () = activity.stalled(idle_limit) => {
+                    shared.connections.counted_idle_close();
+                    tracing::debug!(%remote, "http connection closed: nothing moved for {idle_limit:?}");
+                }
             }
         });
     }
+}
+
+/// Tells a client over a connection cap why, as far as the socket takes it at once (never
+/// waiting: the point is to spend nothing on it), and closes.
+fn refuse_connection(stream: &tokio::net::TcpStream, reason: &str) {
+    let body = write_failure(reason);
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: {BENCODE}\r\nContent-Length: {}\r\nRetry-After: 60\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.try_write(&[head.as_bytes(), &body].concat());
 }
 
 thread_local! {
@@ -376,11 +408,13 @@ fn stats_response(
         StatsFormat::Prometheus => response(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            shared.stats.prometheus(&totals, uptime),
+            shared.stats.prometheus(&totals, uptime)
+                + &stats::connections_prometheus(&shared.connections.counts()),
         ),
         StatsFormat::Json => {
-            let body =
-                serde_json::to_vec_pretty(&shared.stats.json(&totals, uptime)).unwrap_or_default();
+            let mut json = shared.stats.json(&totals, uptime);
+            json["http_connections"] = serde_json::json!(shared.connections.counts());
+            let body = serde_json::to_vec_pretty(&json).unwrap_or_default();
             response(StatusCode::OK, "application/json", body)
         }
         StatsFormat::Html => {

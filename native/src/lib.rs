@@ -7,6 +7,7 @@
 
 pub mod access_files;
 pub mod config;
+pub mod connections;
 pub mod full_scrape;
 pub mod http;
 pub mod page;
@@ -32,6 +33,10 @@ use rand::rngs::SmallRng;
 use crate::access_files::AccessFiles;
 use crate::config::Config;
 use crate::stats::Stats;
+
+/// Descriptors kept from HTTP connections: listening sockets, the state and access files, the
+/// runtime's own.
+const FD_RESERVE: u64 = 128;
 
 /// Unix seconds, as the core wants `now`: the wall clock read once, then advanced by the
 /// monotonic clock, so a wall clock stepped back (or forward) while the tracker runs cannot make
@@ -70,6 +75,8 @@ pub struct Shared {
     pub started: Instant,
     /// `[network] trusted_proxies`, parsed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Open HTTP connections and their caps.
+    pub connections: Arc<connections::Connections>,
     pub config: Config,
 }
 
@@ -201,6 +208,12 @@ pub fn start(config: Config) -> io::Result<Running> {
         burst: config.tracker.rate_limit_burst,
     });
     tracker.set_access(access);
+    // The connection cap, not the process's default 1,024 descriptors, decides how many HTTP
+    // clients are served; descriptors for sockets, files and the runtime stay in reserve.
+    let open_files = connections::raise_open_file_limit()?;
+    let by_files = (open_files.saturating_sub(FD_RESERVE) as usize).max(16);
+    let max_connections = config.network.http_max_connections.min(by_files);
+    tracing::info!("HTTP: at most {max_connections} connections (open-file limit {open_files})");
     let samples_per_hour = (3600 / config.stats.history_interval) as usize + 1;
     let shared = Arc::new(Shared {
         tracker,
@@ -212,6 +225,10 @@ pub fn start(config: Config) -> io::Result<Running> {
             .then(|| full_scrape::FullScrape::new(config.tracker.full_scrape_interval)),
         started: Instant::now(),
         trusted_proxies: config.trusted_proxies().map_err(io::Error::other)?,
+        connections: Arc::new(connections::Connections::new(
+            max_connections,
+            config.network.http_max_connections_per_address,
+        )),
         config,
     });
     let stop = Arc::new(AtomicBool::new(false));

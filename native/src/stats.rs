@@ -216,6 +216,36 @@ impl Stats {
     }
 }
 
+/// The HTTP connection counters in Prometheus text form.
+pub fn connections_prometheus(c: &crate::connections::Counts) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP edgetracker_http_connections Open HTTP connections.\n# TYPE edgetracker_http_connections gauge\nedgetracker_http_connections {}",
+        c.open
+    );
+    let _ = writeln!(
+        out,
+        "# HELP edgetracker_http_connections_refused_total HTTP connections refused at a cap.\n# TYPE edgetracker_http_connections_refused_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "edgetracker_http_connections_refused_total{{cap=\"total\"}} {}",
+        c.refused_total_cap
+    );
+    let _ = writeln!(
+        out,
+        "edgetracker_http_connections_refused_total{{cap=\"per_address\"}} {}",
+        c.refused_per_address_cap
+    );
+    let _ = writeln!(
+        out,
+        "# HELP edgetracker_http_connections_idle_closed_total HTTP connections closed for moving nothing.\n# TYPE edgetracker_http_connections_idle_closed_total counter\nedgetracker_http_connections_idle_closed_total {}",
+        c.closed_idle
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -347,3 +347,58 @@ fn a_corrupt_state_file_is_reported_set_aside_and_skipped() {
     assert!(terminate(child).success());
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit_at_start() {
+    // Before: the soft limit stayed as inherited (often 1,024; 256 here), and at ~87 new
+    // connections a second most announces failed with "Too many open files".
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct passed.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    if limit.rlim_max <= 256 {
+        eprintln!(
+            "hard open-file limit {} leaves nothing to raise",
+            limit.rlim_max
+        );
+        return;
+    }
+    let mut child = Command::new("bash")
+        .args([
+            "-c",
+            &format!("ulimit -Sn 256 && exec {BIN} --listen 127.0.0.1 --port 0"),
+        ])
+        .env("EDGETRACKER__STATE__FILE", "\"\"")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kept open until the end: a closed pipe would fail the binary's own logging.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = stderr
+        .by_ref()
+        .map_while(Result::ok)
+        .take(20)
+        .find(|l| l.contains("HTTP: at most"))
+        .expect("the connection cap is logged");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let soft: u64 = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|n| n.parse().ok())
+        .expect("Max open files");
+    assert_eq!(soft, limit.rlim_max, "{limits}");
+    assert!(
+        line.contains(&format!("open-file limit {}", limit.rlim_max)),
+        "{line}"
+    );
+    assert_eq!(terminate(child).code(), Some(0));
+    drop(stderr);
+}
