@@ -72,6 +72,8 @@ pub struct Tracker {
     pub full_scrape: bool,
     /// Seconds a client address must wait between full scrapes.
     pub full_scrape_interval: u32,
+    /// Seconds a torrent's completed count is kept after its last peer left (0: not at all).
+    pub completed_retention: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -187,6 +189,7 @@ impl Default for Tracker {
             rate_limit_burst: 10,
             full_scrape: false,
             full_scrape_interval: 600,
+            completed_retention: 2_592_000,
         }
     }
 }
@@ -272,6 +275,9 @@ rate_limit_burst = 10
 # may fetch it once per full_scrape_interval seconds.
 full_scrape = false
 full_scrape_interval = 600
+# Seconds a torrent's completed count (scrape's "downloaded") is kept after its last peer left:
+# 30 days. Torrents without peers or a count are forgotten at once. 0: counts go with the last peer.
+completed_retention = 2592000
 
 [udp]
 # Seconds a BEP 15 connection id stays valid, plus extra leniency for clients (uTorrent) that
@@ -397,6 +403,7 @@ impl Config {
             accept_claimed_ip: t.accept_claimed_ip,
             // The memory store is consistent: the second peer of a torrent finds the first.
             sparse_swarm_interval: 0,
+            completed_retention: t.completed_retention,
         }
     }
 

@@ -82,6 +82,7 @@ pub fn policy(env: &Env, store: StoreKind) -> Result<Policy, String> {
         // Behind Cloudflare the client address is CF-Connecting-IP; nothing else is trusted.
         accept_claimed_ip: false,
         sparse_swarm_interval: var(env, "SPARSE_SWARM_INTERVAL", sparse_default)?,
+        completed_retention: var(env, "COMPLETED_RETENTION", d.completed_retention)?,
     };
     p.validate()?;
     let most = max_scrape_hashes(store);

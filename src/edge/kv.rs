@@ -242,7 +242,18 @@ impl KvPeerStore {
                 downloaded = downloaded.saturating_add(1);
                 self.count(|o| o.put += 1);
                 let key = self.downloaded_key(&a.info_hash);
-                match self.kv.put(&key, downloaded.to_string()) {
+                // Kept COMPLETED_RETENTION after the last completion (with the peers' timeout
+                // when 0): KV expires it, so counts cannot pile up forever.
+                let ttl = match self.policy.completed_retention {
+                    0 => self.policy.peer_timeout,
+                    r => r,
+                }
+                .max(MIN_TTL);
+                match self
+                    .kv
+                    .put(&key, downloaded.to_string())
+                    .map(|p| p.expiration_ttl(u64::from(ttl)))
+                {
                     Ok(put) => {
                         if let Err(e) = put.execute().await {
                             worker::console_warn!("kv put {key}: {e}");

@@ -159,7 +159,9 @@ impl MemoryStore {
             torrent.downloaded = torrent.downloaded.saturating_add(1);
         }
         let downloaded = torrent.downloaded;
-        if !torrent.has_peers() && downloaded == 0 {
+        if torrent.has_peers() {
+            torrent.quiet_since = 0;
+        } else if downloaded == 0 {
             shard.torrents.remove(&a.info_hash);
         }
         shard.apply(v6, announced.delta);
@@ -182,10 +184,13 @@ impl MemoryStore {
     }
 
     /// Synchronous [`PeerStore::expire`]: one shard at a time, so announces wait at most for one
-    /// shard's sweep. Torrents left without peers are dropped unless they hold a completed count.
+    /// shard's sweep. Torrents left without peers are dropped, or, with a completed count, kept
+    /// for `completed_retention` after the sweep that first found them so.
     pub fn expire_now(&self, now: u32) {
         let now = self.latest_sweep.fetch_max(now, Ordering::Relaxed).max(now);
         let timeout = self.policy.peer_timeout;
+        let today = ((now / 86_400) as u16).max(1);
+        let retention_days = self.policy.completed_retention.div_ceil(86_400);
         for shard in self.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
             let shard = &mut *shard;
@@ -199,7 +204,17 @@ impl MemoryStore {
                         t.v6 = None;
                     }
                 }
-                t.has_peers() || t.downloaded > 0
+                if t.has_peers() {
+                    t.quiet_since = 0;
+                    return true;
+                }
+                if t.downloaded == 0 || self.policy.completed_retention == 0 {
+                    return false;
+                }
+                if t.quiet_since == 0 {
+                    t.quiet_since = today;
+                }
+                u32::from(today.wrapping_sub(t.quiet_since)) < retention_days
             });
             shard.apply(false, gone4);
             shard.apply(true, gone6);
@@ -319,6 +334,40 @@ mod tests {
             || MemoryStore::new(policy.clone(), [7; 16]),
             &mut rng,
         ));
+    }
+
+    #[test]
+    fn torrents_kept_only_for_their_completed_count_are_forgotten_after_the_retention() {
+        // Before: a torrent with a completed count and no peers was kept (and saved) forever:
+        // one address made 100,000 of them, and they survived expiry and a restart.
+        let policy = Policy {
+            completed_retention: 3 * 86_400,
+            ..conformance::policy()
+        };
+        let store = MemoryStore::new(policy, [4; 16]);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        let t0 = 1_750_000_000;
+        for i in 0..100u8 {
+            let a = PeerAnnounce {
+                info_hash: InfoHash([i; 20]),
+                peer: PeerAddr::new("10.0.0.1".parse().unwrap(), 1),
+                event: Event::Completed,
+                seeding: true,
+                want: 0,
+            };
+            store.announce_now(&a, t0, &mut rng, &mut Vec::new());
+            let stop = PeerAnnounce {
+                event: Event::Stopped,
+                ..a
+            };
+            store.announce_now(&stop, t0 + 1, &mut rng, &mut Vec::new());
+        }
+        store.expire_now(t0 + 10);
+        assert_eq!(store.totals().torrents, 100, "the counts are kept a while");
+        store.expire_now(t0 + 2 * 86_400);
+        assert_eq!(store.totals().torrents, 100);
+        store.expire_now(t0 + 4 * 86_400);
+        assert_eq!(store.totals().torrents, 0, "and then forgotten");
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub struct Policy {
     /// swarm, meet within minutes. Only `event=started` gets it: a client already in the swarm
     /// is visible to newcomers, and a lone seeder is not asked back fifteen times as often.
     pub sparse_swarm_interval: u32,
+    /// Seconds a torrent's completed count is kept after its last peer left (0: dropped with
+    /// the last peer). Without a bound, anyone could fill memory with peerless torrents by
+    /// announcing `completed` once in each.
+    pub completed_retention: u32,
 }
 
 /// Longest peer timeout: peers keep a 16-bit last-seen stamp in seconds that wraps every 18 h,
@@ -47,6 +51,7 @@ impl Default for Policy {
             scrape_max_hashes: 64,
             accept_claimed_ip: false,
             sparse_swarm_interval: 0,
+            completed_retention: 30 * 86_400,
         }
     }
 }

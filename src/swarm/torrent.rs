@@ -298,6 +298,9 @@ pub struct Torrent {
     pub v6: Option<Box<PeerList<18>>>,
     /// Completed downloads: announces with event=completed from peers not already seeding.
     pub downloaded: u32,
+    /// The day (Unix days, 0: not quiet) a sweep first found the torrent without peers; its
+    /// completed count is kept only so long (see `Policy::completed_retention`).
+    pub quiet_since: u16,
 }
 
 impl Torrent {
