@@ -253,13 +253,12 @@ impl MemoryStore {
         let shard = &mut *shard;
         let torrent = shard.torrents.entry(hash).or_default();
         torrent.downloaded = torrent.downloaded.max(downloaded);
-        let (mut d4, mut d6, mut restored) = (Delta::default(), Delta::default(), 0);
+        let (mut d4, mut d6) = (Delta::default(), Delta::default());
         for (peer, seeding, seen) in peers {
             let seen = seen.min(now);
             if now - seen > timeout {
                 continue;
             }
-            restored += 1;
             match peer {
                 PeerAddr::V4(addr) => d4 += torrent.v4.announce(addr, seeding, false, seen).0.delta,
                 PeerAddr::V6(addr) => {
@@ -272,6 +271,8 @@ impl MemoryStore {
                 }
             }
         }
+        // Peers added, not entries read: a file naming one peer twice restores it once.
+        let restored = (d4.seeders + d4.leechers + d6.seeders + d6.leechers) as usize;
         if !torrent.has_peers() && torrent.downloaded == 0 {
             shard.torrents.remove(&hash);
         }
@@ -407,6 +408,16 @@ mod tests {
             "1000 crafted hashes reached only {} of 64 shards",
             used.len()
         );
+    }
+
+    #[test]
+    fn restoring_a_peer_twice_counts_it_once() {
+        // Found by fuzzing the state file: the summary said 4 peers restored, the store held 3.
+        let store = MemoryStore::with_shards(conformance::policy(), [1; 16], 2);
+        let p = PeerAddr::new("10.0.0.1".parse().unwrap(), 1);
+        let now = 10_000;
+        let n = store.restore(InfoHash([2; 20]), 0, [(p, true, now), (p, false, now)], now);
+        assert_eq!((n, store.totals().peers()), (1, 1));
     }
 
     #[test]
