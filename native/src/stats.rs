@@ -43,6 +43,7 @@ pub struct Stats {
     cells: [[[Cell; 4]; 2]; 2],
     store_errors: AtomicU64,
     rate_limited: AtomicU64,
+    udp_restarts: AtomicU64,
 }
 
 fn kind_index(action: Option<Action>) -> usize {
@@ -103,6 +104,10 @@ impl Stats {
         rows
     }
 
+    pub fn count_udp_restart(&self) {
+        self.udp_restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn rate_limited(&self) -> u64 {
         self.rate_limited.load(Ordering::Relaxed)
     }
@@ -133,6 +138,7 @@ impl Stats {
             "requests": requests,
             "store_errors": self.store_errors.load(Ordering::Relaxed),
             "rate_limited": self.rate_limited.load(Ordering::Relaxed),
+            "udp_restarts": self.udp_restarts.load(Ordering::Relaxed),
         })
     }
 
@@ -210,6 +216,11 @@ impl Stats {
             out,
             "edgetracker_store_errors_total {}",
             self.store_errors.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP edgetracker_udp_restarts_total UDP serving threads restarted after a panic.\n# TYPE edgetracker_udp_restarts_total counter\nedgetracker_udp_restarts_total {}",
+            self.udp_restarts.load(Ordering::Relaxed)
         );
         let _ = writeln!(out, "edgetracker_uptime_seconds {uptime}");
         out

@@ -40,14 +40,37 @@ pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(socket.into())
 }
 
-/// Serves `socket` until `stop` is set.
-#[cfg(target_os = "linux")]
+/// Serves `socket` until `stop` is set. A panic while serving (none is known to be reachable)
+/// is logged, counted as `udp_restarts` on `/stats`, and serving starts again with fresh buffers:
+/// a thread that ended silently would leave its socket unread.
 pub fn serve(socket: UdpSocket, shared: &Shared, stop: &AtomicBool) {
+    supervise(
+        || serve_until_stopped(&socket, shared, stop),
+        || shared.stats.count_udp_restart(),
+    );
+}
+
+/// Runs `serve` until it returns; after each panic, calls `restarted` and runs it again.
+pub fn supervise(mut serve: impl FnMut(), mut restarted: impl FnMut()) {
+    loop {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut serve)) {
+            Ok(()) => return,
+            Err(_) => {
+                // The panic hook has already printed where and why.
+                tracing::error!("UDP serving thread panicked; serving again");
+                restarted();
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn serve_until_stopped(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) {
     let mut rng = thread_rng();
     let mut scratch = Scratch::default();
     let mut batch = batch::Batch::new();
     while !stop.load(Ordering::Relaxed) {
-        match batch.receive(&socket) {
+        match batch.receive(socket) {
             Ok(_) => {}
             Err(e) if is_idle(&e) => continue,
             Err(e) => {
@@ -59,13 +82,13 @@ pub fn serve(socket: UdpSocket, shared: &Shared, stop: &AtomicBool) {
         batch.answer_each(|packet, from, reply| {
             answer(shared, packet, from, now, &mut rng, &mut scratch, reply)
         });
-        batch.send_replies(&socket);
+        batch.send_replies(socket);
     }
 }
 
-/// Serves `socket` until `stop` is set, one datagram per system call.
+/// One datagram per system call where recvmmsg is not available.
 #[cfg(not(target_os = "linux"))]
-pub fn serve(socket: UdpSocket, shared: &Shared, stop: &AtomicBool) {
+fn serve_until_stopped(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) {
     let mut rng = thread_rng();
     let mut scratch = Scratch::default();
     let mut buf = vec![0u8; MAX_REQUEST_LEN + 1];
@@ -123,5 +146,25 @@ fn answer(
     }
     if let Some(e) = &outcome.store_error {
         tracing::warn!("{e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::supervise;
+
+    #[test]
+    fn a_panicking_serve_loop_is_counted_and_started_again() {
+        let (mut runs, mut restarts) = (0, 0);
+        supervise(
+            || {
+                runs += 1;
+                if runs < 3 {
+                    panic!("boom {runs}");
+                }
+            },
+            || restarts += 1,
+        );
+        assert_eq!((runs, restarts), (3, 2));
     }
 }
