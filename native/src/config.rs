@@ -74,6 +74,11 @@ pub struct Tracker {
     pub full_scrape_interval: u32,
     /// Seconds a torrent's completed count is kept after its last peer left (0: not at all).
     pub completed_retention: u32,
+    /// Caps on what clients can make the tracker hold (see `Policy`).
+    pub max_torrents: u32,
+    pub max_peers: u32,
+    pub max_peers_per_torrent: u32,
+    pub max_peers_per_address: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -190,6 +195,10 @@ impl Default for Tracker {
             full_scrape: false,
             full_scrape_interval: 600,
             completed_retention: 2_592_000,
+            max_torrents: 5_000_000,
+            max_peers: 20_000_000,
+            max_peers_per_torrent: 1_000_000,
+            max_peers_per_address: 16,
         }
     }
 }
@@ -278,6 +287,15 @@ full_scrape_interval = 600
 # Seconds a torrent's completed count (scrape's "downloaded") is kept after its last peer left:
 # 30 days. Torrents without peers or a count are forgotten at once. 0: counts go with the last peer.
 completed_retention = 2592000
+# Caps on what clients can make the tracker hold. A new torrent or peer beyond one is refused
+# with a failure reason saying which, and counted on /stats. With these defaults memory stays
+# under about 1.5 GB (README: "Holding up under abuse").
+max_torrents = 5000000
+max_peers = 20000000
+max_peers_per_torrent = 1000000
+# Peers in one torrent from one client (an IPv4 address, an IPv6 /64): one address announcing
+# thousands of ports would otherwise fill the peer lists handed to everyone else.
+max_peers_per_address = 16
 
 [udp]
 # Seconds a BEP 15 connection id stays valid, plus extra leniency for clients (uTorrent) that
@@ -404,6 +422,10 @@ impl Config {
             // The memory store is consistent: the second peer of a torrent finds the first.
             sparse_swarm_interval: 0,
             completed_retention: t.completed_retention,
+            max_torrents: t.max_torrents,
+            max_peers: t.max_peers,
+            max_peers_per_torrent: t.max_peers_per_torrent,
+            max_peers_per_address: t.max_peers_per_address,
         }
     }
 

@@ -239,7 +239,7 @@ mod tests {
                 seeding: i != 2,
                 want: 0,
             };
-            s.announce_now(&a, now, &mut rng, &mut out);
+            s.announce_now(&a, now, &mut rng, &mut out).unwrap();
         }
         s
     }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use edgetracker::protocol::types::Family;
 use edgetracker::service::{Action, Outcome};
-use edgetracker::store::Totals;
+use edgetracker::store::{Full, Totals};
 use serde_json::json;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +44,8 @@ pub struct Stats {
     store_errors: AtomicU64,
     rate_limited: AtomicU64,
     udp_restarts: AtomicU64,
+    /// Announces refused at a cap, by [`Full::ALL`]'s order.
+    full: [AtomicU64; 4],
 }
 
 fn kind_index(action: Option<Action>) -> usize {
@@ -79,6 +81,13 @@ impl Stats {
         }
         if outcome.rate_limited {
             self.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(full) = outcome.full {
+            let i = Full::ALL
+                .iter()
+                .position(|&f| f == full)
+                .expect("every cap");
+            self.full[i].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -139,6 +148,11 @@ impl Stats {
             "store_errors": self.store_errors.load(Ordering::Relaxed),
             "rate_limited": self.rate_limited.load(Ordering::Relaxed),
             "udp_restarts": self.udp_restarts.load(Ordering::Relaxed),
+            "refused_at_cap": Full::ALL
+                .iter()
+                .zip(&self.full)
+                .map(|(f, n)| (f.name().to_string(), json!(n.load(Ordering::Relaxed))))
+                .collect::<serde_json::Map<_, _>>(),
         })
     }
 
@@ -222,6 +236,18 @@ impl Stats {
             "# HELP edgetracker_udp_restarts_total UDP serving threads restarted after a panic.\n# TYPE edgetracker_udp_restarts_total counter\nedgetracker_udp_restarts_total {}",
             self.udp_restarts.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP edgetracker_refused_at_cap_total Announces refused at a cap on torrents or peers.\n# TYPE edgetracker_refused_at_cap_total counter"
+        );
+        for (f, n) in Full::ALL.iter().zip(&self.full) {
+            let _ = writeln!(
+                out,
+                "edgetracker_refused_at_cap_total{{cap=\"{}\"}} {}",
+                f.name(),
+                n.load(Ordering::Relaxed)
+            );
+        }
         let _ = writeln!(out, "edgetracker_uptime_seconds {uptime}");
         out
     }

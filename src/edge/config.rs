@@ -83,6 +83,11 @@ pub fn policy(env: &Env, store: StoreKind) -> Result<Policy, String> {
         accept_claimed_ip: false,
         sparse_swarm_interval: var(env, "SPARSE_SWARM_INTERVAL", sparse_default)?,
         completed_retention: var(env, "COMPLETED_RETENTION", d.completed_retention)?,
+        max_peers_per_torrent: var(env, "MAX_PEERS_PER_TORRENT", d.max_peers_per_torrent)?,
+        max_peers_per_address: var(env, "MAX_PEERS_PER_ADDRESS", d.max_peers_per_address)?,
+        // Store-wide caps are the native memory's: the edge's stores bill, not fill, by size.
+        max_torrents: d.max_torrents,
+        max_peers: d.max_peers,
     };
     p.validate()?;
     let most = max_scrape_hashes(store);

@@ -26,7 +26,7 @@ use worker::kv::KvStore;
 
 use super::{hex, unhex};
 use crate::protocol::types::{Event, InfoHash, SwarmCounts};
-use crate::store::{PeerAnnounce, PeerStore, StoreError};
+use crate::store::{AnnounceError, Full, PeerAnnounce, PeerStore, StoreError};
 use crate::swarm::{PeerAddr, Policy, select};
 
 /// The KV binding of wrangler.toml.
@@ -118,8 +118,10 @@ impl KvPeerStore {
 
     /// Lists one swarm (bounded pages), dropping entries older than the peer timeout at `now`
     /// (KV expires them on its own clock too; this keeps answers exact in between).
-    async fn list_swarm(&self, prefix: &str, now: u32) -> Result<Vec<Listed>, StoreError> {
+    /// Also says whether the list was read to its end (false: more pages than `MAX_PAGES`).
+    async fn list_swarm(&self, prefix: &str, now: u32) -> Result<(Vec<Listed>, bool), StoreError> {
         let mut out = Vec::new();
+        let mut complete = false;
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let mut list = self.kv.list().prefix(prefix.to_string()).limit(PAGE);
@@ -148,14 +150,36 @@ impl KvPeerStore {
                 });
             }
             if page.list_complete {
+                complete = true;
                 break;
             }
             match page.cursor {
                 Some(c) if !c.is_empty() => cursor = Some(c),
-                _ => break,
+                _ => {
+                    complete = true;
+                    break;
+                }
             }
         }
-        Ok(out)
+        Ok((out, complete))
+    }
+
+    /// A peer's own entry, read by its key (for a peer beyond the pages a swarm's list read).
+    async fn own_entry(&self, key: &str, now: u32) -> Result<Option<Listed>, StoreError> {
+        self.count(|o| o.get += 1);
+        let (_, meta) = self
+            .kv
+            .get(key)
+            .text_with_metadata::<Meta>()
+            .await
+            .map_err(kv_error)?;
+        Ok(meta
+            .filter(|m| now.saturating_sub(m.t) <= self.policy.peer_timeout)
+            .map(|m| Listed {
+                addr: Vec::new(),
+                seeding: m.s == 1,
+                written: m.t,
+            }))
     }
 
     async fn downloaded(&self, hash: &InfoHash) -> Result<u32, StoreError> {
@@ -187,15 +211,37 @@ impl KvPeerStore {
         now: u32,
         rng: &mut impl Rng,
         peers: &mut Vec<u8>,
-    ) -> Result<SwarmCounts, StoreError> {
+    ) -> Result<SwarmCounts, AnnounceError> {
         let v6 = matches!(a.peer, PeerAddr::V6(_));
         let prefix = self.swarm_prefix(&a.info_hash, v6);
         let me = a.peer.as_bytes();
         let my_key = format!("{prefix}{}", hex(me));
-        let mut swarm = self.list_swarm(&prefix, now).await?;
+        let (mut swarm, complete) = self.list_swarm(&prefix, now).await?;
         let mut downloaded = self.downloaded(&a.info_hash).await?;
         let mine = swarm.iter().position(|l| l.addr == me);
-        let was_seeder = mine.is_some_and(|i| swarm[i].seeding);
+        // A peer beyond the pages read is looked up by its own key (one read, in big swarms
+        // only), so it is neither rewritten at every announce nor counted completed twice.
+        let beyond_view = match mine {
+            None if !complete && a.event != Event::Stopped => self.own_entry(&my_key, now).await?,
+            _ => None,
+        };
+        let was_seeder = mine.map_or(beyond_view.as_ref().is_some_and(|l| l.seeding), |i| {
+            swarm[i].seeding
+        });
+        if mine.is_none() && beyond_view.is_none() && a.event != Event::Stopped {
+            // A new peer, within the caps as far as the swarm's view shows them.
+            let prefix_len = if v6 { 8 } else { 4 };
+            let same_address = swarm
+                .iter()
+                .filter(|l| l.addr.get(..prefix_len) == Some(&me[..prefix_len]))
+                .count();
+            if swarm.len() >= self.policy.max_peers_per_torrent as usize {
+                return Err(Full::PeersInTorrent.into());
+            }
+            if same_address >= self.policy.max_peers_per_address as usize {
+                return Err(Full::PeersFromAddress.into());
+            }
+        }
 
         if a.event == Event::Stopped {
             if let Some(i) = mine {
@@ -207,7 +253,8 @@ impl KvPeerStore {
             self.count(|o| o.delete += 1);
             self.kv.delete(&my_key).await.map_err(kv_error)?;
         } else {
-            if self.needs_write(mine.map(|i| &swarm[i]), a.seeding, now) {
+            let listed = mine.map(|i| &swarm[i]).or(beyond_view.as_ref());
+            if self.needs_write(listed, a.seeding, now) {
                 self.count(|o| o.put += 1);
                 let written = self.kv.put(&my_key, "").and_then(|p| {
                     p.expiration_ttl(u64::from(self.policy.peer_timeout.max(MIN_TTL)))
@@ -293,7 +340,7 @@ impl KvPeerStore {
                 ..SwarmCounts::default()
             };
             for v6 in [false, true] {
-                for l in self.list_swarm(&self.swarm_prefix(hash, v6), now).await? {
+                for l in self.list_swarm(&self.swarm_prefix(hash, v6), now).await?.0 {
                     if l.seeding {
                         c.complete += 1
                     } else {
@@ -314,7 +361,7 @@ impl PeerStore for KvPeerStore {
         now: u32,
         rng: &mut impl Rng,
         peers: &mut Vec<u8>,
-    ) -> impl Future<Output = Result<SwarmCounts, StoreError>> {
+    ) -> impl Future<Output = Result<SwarmCounts, AnnounceError>> {
         self.announce_inner(a, now, rng, peers)
     }
 

@@ -9,7 +9,7 @@ use super::config::StoreKind;
 use super::durable::{DoOps, DurableObjectStore};
 use super::kv::{self, KvPeerStore, OpCounts};
 use crate::protocol::types::{InfoHash, SwarmCounts};
-use crate::store::{PeerAnnounce, PeerStore, StoreError};
+use crate::store::{AnnounceError, PeerAnnounce, PeerStore, StoreError};
 use crate::swarm::Policy;
 
 /// The Durable Object namespace binding of wrangler.toml.
@@ -75,7 +75,7 @@ impl PeerStore for EdgeStore {
         now: u32,
         rng: &mut impl Rng,
         peers: &mut Vec<u8>,
-    ) -> Result<SwarmCounts, StoreError> {
+    ) -> Result<SwarmCounts, AnnounceError> {
         match self {
             EdgeStore::Kv(s) => s.announce(a, now, rng, peers).await,
             EdgeStore::DurableObject(s) => s.announce(a, now, rng, peers).await,

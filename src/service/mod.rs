@@ -18,7 +18,7 @@ use crate::protocol::http::{self, RequestError};
 use crate::protocol::types::{AnnounceRequest, Event, Family, InfoHash, SwarmCounts};
 use crate::protocol::udp::{self, Request};
 use crate::ratelimit::{AnnounceGate, Limiter, RateLimit};
-use crate::store::{PeerAnnounce, PeerStore, StoreError};
+use crate::store::{AnnounceError, Full, PeerAnnounce, PeerStore, StoreError};
 use crate::swarm::Policy;
 
 /// What a request was, for per-kind counters.
@@ -40,6 +40,8 @@ pub struct Outcome {
     pub store_error: Option<StoreError>,
     /// Refused because the client's address exceeded the announce rate limit.
     pub rate_limited: bool,
+    /// Refused because a cap on torrents or peers was reached.
+    pub full: Option<Full>,
 }
 
 impl Outcome {
@@ -145,7 +147,7 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
         now: u32,
         rng: &mut impl Rng,
         peers: &mut Vec<u8>,
-    ) -> (Family, SwarmCounts, Option<StoreError>) {
+    ) -> Result<(Family, SwarmCounts, Option<StoreError>), Full> {
         let peer = self.policy.peer_addr(client, req);
         let want = if req.event == Event::Stopped {
             0
@@ -161,10 +163,11 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
         };
         peers.clear();
         match self.store.announce(&a, now, rng, peers).await {
-            Ok(counts) => (peer.family(), counts, None),
-            Err(e) => {
+            Ok(counts) => Ok((peer.family(), counts, None)),
+            Err(AnnounceError::Full(full)) => Err(full),
+            Err(AnnounceError::Store(e)) => {
                 peers.clear();
-                (peer.family(), SwarmCounts::default(), Some(e))
+                Ok((peer.family(), SwarmCounts::default(), Some(e)))
             }
         }
     }
@@ -191,9 +194,22 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
         if let Err(refusal) = self.admit(passkey, &[req.info_hash]) {
             return refuse_http(Some(Action::Announce), refusal.reason());
         }
-        let (family, counts, store_error) = self
+        let announced = self
             .announce(&req, client, usize::MAX, now, rng, &mut scratch.peers)
             .await;
+        let (family, counts, store_error) = match announced {
+            Ok(announced) => announced,
+            Err(full) => {
+                let (body, outcome) = refuse_http(Some(Action::Announce), full.reason());
+                return (
+                    body,
+                    Outcome {
+                        full: Some(full),
+                        ..outcome
+                    },
+                );
+            }
+        };
         let (interval, min_interval) = self
             .policy
             .intervals(req.event, swarm_size(&counts, store_error.as_ref()));
@@ -328,9 +344,19 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
                     return Outcome::refused(Some(Action::Announce), refusal.reason());
                 }
                 let max = udp::max_peers_per_reply(family);
-                let (_, counts, store_error) = self
+                let announced = self
                     .announce(&announce, client, max, now, rng, &mut scratch.peers)
                     .await;
+                let (_, counts, store_error) = match announced {
+                    Ok(announced) => announced,
+                    Err(full) => {
+                        udp::write_error(out, transaction_id, full.reason(), PROVEN_CLIENT);
+                        return Outcome {
+                            full: Some(full),
+                            ..Outcome::refused(Some(Action::Announce), full.reason())
+                        };
+                    }
+                };
                 udp::write_announce(
                     out,
                     transaction_id,
@@ -435,9 +461,9 @@ mod tests {
             _: u32,
             _: &mut impl Rng,
             peers: &mut Vec<u8>,
-        ) -> impl Future<Output = Result<SwarmCounts, StoreError>> {
+        ) -> impl Future<Output = Result<SwarmCounts, AnnounceError>> {
             peers.extend_from_slice(&[1, 2, 3]); // half-written output must not leak into the reply
-            std::future::ready(Err(StoreError("backend down".into())))
+            std::future::ready(Err(StoreError("backend down".into()).into()))
         }
         fn scrape(
             &self,

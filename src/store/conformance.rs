@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use rand_core::Rng;
 
-use super::{PeerAnnounce, PeerStore};
+use super::{AnnounceError, Full, PeerAnnounce, PeerStore};
 use crate::protocol::types::{Event, InfoHash, SwarmCounts};
 use crate::swarm::{PeerAddr, Policy};
 
@@ -21,6 +21,7 @@ pub fn policy() -> Policy {
         announce_interval: 60,
         min_interval: 30,
         peer_timeout: 180,
+        max_peers_per_address: 4,
         ..Policy::default()
     }
 }
@@ -97,6 +98,7 @@ pub async fn run_all<S: PeerStore>(make: impl Fn() -> S, rng: &mut impl Rng) {
     re_announce_does_not_duplicate(&make(), rng).await;
     expired_peers_are_gone(&make(), rng).await;
     scrape_reports_each_hash_in_order(&make(), rng).await;
+    one_address_cannot_crowd_a_swarm(&make(), rng).await;
 }
 
 pub async fn two_peers_find_each_other<S: PeerStore>(store: &S, rng: &mut impl Rng) {
@@ -381,4 +383,67 @@ pub async fn scrape_reports_each_hash_in_order<S: PeerStore>(store: &S, rng: &mu
         vec![counts(0, 0, 0), counts(0, 1, 0), counts(1, 0, 0)],
         "scrape_reports_each_hash_in_order"
     );
+}
+
+pub async fn one_address_cannot_crowd_a_swarm<S: PeerStore>(store: &S, rng: &mut impl Rng) {
+    let cap = policy().max_peers_per_address as u16;
+    let refused = |r: Result<SwarmCounts, AnnounceError>| {
+        r == Err(AnnounceError::Full(Full::PeersFromAddress))
+    };
+    for (ip, other, t) in [
+        ("10.0.0.1", "10.0.0.1", T0),
+        ("2001:db8::1", "2001:db8::ffff", T0 + 10),
+    ] {
+        for port in 1..=cap {
+            call(
+                store,
+                announce(peer(ip, port), Event::Started, false),
+                t,
+                rng,
+            )
+            .await;
+        }
+        // One more port, from the same address (or the same IPv6 /64): refused, nothing changes.
+        let mut buf = Vec::new();
+        let extra = announce(peer(other, 1000), Event::Started, false);
+        assert!(
+            refused(store.announce(&extra, t + 1, rng, &mut buf).await),
+            "one_address_cannot_crowd_a_swarm: {ip}: peer {} refused",
+            cap + 1
+        );
+        // Known peers still announce, others still join.
+        call(store, announce(peer(ip, 1), Event::None, false), t + 2, rng).await;
+        let newcomer = if ip.contains(':') {
+            "2001:db8:1::1"
+        } else {
+            "10.0.0.2"
+        };
+        let r = call(
+            store,
+            announce(peer(newcomer, 1), Event::Started, false),
+            t + 3,
+            rng,
+        )
+        .await;
+        assert_eq!(
+            r.peers.len(),
+            usize::from(cap),
+            "one_address_cannot_crowd_a_swarm: {ip}: the capped address's peers only"
+        );
+        // A port that leaves makes room for another.
+        call(
+            store,
+            announce(peer(ip, 2), Event::Stopped, false),
+            t + 4,
+            rng,
+        )
+        .await;
+        call(
+            store,
+            announce(peer(other, 1000), Event::Started, false),
+            t + 5,
+            rng,
+        )
+        .await;
+    }
 }

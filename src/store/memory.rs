@@ -9,12 +9,12 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering};
 
 use rand_core::Rng;
 use siphasher::sip::SipHasher13;
 
-use super::{PeerAnnounce, PeerStore, StoreError, Totals};
+use super::{AnnounceError, Full, PeerAnnounce, PeerStore, StoreError, Totals};
 use crate::protocol::types::{Event, InfoHash, SwarmCounts};
 use crate::swarm::PeerAddr;
 use crate::swarm::Policy;
@@ -69,6 +69,10 @@ pub struct MemoryStore {
     /// The latest `now` a sweep ran at. Sweeps never run at an earlier time than that: with a
     /// clock stepped back, 16-bit stamps of fresh peers would look 18 hours old.
     latest_sweep: AtomicU32,
+    /// Torrents and peers in the whole store, for the caps (kept as shards change them, so a
+    /// cap check reads one number rather than every shard).
+    torrent_count: AtomicUsize,
+    peer_count: AtomicI64,
 }
 
 /// Shards: enough that a handful of socket threads rarely contend, few enough that each shard's
@@ -98,6 +102,8 @@ impl MemoryStore {
             shard_hasher: KeyedHasher(shard_key),
             policy,
             latest_sweep: AtomicU32::new(0),
+            torrent_count: AtomicUsize::new(0),
+            peer_count: AtomicI64::new(0),
         }
     }
 
@@ -125,34 +131,75 @@ impl MemoryStore {
         now: u32,
         rng: &mut impl Rng,
         peers: &mut Vec<u8>,
-    ) -> SwarmCounts {
+    ) -> Result<SwarmCounts, Full> {
         let stopped = a.event == Event::Stopped;
         let mut shard = self.shard(&a.info_hash);
         let shard = &mut *shard;
-        if stopped && !shard.torrents.contains_key(&a.info_hash) {
-            // Never create a torrent just to remove a peer from it.
-            return SwarmCounts::default();
+        let new_torrent = !shard.torrents.contains_key(&a.info_hash);
+        if new_torrent {
+            if stopped {
+                // Never create a torrent just to remove a peer from it.
+                return Ok(SwarmCounts::default());
+            }
+            if self.torrent_count.load(Ordering::Relaxed) >= self.policy.max_torrents as usize {
+                return Err(Full::Torrents);
+            }
+            self.torrent_count.fetch_add(1, Ordering::Relaxed);
         }
         let torrent = shard.torrents.entry(a.info_hash).or_default();
-        let (announced, counts, v6) = match &a.peer {
-            PeerAddr::V4(addr) => {
-                let (r, me) = torrent.v4.announce(*addr, a.seeding, stopped, now);
-                if !stopped {
-                    torrent.v4.select(me, a.seeding, a.want, rng, peers);
-                }
-                (r, (torrent.v4.seeders(), torrent.v4.leechers()), false)
+        let in_torrent = torrent.v4.len() + torrent.v6.as_ref().map_or(0, |l| l.len());
+        let policy = &self.policy;
+        let peer_count = &self.peer_count;
+        // Asked only for a peer that would be new to the swarm.
+        let may_join = |same_address: usize| {
+            if peer_count.load(Ordering::Relaxed) >= i64::from(policy.max_peers) {
+                Err(Full::Peers)
+            } else if in_torrent >= policy.max_peers_per_torrent as usize {
+                Err(Full::PeersInTorrent)
+            } else if same_address >= policy.max_peers_per_address as usize {
+                Err(Full::PeersFromAddress)
+            } else {
+                Ok(())
             }
+        };
+        let joined = match &a.peer {
+            PeerAddr::V4(addr) => torrent
+                .v4
+                .announce_admitting(*addr, a.seeding, stopped, now, |l| {
+                    may_join(l.count_prefix(&addr[..4]))
+                })
+                .map(|(r, me)| {
+                    if !stopped {
+                        torrent.v4.select(me, a.seeding, a.want, rng, peers);
+                    }
+                    (r, (torrent.v4.seeders(), torrent.v4.leechers()), false)
+                }),
             PeerAddr::V6(addr) => {
                 let list = torrent.v6.get_or_insert_default();
-                let (r, me) = list.announce(*addr, a.seeding, stopped, now);
-                if !stopped {
-                    list.select(me, a.seeding, a.want, rng, peers);
-                }
-                let counts = (list.seeders(), list.leechers());
+                let joined = list
+                    .announce_admitting(*addr, a.seeding, stopped, now, |l| {
+                        may_join(l.count_prefix(&addr[..8]))
+                    })
+                    .map(|(r, me)| {
+                        if !stopped {
+                            list.select(me, a.seeding, a.want, rng, peers);
+                        }
+                        (r, (list.seeders(), list.leechers()), true)
+                    });
                 if list.is_empty() {
                     torrent.v6 = None;
                 }
-                (r, counts, true)
+                joined
+            }
+        };
+        let (announced, counts, v6) = match joined {
+            Ok(joined) => joined,
+            Err(full) => {
+                if new_torrent {
+                    shard.torrents.remove(&a.info_hash);
+                    self.torrent_count.fetch_sub(1, Ordering::Relaxed);
+                }
+                return Err(full);
             }
         };
         if a.event == Event::Completed && !announced.was_seeder {
@@ -163,12 +210,22 @@ impl MemoryStore {
             torrent.quiet_since = 0;
         } else if downloaded == 0 {
             shard.torrents.remove(&a.info_hash);
+            self.torrent_count.fetch_sub(1, Ordering::Relaxed);
         }
-        shard.apply(v6, announced.delta);
-        SwarmCounts {
+        self.apply(shard, v6, announced.delta);
+        Ok(SwarmCounts {
             complete: counts.0,
             incomplete: counts.1,
             downloaded,
+        })
+    }
+
+    /// Applies a change of seeders and leechers to a shard's totals and the store's.
+    fn apply(&self, shard: &mut Shard, v6: bool, d: Delta) {
+        shard.apply(v6, d);
+        let peers = d.seeders + d.leechers;
+        if peers != 0 {
+            self.peer_count.fetch_add(peers, Ordering::Relaxed);
         }
     }
 
@@ -196,6 +253,7 @@ impl MemoryStore {
             let shard = &mut *shard;
             let mut gone4 = Delta::default();
             let mut gone6 = Delta::default();
+            let before = shard.torrents.len();
             shard.torrents.retain(|_, t| {
                 gone4 += t.v4.expire(now, timeout);
                 if let Some(v6) = &mut t.v6 {
@@ -216,8 +274,10 @@ impl MemoryStore {
                 }
                 u32::from(today.wrapping_sub(t.quiet_since)) < retention_days
             });
-            shard.apply(false, gone4);
-            shard.apply(true, gone6);
+            self.torrent_count
+                .fetch_sub(before - shard.torrents.len(), Ordering::Relaxed);
+            self.apply(shard, false, gone4);
+            self.apply(shard, true, gone6);
             if shard.torrents.capacity() > 2 * shard.torrents.len() + 64 {
                 shard.torrents.shrink_to_fit();
             }
@@ -251,6 +311,9 @@ impl MemoryStore {
         let timeout = self.policy.peer_timeout;
         let mut shard = self.shard(&hash);
         let shard = &mut *shard;
+        if !shard.torrents.contains_key(&hash) {
+            self.torrent_count.fetch_add(1, Ordering::Relaxed);
+        }
         let torrent = shard.torrents.entry(hash).or_default();
         torrent.downloaded = torrent.downloaded.max(downloaded);
         let (mut d4, mut d6) = (Delta::default(), Delta::default());
@@ -275,9 +338,10 @@ impl MemoryStore {
         let restored = (d4.seeders + d4.leechers + d6.seeders + d6.leechers) as usize;
         if !torrent.has_peers() && torrent.downloaded == 0 {
             shard.torrents.remove(&hash);
+            self.torrent_count.fetch_sub(1, Ordering::Relaxed);
         }
-        shard.apply(false, d4);
-        shard.apply(true, d6);
+        self.apply(shard, false, d4);
+        self.apply(shard, true, d6);
         restored
     }
 
@@ -299,8 +363,11 @@ impl PeerStore for MemoryStore {
         now: u32,
         rng: &mut impl Rng,
         peers: &mut Vec<u8>,
-    ) -> impl Future<Output = Result<SwarmCounts, StoreError>> {
-        std::future::ready(Ok(self.announce_now(a, now, rng, peers)))
+    ) -> impl Future<Output = Result<SwarmCounts, AnnounceError>> {
+        std::future::ready(
+            self.announce_now(a, now, rng, peers)
+                .map_err(AnnounceError::Full),
+        )
     }
 
     fn scrape(
@@ -338,6 +405,59 @@ mod tests {
     }
 
     #[test]
+    fn caps_refuse_new_torrents_and_peers_and_say_which() {
+        // Before: no cap at all; one address made 1,000,000 torrents in 29 s, and 8 addresses
+        // put 524,000 peers in one torrent.
+        let policy = Policy {
+            max_torrents: 3,
+            max_peers: 6,
+            max_peers_per_torrent: 4,
+            max_peers_per_address: 2,
+            ..conformance::policy()
+        };
+        let store = MemoryStore::new(policy, [5; 16]);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(8);
+        let mut join = |hash: u8, ip: &str, port: u16| {
+            let a = PeerAnnounce {
+                info_hash: InfoHash([hash; 20]),
+                peer: PeerAddr::new(ip.parse().unwrap(), port),
+                event: Event::Started,
+                seeding: false,
+                want: 10,
+            };
+            store
+                .announce_now(&a, 1000, &mut rng, &mut Vec::new())
+                .map(|_| ())
+        };
+        join(1, "10.0.0.1", 1).unwrap();
+        join(1, "10.0.0.1", 2).unwrap();
+        assert_eq!(join(1, "10.0.0.1", 3), Err(Full::PeersFromAddress));
+        assert_eq!(join(1, "10.0.0.1", 1), Ok(()), "a known peer is not new");
+        join(1, "10.0.0.2", 1).unwrap();
+        join(1, "10.0.0.3", 1).unwrap();
+        assert_eq!(join(1, "10.0.0.4", 1), Err(Full::PeersInTorrent));
+        join(2, "10.0.0.5", 1).unwrap();
+        assert_eq!(join(3, "10.0.0.5", 1), Ok(()));
+        assert_eq!(join(4, "10.0.0.5", 1), Err(Full::Torrents));
+        assert_eq!(join(2, "10.0.0.6", 1), Err(Full::Peers), "6 peers in all");
+        let t = store.totals();
+        assert_eq!((t.torrents, t.peers()), (3, 6), "refusals change nothing");
+        // A peer that leaves makes room; an emptied torrent too.
+        let stop = PeerAnnounce {
+            info_hash: InfoHash([3; 20]),
+            peer: PeerAddr::new("10.0.0.5".parse().unwrap(), 1),
+            event: Event::Stopped,
+            seeding: false,
+            want: 0,
+        };
+        let mut other_rng = rand::rngs::SmallRng::seed_from_u64(9);
+        store
+            .announce_now(&stop, 1001, &mut other_rng, &mut Vec::new())
+            .unwrap();
+        assert_eq!(join(4, "10.0.0.7", 1), Ok(()));
+    }
+
+    #[test]
     fn torrents_kept_only_for_their_completed_count_are_forgotten_after_the_retention() {
         // Before: a torrent with a completed count and no peers was kept (and saved) forever:
         // one address made 100,000 of them, and they survived expiry and a restart.
@@ -356,12 +476,16 @@ mod tests {
                 seeding: true,
                 want: 0,
             };
-            store.announce_now(&a, t0, &mut rng, &mut Vec::new());
+            store
+                .announce_now(&a, t0, &mut rng, &mut Vec::new())
+                .unwrap();
             let stop = PeerAnnounce {
                 event: Event::Stopped,
                 ..a
             };
-            store.announce_now(&stop, t0 + 1, &mut rng, &mut Vec::new());
+            store
+                .announce_now(&stop, t0 + 1, &mut rng, &mut Vec::new())
+                .unwrap();
         }
         store.expire_now(t0 + 10);
         assert_eq!(store.totals().torrents, 100, "the counts are kept a while");
@@ -382,7 +506,9 @@ mod tests {
             seeding: true,
             want: 0,
         };
-        store.announce_now(&a, 100_100, &mut rng, &mut Vec::new());
+        store
+            .announce_now(&a, 100_100, &mut rng, &mut Vec::new())
+            .unwrap();
         // The clock steps back a minute: before, the peer's stamp looked 65,476 s old.
         store.expire_now(100_040);
         assert_eq!(store.totals().seeders(), 1);
@@ -478,7 +604,7 @@ mod tests {
                 seeding: i % 2 == 0,
                 want: 5,
             };
-            store.announce_now(&a, 1000, &mut rng, &mut peers);
+            store.announce_now(&a, 1000, &mut rng, &mut peers).unwrap();
         }
         let v6 = PeerAnnounce {
             info_hash: InfoHash([9; 20]),
@@ -487,7 +613,7 @@ mod tests {
             seeding: false,
             want: 5,
         };
-        store.announce_now(&v6, 1100, &mut rng, &mut peers);
+        store.announce_now(&v6, 1100, &mut rng, &mut peers).unwrap();
         assert_eq!(
             store.totals(),
             Totals {

@@ -17,7 +17,7 @@
 
 use rand_core::Rng;
 
-use super::PeerAnnounce;
+use super::{Full, PeerAnnounce};
 use crate::protocol::types::{Event, SwarmCounts};
 use crate::swarm::torrent::{Delta, PeerList};
 use crate::swarm::{PeerAddr, Policy};
@@ -30,28 +30,37 @@ pub const SWEEP_EVERY: u32 = 30;
 /// `2^16 − MAX_PEER_TIMEOUT − SWEEP_EVERY` seconds.
 pub const RELOAD_AFTER: u32 = 6 * 3600;
 
-/// The two knobs a mirrored swarm runs on.
+/// The knobs of [`Policy`] a mirrored swarm runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timing {
+pub struct Knobs {
     /// A peer silent this long is gone.
     pub peer_timeout: u32,
     /// How often clients announce.
     pub announce_interval: u32,
+    /// Most peers in the swarm (both families).
+    pub max_peers: u32,
+    /// Most peers in the swarm from one client (an IPv4 address, an IPv6 /64).
+    pub max_peers_per_address: u32,
 }
 
-impl Timing {
-    pub fn of(policy: &Policy) -> Timing {
-        Timing {
+impl Knobs {
+    pub fn of(policy: &Policy) -> Knobs {
+        Knobs {
             peer_timeout: policy.peer_timeout,
             announce_interval: policy.announce_interval,
+            max_peers: policy.max_peers_per_torrent,
+            max_peers_per_address: policy.max_peers_per_address,
         }
     }
 
-    /// Whether the in-memory stamps can work with it (see [`crate::swarm::policy::MAX_PEER_TIMEOUT`]).
+    /// Whether a swarm can run on them (the in-memory stamps: see
+    /// [`crate::swarm::policy::MAX_PEER_TIMEOUT`]; caps of at least one).
     pub fn is_valid(&self) -> bool {
         self.announce_interval > 0
             && self.peer_timeout >= self.announce_interval
             && self.peer_timeout <= crate::swarm::policy::MAX_PEER_TIMEOUT
+            && self.max_peers > 0
+            && self.max_peers_per_address > 0
     }
 
     /// A row older than this is rewritten at the peer's next announce: it would otherwise not
@@ -96,7 +105,7 @@ pub struct MirroredSwarm {
     v4: PeerList<6, Written>,
     v6: PeerList<18, Written>,
     downloaded: u32,
-    timeout: u32,
+    knobs: Knobs,
     /// A row older than this is rewritten at the peer's next announce.
     refresh_after: u32,
     last_sweep: u32,
@@ -109,13 +118,13 @@ pub struct MirroredSwarm {
 
 impl MirroredSwarm {
     /// An empty swarm with nothing stored.
-    pub fn new(timing: Timing, now: u32) -> Self {
+    pub fn new(knobs: Knobs, now: u32) -> Self {
         MirroredSwarm {
             v4: PeerList::default(),
             v6: PeerList::default(),
             downloaded: 0,
-            timeout: timing.peer_timeout,
-            refresh_after: timing.refresh_after(),
+            knobs,
+            refresh_after: knobs.refresh_after(),
             last_sweep: now,
             last_now: now,
             stored: false,
@@ -126,33 +135,33 @@ impl MirroredSwarm {
     /// swarm loaded here clears storage once it is empty). Rows already past the timeout are
     /// dropped and their deletion pushed to `writes`.
     pub fn load(
-        timing: Timing,
+        knobs: Knobs,
         rows: impl IntoIterator<Item = Row>,
         downloaded: u32,
         now: u32,
         writes: &mut Vec<Write>,
     ) -> Self {
-        let mut swarm = MirroredSwarm::new(timing, now);
+        let mut swarm = MirroredSwarm::new(knobs, now);
         swarm.downloaded = downloaded;
         swarm.stored = true;
         for row in rows {
             let seen = row.written.min(now);
-            if now - seen > swarm.timeout {
+            if now - seen > swarm.knobs.peer_timeout {
                 writes.push(Write::Forget(row.peer));
                 continue;
             }
             match row.peer {
-                PeerAddr::V4(addr) => load_into(&mut swarm.v4, addr, row.seeding, seen),
-                PeerAddr::V6(addr) => load_into(&mut swarm.v6, addr, row.seeding, seen),
+                PeerAddr::V4(addr) => load_into(&mut swarm.v4, addr, &row, seen),
+                PeerAddr::V6(addr) => load_into(&mut swarm.v6, addr, &row, seen),
             }
         }
         swarm
     }
 
     /// Takes new knobs (an operator changed them and redeployed) from the next request on.
-    pub fn set_timing(&mut self, timing: Timing) {
-        self.timeout = timing.peer_timeout;
-        self.refresh_after = timing.refresh_after();
+    pub fn set_knobs(&mut self, knobs: Knobs) {
+        self.knobs = knobs;
+        self.refresh_after = knobs.refresh_after();
     }
 
     /// Whether so much time passed since the last use that the swarm must be reloaded from
@@ -162,6 +171,7 @@ impl MirroredSwarm {
     }
 
     /// Records an announce (see [`super::PeerStore::announce`]), pushing what storage must do.
+    /// A new peer beyond the knobs' caps is refused and changes nothing (but a due sweep).
     pub fn announce(
         &mut self,
         a: &PeerAnnounce,
@@ -169,30 +179,30 @@ impl MirroredSwarm {
         rng: &mut impl Rng,
         peers: &mut Vec<u8>,
         writes: &mut Vec<Write>,
-    ) -> SwarmCounts {
+    ) -> Result<SwarmCounts, Full> {
         let now = self.clock(now);
         self.sweep(now, writes);
+        let in_swarm = self.len();
+        let knobs = self.knobs;
+        let may_join = |same_address: usize| {
+            if in_swarm >= knobs.max_peers as usize {
+                Err(Full::PeersInTorrent)
+            } else if same_address >= knobs.max_peers_per_address as usize {
+                Err(Full::PeersFromAddress)
+            } else {
+                Ok(())
+            }
+        };
+        let (refresh_after, v4, v6) = (self.refresh_after, &mut self.v4, &mut self.v6);
         let (was_seeder, (complete, incomplete)) = match a.peer {
-            PeerAddr::V4(addr) => announce_in(
-                &mut self.v4,
-                addr,
-                a,
-                now,
-                self.refresh_after,
-                rng,
-                peers,
-                writes,
-            ),
-            PeerAddr::V6(addr) => announce_in(
-                &mut self.v6,
-                addr,
-                a,
-                now,
-                self.refresh_after,
-                rng,
-                peers,
-                writes,
-            ),
+            PeerAddr::V4(addr) => {
+                let admit = |l: &PeerList<6, Written>| may_join(l.count_prefix(&addr[..4]));
+                announce_in(v4, addr, a, now, refresh_after, admit, rng, peers, writes)?
+            }
+            PeerAddr::V6(addr) => {
+                let admit = |l: &PeerList<18, Written>| may_join(l.count_prefix(&addr[..8]));
+                announce_in(v6, addr, a, now, refresh_after, admit, rng, peers, writes)?
+            }
         };
         if writes.iter().any(|w| matches!(w, Write::Peer(_))) {
             self.stored = true;
@@ -203,11 +213,11 @@ impl MirroredSwarm {
             self.stored = true;
         }
         self.clear_if_empty(writes);
-        SwarmCounts {
+        Ok(SwarmCounts {
             complete,
             incomplete,
             downloaded: self.downloaded,
-        }
+        })
     }
 
     /// Counts over both families, for a scrape (after a due sweep, whose deletions go to
@@ -261,10 +271,11 @@ impl MirroredSwarm {
             return;
         }
         self.last_sweep = now;
-        self.v4.expire_each(now, self.timeout, |a, _| {
+        let timeout = self.knobs.peer_timeout;
+        self.v4.expire_each(now, timeout, |a, _| {
             writes.push(Write::Forget(PeerAddr::V4(*a)))
         });
-        self.v6.expire_each(now, self.timeout, |a, _| {
+        self.v6.expire_each(now, timeout, |a, _| {
             writes.push(Write::Forget(PeerAddr::V6(*a)))
         });
     }
@@ -281,19 +292,15 @@ impl MirroredSwarm {
     }
 }
 
-fn load_into<const N: usize>(
-    list: &mut PeerList<N, Written>,
-    addr: [u8; N],
-    seeding: bool,
-    seen: u32,
-) {
-    if let (_, Some(at)) = list.announce(addr, seeding, false, seen) {
-        *list.extra_mut(at) = seen;
+/// Puts a stored peer back, last seen at `seen`, its row's write time as stored.
+fn load_into<const N: usize>(list: &mut PeerList<N, Written>, addr: [u8; N], row: &Row, seen: u32) {
+    if let (_, Some(at)) = list.announce(addr, row.seeding, false, seen) {
+        *list.extra_mut(at) = row.written;
     }
 }
 
-/// One announce on one family's list. Returns whether the peer was already a seeder, and the
-/// list's (seeders, leechers).
+/// One announce on one family's list, new peers admitted by `may_join`. Returns whether the
+/// peer was already a seeder, and the list's (seeders, leechers).
 #[allow(clippy::too_many_arguments)]
 fn announce_in<const N: usize>(
     list: &mut PeerList<N, Written>,
@@ -301,12 +308,13 @@ fn announce_in<const N: usize>(
     a: &PeerAnnounce,
     now: u32,
     refresh_after: u32,
+    may_join: impl FnOnce(&PeerList<N, Written>) -> Result<(), Full>,
     rng: &mut impl Rng,
     peers: &mut Vec<u8>,
     writes: &mut Vec<Write>,
-) -> (bool, (u32, u32)) {
+) -> Result<(bool, (u32, u32)), Full> {
     let stopped = a.event == Event::Stopped;
-    let (announced, at) = list.announce(addr, a.seeding, stopped, now);
+    let (announced, at) = list.announce_admitting(addr, a.seeding, stopped, now, may_join)?;
     match at {
         None if announced.delta != Delta::default() => writes.push(Write::Forget(a.peer)),
         None => {}
@@ -325,7 +333,7 @@ fn announce_in<const N: usize>(
             list.select(Some(at), a.seeding, a.want, rng, peers);
         }
     }
-    (announced.was_seeder, (list.seeders(), list.leechers()))
+    Ok((announced.was_seeder, (list.seeders(), list.leechers())))
 }
 
 #[cfg(test)]

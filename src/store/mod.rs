@@ -47,6 +47,66 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// A configured cap that refused a new torrent or peer ([`Policy`](crate::swarm::Policy)'s
+/// `max_*`); the client is told which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Full {
+    Torrents,
+    Peers,
+    PeersInTorrent,
+    PeersFromAddress,
+}
+
+impl Full {
+    pub const ALL: [Full; 4] = [
+        Full::Torrents,
+        Full::Peers,
+        Full::PeersInTorrent,
+        Full::PeersFromAddress,
+    ];
+
+    /// What the client is told.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Full::Torrents => "tracker full: no room for another torrent, retry later",
+            Full::Peers => "tracker full: no room for another peer, retry later",
+            Full::PeersInTorrent => "torrent full: no room for another peer in this swarm",
+            Full::PeersFromAddress => "too many peers from your address in this torrent",
+        }
+    }
+
+    /// Its name in counters.
+    pub fn name(self) -> &'static str {
+        match self {
+            Full::Torrents => "torrents",
+            Full::Peers => "peers",
+            Full::PeersInTorrent => "peers_in_torrent",
+            Full::PeersFromAddress => "peers_from_address",
+        }
+    }
+}
+
+/// Why an announce was not recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AnnounceError {
+    /// A cap refused the peer: the client's answer says so.
+    Full(Full),
+    /// The backend failed: the client gets a well-formed answer without peers.
+    Store(StoreError),
+}
+
+impl From<StoreError> for AnnounceError {
+    fn from(e: StoreError) -> Self {
+        AnnounceError::Store(e)
+    }
+}
+
+impl From<Full> for AnnounceError {
+    fn from(f: Full) -> Self {
+        AnnounceError::Full(f)
+    }
+}
+
 /// Totals over a whole store, for stats pages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -73,14 +133,15 @@ impl Totals {
 pub trait PeerStore {
     /// Records `a` and appends up to `a.want` compact peers of the announcing peer's family to
     /// `peers` (leechers only for a seeder, never the peer itself). Returns the counts of that
-    /// family's swarm, with the torrent's completed count.
+    /// family's swarm, with the torrent's completed count. A new torrent or peer beyond the
+    /// policy's caps is refused with [`AnnounceError::Full`] and changes nothing.
     fn announce(
         &self,
         a: &PeerAnnounce,
         now: u32,
         rng: &mut impl Rng,
         peers: &mut Vec<u8>,
-    ) -> impl Future<Output = Result<SwarmCounts, StoreError>>;
+    ) -> impl Future<Output = Result<SwarmCounts, AnnounceError>>;
 
     /// Appends one entry per hash, in order, to `out`: counts over both families, zeros for
     /// unknown torrents. A store that fails for some hashes only may still append one entry per

@@ -34,6 +34,15 @@ pub struct Policy {
     /// the last peer). Without a bound, anyone could fill memory with peerless torrents by
     /// announcing `completed` once in each.
     pub completed_retention: u32,
+    /// Most torrents tracked at once.
+    pub max_torrents: u32,
+    /// Most peers tracked at once, over all torrents.
+    pub max_peers: u32,
+    /// Most peers in one torrent (both families).
+    pub max_peers_per_torrent: u32,
+    /// Most peers in one torrent from one client (an IPv4 address, an IPv6 /64): many ports of
+    /// one address would otherwise crowd out everyone else's peers.
+    pub max_peers_per_address: u32,
 }
 
 /// Longest peer timeout: peers keep a 16-bit last-seen stamp in seconds that wraps every 18 h,
@@ -52,6 +61,10 @@ impl Default for Policy {
             accept_claimed_ip: false,
             sparse_swarm_interval: 0,
             completed_retention: 30 * 86_400,
+            max_torrents: 5_000_000,
+            max_peers: 20_000_000,
+            max_peers_per_torrent: 1_000_000,
+            max_peers_per_address: 16,
         }
     }
 }
@@ -76,6 +89,16 @@ impl Policy {
         }
         if self.sparse_swarm_interval > self.announce_interval {
             return Err("sparse_swarm_interval must not exceed announce_interval".into());
+        }
+        for (cap, name) in [
+            (self.max_torrents, "max_torrents"),
+            (self.max_peers, "max_peers"),
+            (self.max_peers_per_torrent, "max_peers_per_torrent"),
+            (self.max_peers_per_address, "max_peers_per_address"),
+        ] {
+            if cap == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
         }
         if self.scrape_max_hashes == 0 {
             return Err("scrape_max_hashes must be positive".into());

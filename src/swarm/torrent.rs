@@ -161,12 +161,28 @@ impl<const N: usize, X: Copy + Default> PeerList<N, X> {
         stopped: bool,
         now: u32,
     ) -> (Announced, Option<usize>) {
+        match self.announce_admitting(addr, seeding, stopped, now, |_| Ok::<(), ()>(())) {
+            Ok(done) => done,
+            Err(()) => unreachable!("admits everyone"),
+        }
+    }
+
+    /// [`PeerList::announce`], asking `may_join` first when `addr` would be a new peer: its
+    /// refusal is returned and nothing changes.
+    pub fn announce_admitting<E>(
+        &mut self,
+        addr: [u8; N],
+        seeding: bool,
+        stopped: bool,
+        now: u32,
+        may_join: impl FnOnce(&Self) -> Result<(), E>,
+    ) -> Result<(Announced, Option<usize>), E> {
         let mut out = Announced::default();
         let found = match self.search(&addr, seeding) {
             Ok(at) => Some((at, seeding)),
             Err(_) => self.search(&addr, !seeding).ok().map(|at| (at, !seeding)),
         };
-        match found {
+        Ok(match found {
             Some((at, was_seeding)) if stopped => {
                 out.delta = self.remove_at(at, was_seeding);
                 (out, None)
@@ -185,11 +201,28 @@ impl<const N: usize, X: Copy + Default> PeerList<N, X> {
                 (out, Some(at))
             }
             None => {
+                may_join(self)?;
                 let (at, d) = self.insert(addr, seeding, now);
                 out.delta = d;
                 (out, Some(at))
             }
-        }
+        })
+    }
+
+    /// Peers whose address starts with `prefix` (an IPv4 address, an IPv6 /64): a binary search
+    /// in each run, since both are sorted by address.
+    pub fn count_prefix(&self, prefix: &[u8]) -> usize {
+        let k = prefix.len().min(N);
+        let prefix = &prefix[..k];
+        [self.run(false), self.run(true)]
+            .into_iter()
+            .map(|(lo, hi)| {
+                let run = &self.slots[lo..hi];
+                let start = run.partition_point(|s| &s.addr[..k] < prefix);
+                let end = run.partition_point(|s| &s.addr[..k] <= prefix);
+                end - start
+            })
+            .sum()
     }
 
     /// Appends up to `want` random peers' compact addresses to `out`: leechers only for a seeder,

@@ -155,3 +155,74 @@ fn request_heads_beyond_the_buffer_are_refused() {
     assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
     t.shutdown();
 }
+
+#[test]
+fn one_address_cannot_fill_a_swarm_or_the_tracker() {
+    // Before: one IPv4 address made 1,000,000 torrents in 28.7 s, and 8 addresses put 524 k
+    // peers in one torrent; in the edge's KV view, 4,000 ports of one address were every peer
+    // handed out.
+    let t = tracker_with(|c| {
+        c.tracker.max_peers_per_address = 3;
+        c.tracker.max_torrents = 5;
+    });
+    let (h, u) = (http_addr(&t, false), udp_addr(&t, false));
+    let reason = |body: &[u8]| {
+        let text = String::from_utf8_lossy(body).to_string();
+        text.strip_prefix("d14:failure reason").map(|r| {
+            r.split_once(':')
+                .unwrap()
+                .1
+                .trim_end_matches('e')
+                .to_string()
+        })
+    };
+    let announce_http = |hash: u8, port: u16| {
+        let q = edgetracker::protocol::http::announce_query(&announce(
+            common::hash(hash),
+            port,
+            5,
+            edgetracker::protocol::types::Event::Started,
+        ));
+        reason(&http_get(h, &format!("/announce?{q}"), &[]).2)
+    };
+    for port in 1..=3 {
+        assert_eq!(announce_http(1, port), None, "port {port} joins");
+    }
+    assert_eq!(
+        announce_http(1, 4).as_deref(),
+        Some("too many peers from your address in this torrent")
+    );
+    // Over UDP too (with a valid connection id, so the whole reason comes back).
+    let s = udp_client(u);
+    let connect = udp_exchange(&s, &edgetracker::protocol::udp::connect_request(1));
+    let id: [u8; 8] = connect[8..16].try_into().unwrap();
+    let a = announce(
+        common::hash(1),
+        5,
+        5,
+        edgetracker::protocol::types::Event::Started,
+    );
+    let reply = udp_exchange(
+        &s,
+        &edgetracker::protocol::udp::announce_request(id, 9, &a, b""),
+    );
+    assert_eq!(&reply[..4], &[0, 0, 0, 3], "an error");
+    assert_eq!(
+        &reply[8..],
+        b"too many peers from your address in this torrent"
+    );
+    // Torrents: 5 at most.
+    for hash in 2..=5 {
+        assert_eq!(announce_http(hash, 1), None);
+    }
+    assert_eq!(
+        announce_http(6, 1).as_deref(),
+        Some("tracker full: no room for another torrent, retry later")
+    );
+    let (_, _, stats) = http_get(h, "/stats?format=json", &[]);
+    let stats: serde_json::Value = serde_json::from_slice(&stats).unwrap();
+    assert_eq!(stats["refused_at_cap"]["peers_from_address"], 2);
+    assert_eq!(stats["refused_at_cap"]["torrents"], 1);
+    assert_eq!(stats["torrents"], 5);
+    t.shutdown();
+}

@@ -230,7 +230,11 @@ fn bep41_url_data_is_accepted() {
 
 #[test]
 fn replies_fit_one_datagram() {
-    let t = tracker_with(|c| c.tracker.numwant_max = 1000);
+    // 300 peers from one test address: past the per-address cap, raised here.
+    let t = tracker_with(|c| {
+        c.tracker.numwant_max = 1000;
+        c.tracker.max_peers_per_address = 1000;
+    });
     let s = udp_client(udp_addr(&t, false));
     let id = connect(&s);
     let h = hash(7);

@@ -18,8 +18,8 @@ use rand_core::Rng;
 use worker::ObjectNamespace;
 
 use crate::protocol::types::{InfoHash, SwarmCounts};
-use crate::store::mirror::Timing;
-use crate::store::{PeerAnnounce, PeerStore, StoreError};
+use crate::store::mirror::Knobs;
+use crate::store::{AnnounceError, PeerAnnounce, PeerStore, StoreError};
 use crate::swarm::Policy;
 use wire::{Call, Op, Reply};
 
@@ -42,7 +42,7 @@ impl DoOps {
 
 pub struct DurableObjectStore {
     objects: ObjectNamespace,
-    timing: Timing,
+    knobs: Knobs,
     /// Prepended to every object name: lets tests give each store its own objects.
     namespace: String,
     ops: Cell<DoOps>,
@@ -56,7 +56,7 @@ impl DurableObjectStore {
     pub fn new(objects: ObjectNamespace, policy: &Policy, namespace: String) -> Self {
         DurableObjectStore {
             objects,
-            timing: Timing::of(policy),
+            knobs: Knobs::of(policy),
             namespace,
             ops: Cell::new(DoOps::default()),
         }
@@ -74,7 +74,7 @@ impl DurableObjectStore {
         hash: &InfoHash,
         call: Call,
         peer_len: usize,
-    ) -> Result<Reply, StoreError> {
+    ) -> Result<Reply, AnnounceError> {
         let name = format!("{}{}", self.namespace, super::hex(&hash.0));
         let stub = self
             .objects
@@ -90,11 +90,17 @@ impl DurableObjectStore {
         let mut response = stub.fetch_with_str(&url).await.map_err(do_error)?;
         let status = response.status_code();
         let bytes = response.bytes().await.map_err(do_error)?;
+        if let (409, [code]) = (status, &bytes[..])
+            && let Some(full) = wire::full_from_code(*code)
+        {
+            return Err(AnnounceError::Full(full));
+        }
         if status != 200 {
             return Err(do_error(format!(
                 "status {status}: {}",
                 String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-            )));
+            ))
+            .into());
         }
         let reply = Reply::decode(&bytes, peer_len).ok_or_else(|| do_error("malformed reply"))?;
         let mut ops = self.ops.get();
@@ -109,10 +115,10 @@ impl DurableObjectStore {
         a: &PeerAnnounce,
         now: u32,
         peers: &mut Vec<u8>,
-    ) -> Result<SwarmCounts, StoreError> {
+    ) -> Result<SwarmCounts, AnnounceError> {
         let call = Call {
             now,
-            timing: self.timing,
+            knobs: self.knobs,
             op: Op::Announce(*a),
         };
         let peer_len = a.peer.as_bytes().len();
@@ -132,7 +138,7 @@ impl DurableObjectStore {
         let calls = hashes.iter().map(|h| {
             let call = Call {
                 now,
-                timing: self.timing,
+                knobs: self.knobs,
                 op: Op::Scrape(*h),
             };
             self.call(h, call, 6)
@@ -145,7 +151,10 @@ impl DurableObjectStore {
                 Ok(reply) => out.push(reply.counts),
                 Err(e) => {
                     out.push(SwarmCounts::default());
-                    failed.get_or_insert(e);
+                    failed.get_or_insert(match e {
+                        AnnounceError::Store(e) => e,
+                        AnnounceError::Full(f) => do_error(format!("a scrape refused: {f:?}")),
+                    });
                 }
             }
         }
@@ -161,7 +170,7 @@ impl PeerStore for DurableObjectStore {
         now: u32,
         _rng: &mut impl Rng,
         peers: &mut Vec<u8>,
-    ) -> impl Future<Output = Result<SwarmCounts, StoreError>> {
+    ) -> impl Future<Output = Result<SwarmCounts, AnnounceError>> {
         self.announce_inner(a, now, peers)
     }
 

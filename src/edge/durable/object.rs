@@ -25,7 +25,8 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use worker::{DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
-use super::wire::{Call, Op, Reply, RowCounts};
+use super::wire::{Call, Op, Reply, RowCounts, full_code};
+use crate::store::Full;
 use crate::store::mirror::{MirroredSwarm, Row, Write};
 use crate::swarm::PeerAddr;
 
@@ -60,7 +61,10 @@ impl DurableObject for SwarmObject {
             return Response::error("not a swarm call", 400);
         };
         match self.answer(&call) {
-            Ok((reply, cleared)) => {
+            Ok(Answer::Full(full)) => {
+                Ok(Response::from_bytes(vec![full_code(full)])?.with_status(409))
+            }
+            Ok(Answer::Reply(reply, cleared)) => {
                 if cleared {
                     // The table is already gone (dropped in `answer`, before any await, so no
                     // other call can see it half-cleared). deleteAll then removes the object's
@@ -84,11 +88,17 @@ impl DurableObject for SwarmObject {
     }
 }
 
+/// What a call comes to: a reply (and whether it cleared storage), or a refused peer.
+enum Answer {
+    Reply(Reply, bool),
+    Full(Full),
+}
+
 impl SwarmObject {
     /// Runs one call against the swarm (loading it first if needed) and carries out its writes.
     /// Returns the reply and whether it cleared storage. No await in here, so no other call can
     /// interleave with it, and the swarm is never borrowed across a suspension.
-    fn answer(&self, call: &Call) -> worker::Result<(Reply, bool)> {
+    fn answer(&self, call: &Call) -> worker::Result<Answer> {
         let sql = self.state.storage().sql();
         let mut rows = RowCounts::default();
         let mut writes = Vec::new();
@@ -99,18 +109,25 @@ impl SwarmObject {
                 *slot = Some(self.load(&sql, call, &mut writes, &mut rows)?);
             }
             let swarm = slot.as_mut().expect("loaded above");
-            swarm.set_timing(call.timing);
+            swarm.set_knobs(call.knobs);
             reply.counts = match &call.op {
                 Op::Announce(a) => {
                     let mut rng = self.rng.borrow_mut();
-                    swarm.announce(a, call.now, &mut *rng, &mut reply.peers, &mut writes)
+                    match swarm.announce(a, call.now, &mut *rng, &mut reply.peers, &mut writes) {
+                        Ok(counts) => counts,
+                        Err(full) => {
+                            // Refused: nothing changed but a due sweep, whose deletions stand.
+                            self.apply(&sql, &writes, &mut rows)?;
+                            return Ok(Answer::Full(full));
+                        }
+                    }
                 }
                 Op::Scrape(_) => swarm.counts(call.now, &mut writes),
             };
         }
         let cleared = self.apply(&sql, &writes, &mut rows)?;
         reply.rows = rows;
-        Ok((reply, cleared))
+        Ok(Answer::Reply(reply, cleared))
     }
 
     fn load(
@@ -129,7 +146,7 @@ impl SwarmObject {
         count(rows, &exists);
         if found.as_deref().and_then(<[_]>::first).and_then(integer) != Some(1) {
             self.table.set(false);
-            return Ok(MirroredSwarm::new(call.timing, call.now));
+            return Ok(MirroredSwarm::new(call.knobs, call.now));
         }
         self.table.set(true);
         let cursor = sql.exec(
@@ -163,11 +180,7 @@ impl SwarmObject {
         }
         count(rows, &cursor);
         Ok(MirroredSwarm::load(
-            call.timing,
-            peers,
-            downloaded,
-            call.now,
-            writes,
+            call.knobs, peers, downloaded, call.now, writes,
         ))
     }
 

@@ -3,10 +3,11 @@
 //! object, its reply as the response body.
 //!
 //! ```text
-//! call    announce: 1, now u32, timeout u32, interval u32, info hash [20],
-//!                   event u8, seeding u8, want u16, peer [6 | 18]
-//!         scrape:   2, now u32, timeout u32, interval u32, info hash [20]
+//! call    announce: 1, knobs, info hash [20], event u8, seeding u8, want u16, peer [6 | 18]
+//!         scrape:   2, knobs, info hash [20]
+//!         knobs:    now u32, timeout u32, interval u32, max peers u32, max peers per address u32
 //! reply   complete u32, incomplete u32, downloaded u32, rows read u32, rows written u32, peers
+//!         (status 409 instead, one byte: the cap that refused the peer, see `full_code`)
 //! ```
 //!
 //! All integers big-endian. `now` is the Worker's clock, so the object answers for the same
@@ -15,15 +16,15 @@
 //! it, across a redeploy as well. Owns these layouts only.
 
 use crate::protocol::types::{Event, InfoHash, SwarmCounts};
-use crate::store::PeerAnnounce;
-use crate::store::mirror::Timing;
+use crate::store::mirror::Knobs;
+use crate::store::{Full, PeerAnnounce};
 use crate::swarm::PeerAddr;
 
 /// A call to a swarm object: what, when, and on which knobs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Call {
     pub now: u32,
-    pub timing: Timing,
+    pub knobs: Knobs,
     pub op: Op,
 }
 
@@ -50,8 +51,22 @@ pub struct Reply {
 
 const ANNOUNCE: u8 = 1;
 const SCRAPE: u8 = 2;
-/// Op, now, timeout, interval, info hash.
-const CALL_HEAD: usize = 33;
+/// Op, now, the four knobs, info hash.
+const CALL_HEAD: usize = 41;
+
+/// The byte a 409 reply carries for each cap.
+pub fn full_code(f: Full) -> u8 {
+    match f {
+        Full::Torrents => 1,
+        Full::Peers => 2,
+        Full::PeersInTorrent => 3,
+        Full::PeersFromAddress => 4,
+    }
+}
+
+pub fn full_from_code(code: u8) -> Option<Full> {
+    Full::ALL.into_iter().find(|&f| full_code(f) == code)
+}
 const REPLY_HEAD: usize = 20;
 
 fn event_code(e: Event) -> u8 {
@@ -81,8 +96,10 @@ impl Call {
             }
         };
         out.extend_from_slice(&self.now.to_be_bytes());
-        out.extend_from_slice(&self.timing.peer_timeout.to_be_bytes());
-        out.extend_from_slice(&self.timing.announce_interval.to_be_bytes());
+        out.extend_from_slice(&self.knobs.peer_timeout.to_be_bytes());
+        out.extend_from_slice(&self.knobs.announce_interval.to_be_bytes());
+        out.extend_from_slice(&self.knobs.max_peers.to_be_bytes());
+        out.extend_from_slice(&self.knobs.max_peers_per_address.to_be_bytes());
         out.extend_from_slice(&info_hash.0);
         if let Op::Announce(a) = &self.op {
             out.push(event_code(a.event));
@@ -97,14 +114,16 @@ impl Call {
     /// swarm cannot run on.
     pub fn decode(b: &[u8]) -> Option<Call> {
         let now = u32_at(b, 1)?;
-        let timing = Timing {
+        let knobs = Knobs {
             peer_timeout: u32_at(b, 5)?,
             announce_interval: u32_at(b, 9)?,
+            max_peers: u32_at(b, 13)?,
+            max_peers_per_address: u32_at(b, 17)?,
         };
-        if !timing.is_valid() {
+        if !knobs.is_valid() {
             return None;
         }
-        let info_hash = InfoHash(b.get(13..CALL_HEAD)?.try_into().ok()?);
+        let info_hash = InfoHash(b.get(21..CALL_HEAD)?.try_into().ok()?);
         let op = match *b.first()? {
             SCRAPE if b.len() == CALL_HEAD => Op::Scrape(info_hash),
             ANNOUNCE => {
@@ -137,7 +156,7 @@ impl Call {
             }
             _ => return None,
         };
-        Some(Call { now, timing, op })
+        Some(Call { now, knobs, op })
     }
 }
 
@@ -186,15 +205,17 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    const TIMING: Timing = Timing {
+    const KNOBS: Knobs = Knobs {
         peer_timeout: 5400,
         announce_interval: 1800,
+        max_peers: 1_000_000,
+        max_peers_per_address: 16,
     };
 
     fn announce(peer: PeerAddr, event: Event) -> Call {
         Call {
             now: 1_750_000_000,
-            timing: TIMING,
+            knobs: KNOBS,
             op: Op::Announce(PeerAnnounce {
                 info_hash: InfoHash([9; 20]),
                 peer,
@@ -208,7 +229,7 @@ mod tests {
     fn scrape(now: u32) -> Call {
         Call {
             now,
-            timing: TIMING,
+            knobs: KNOBS,
             op: Op::Scrape(InfoHash([3; 20])),
         }
     }
@@ -227,7 +248,7 @@ mod tests {
             }
         }
         let s = scrape(5);
-        assert_eq!(s.encode().len(), 33);
+        assert_eq!(s.encode().len(), 41);
         assert_eq!(Call::decode(&s.encode()), Some(s));
     }
 
@@ -237,10 +258,10 @@ mod tests {
         assert_eq!(Call::decode(&[]), None);
         assert_eq!(Call::decode(&good[..good.len() - 1]), None, "a 5-byte peer");
         let mut bad = good.clone();
-        bad[33] = 4;
+        bad[41] = 4;
         assert_eq!(Call::decode(&bad), None, "unknown event");
         let mut bad = good.clone();
-        bad[34] = 2;
+        bad[42] = 2;
         assert_eq!(Call::decode(&bad), None, "seeding is 0 or 1");
         let mut bad = good.clone();
         bad[0] = 3;
@@ -255,6 +276,14 @@ mod tests {
         let mut s = scrape(1).encode();
         s.push(0);
         assert_eq!(Call::decode(&s), None, "trailing bytes");
+    }
+
+    #[test]
+    fn every_cap_has_its_own_code() {
+        for f in Full::ALL {
+            assert_eq!(full_from_code(full_code(f)), Some(f));
+        }
+        assert_eq!(full_from_code(0), None);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use rand_core::Rng;
 use super::*;
 use crate::protocol::types::{InfoHash, SwarmCounts};
 use crate::store::conformance;
-use crate::store::{PeerStore, StoreError, now_or_never};
+use crate::store::{AnnounceError, PeerStore, StoreError, now_or_never};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -88,11 +88,11 @@ impl Objects {
         let mut writes = Vec::new();
         if self.evict_every_request || memory.as_ref().is_none_or(|m| m.must_reload(now)) {
             // As the Durable Object does: load only what exists.
-            let timing = Timing::of(&self.policy);
+            let knobs = Knobs::of(&self.policy);
             *memory = Some(if *stored == Stored::default() {
-                MirroredSwarm::new(timing, now)
+                MirroredSwarm::new(knobs, now)
             } else {
-                MirroredSwarm::load(timing, stored.rows(), stored.downloaded, now, &mut writes)
+                MirroredSwarm::load(knobs, stored.rows(), stored.downloaded, now, &mut writes)
             });
         }
         let swarm = memory.as_mut().expect("loaded");
@@ -115,9 +115,9 @@ impl PeerStore for Objects {
         now: u32,
         rng: &mut impl Rng,
         peers: &mut Vec<u8>,
-    ) -> impl Future<Output = Result<SwarmCounts, StoreError>> {
+    ) -> impl Future<Output = Result<SwarmCounts, AnnounceError>> {
         let counts = self.with(a.info_hash, now, |s, w| s.announce(a, now, rng, peers, w));
-        std::future::ready(Ok(counts))
+        std::future::ready(counts.map_err(AnnounceError::Full))
     }
 
     fn scrape(
@@ -177,13 +177,15 @@ fn edge_policy() -> Policy {
 fn run(s: &mut MirroredSwarm, a: PeerAnnounce, now: u32) -> (SwarmCounts, Vec<u8>, Vec<Write>) {
     let mut rng = SmallRng::seed_from_u64(3);
     let (mut peers, mut writes) = (Vec::new(), Vec::new());
-    let counts = s.announce(&a, now, &mut rng, &mut peers, &mut writes);
+    let counts = s
+        .announce(&a, now, &mut rng, &mut peers, &mut writes)
+        .expect("admitted");
     (counts, peers, writes)
 }
 
 #[test]
 fn steady_announces_write_nothing_until_the_row_would_look_expired() {
-    let mut s = MirroredSwarm::new(Timing::of(&edge_policy()), T0);
+    let mut s = MirroredSwarm::new(Knobs::of(&edge_policy()), T0);
     let (_, _, w) = run(&mut s, ann(peer(1), Event::Started, false), T0);
     assert_eq!(
         w,
@@ -220,7 +222,7 @@ fn steady_announces_write_nothing_until_the_row_would_look_expired() {
 
 #[test]
 fn completed_is_counted_exactly_and_stored() {
-    let mut s = MirroredSwarm::new(Timing::of(&edge_policy()), T0);
+    let mut s = MirroredSwarm::new(Knobs::of(&edge_policy()), T0);
     run(&mut s, ann(peer(1), Event::Started, false), T0);
     let (c, _, w) = run(&mut s, ann(peer(1), Event::Completed, true), T0 + 1);
     assert_eq!(c.downloaded, 1);
@@ -245,7 +247,7 @@ fn completed_is_counted_exactly_and_stored() {
 
 #[test]
 fn a_swarm_that_empties_clears_its_storage_unless_it_has_a_completed_count() {
-    let mut s = MirroredSwarm::new(Timing::of(&edge_policy()), T0);
+    let mut s = MirroredSwarm::new(Knobs::of(&edge_policy()), T0);
     run(&mut s, ann(peer(1), Event::Started, false), T0);
     run(&mut s, ann(peer(2), Event::Started, false), T0);
     let (_, peers, w) = run(&mut s, ann(peer(1), Event::Stopped, false), T0 + 1);
@@ -259,7 +261,7 @@ fn a_swarm_that_empties_clears_its_storage_unless_it_has_a_completed_count() {
     let (_, _, w) = run(&mut s, ann(peer(2), Event::Stopped, false), T0 + 3);
     assert!(w.is_empty(), "stopping in an empty swarm writes nothing");
 
-    let mut s = MirroredSwarm::new(Timing::of(&edge_policy()), T0);
+    let mut s = MirroredSwarm::new(Knobs::of(&edge_policy()), T0);
     run(&mut s, ann(peer(1), Event::Completed, true), T0);
     let (c, _, w) = run(&mut s, ann(peer(1), Event::Stopped, true), T0 + 1);
     assert_eq!(
@@ -272,7 +274,7 @@ fn a_swarm_that_empties_clears_its_storage_unless_it_has_a_completed_count() {
 #[test]
 fn expiry_is_lazy_and_deletes_rows() {
     let p = edge_policy();
-    let mut s = MirroredSwarm::new(Timing::of(&p), T0);
+    let mut s = MirroredSwarm::new(Knobs::of(&p), T0);
     run(&mut s, ann(peer(1), Event::Started, true), T0);
     run(&mut s, ann(peer(2), Event::Started, true), T0 + 3000);
     let mut w = Vec::new();
@@ -306,7 +308,7 @@ fn loading_drops_rows_past_the_timeout_and_keeps_the_rest() {
         },
     ];
     let mut w = Vec::new();
-    let mut s = MirroredSwarm::load(Timing::of(&p), rows, 4, now, &mut w);
+    let mut s = MirroredSwarm::load(Knobs::of(&p), rows, 4, now, &mut w);
     assert_eq!(w, vec![Write::Forget(peer(2))]);
     let mut w = Vec::new();
     assert_eq!(
@@ -324,7 +326,7 @@ fn loading_drops_rows_past_the_timeout_and_keeps_the_rest() {
 
     let mut w = Vec::new();
     let mut s = MirroredSwarm::load(
-        Timing::of(&p),
+        Knobs::of(&p),
         [Row {
             peer: peer(1),
             seeding: false,
@@ -355,7 +357,7 @@ fn a_peer_joining_a_swarm_whose_rows_all_expired_is_stored() {
         seeding: false,
         written: T0,
     };
-    let mut s = MirroredSwarm::load(Timing::of(&p), [old], 0, now, &mut w);
+    let mut s = MirroredSwarm::load(Knobs::of(&p), [old], 0, now, &mut w);
     let mut rng = SmallRng::seed_from_u64(5);
     s.announce(
         &ann(peer(2), Event::Completed, true),
@@ -363,7 +365,8 @@ fn a_peer_joining_a_swarm_whose_rows_all_expired_is_stored() {
         &mut rng,
         &mut Vec::new(),
         &mut w,
-    );
+    )
+    .expect("admitted");
     let joined = Row {
         peer: peer(2),
         seeding: true,
@@ -378,7 +381,7 @@ fn a_peer_joining_a_swarm_whose_rows_all_expired_is_stored() {
         ]
     );
     // And a sweep that empties the swarm just before a join does the same.
-    let mut s = MirroredSwarm::new(Timing::of(&p), T0);
+    let mut s = MirroredSwarm::new(Knobs::of(&p), T0);
     run(&mut s, ann(peer(1), Event::Started, false), T0);
     let later = T0 + p.peer_timeout + 100;
     let (_, _, w) = run(&mut s, ann(peer(2), Event::Started, false), later);
@@ -393,7 +396,7 @@ fn a_peer_joining_a_swarm_whose_rows_all_expired_is_stored() {
 #[test]
 fn a_clock_stepped_back_does_not_expire_fresh_peers_and_a_long_gap_asks_for_a_reload() {
     let p = edge_policy();
-    let mut s = MirroredSwarm::new(Timing::of(&p), T0);
+    let mut s = MirroredSwarm::new(Knobs::of(&p), T0);
     run(&mut s, ann(peer(1), Event::Started, true), T0 + 100);
     let mut w = Vec::new();
     assert_eq!(s.counts(T0 + 40, &mut w).complete, 1, "60 s back in time");
@@ -408,7 +411,7 @@ fn a_day_of_steady_announces_writes_half_a_row_per_announce() {
     // interval (staggered) for 24 h after joining: the row of each is refreshed every other
     // announce, so steady state writes 0.5 rows per announce (the README's cost table).
     let p = edge_policy();
-    let mut s = MirroredSwarm::new(Timing::of(&p), T0);
+    let mut s = MirroredSwarm::new(Knobs::of(&p), T0);
     let mut rng = SmallRng::seed_from_u64(4);
     let (mut announces, mut rows) = (0u32, 0u32);
     for round in 0..=48u32 {
@@ -426,7 +429,8 @@ fn a_day_of_steady_announces_writes_half_a_row_per_announce() {
                 &mut rng,
                 &mut peers,
                 &mut writes,
-            );
+            )
+            .expect("admitted");
             if round > 0 {
                 announces += 1;
                 rows += writes.len() as u32;
