@@ -33,6 +33,10 @@ for t in "${targets[@]}"; do
         -max_total_time="$secs" -artifact_prefix="$work/artifacts-$t/" -print_final_stats=1 \
         >"$log" 2>&1; then
         tail -40 "$log"
+        if [ -z "$(ls -A "$work/artifacts-$t")" ]; then
+            echo "FAIL $t: cargo fuzz failed before fuzzing (see above)" >&2
+            exit 1
+        fi
         kept=/tmp/edgetracker-fuzz-$t-$(date +%s)
         cp -r "$work/artifacts-$t" "$kept"
         echo "FAIL $t: crashing input kept in $kept" >&2
