@@ -4,30 +4,35 @@
 //! instead of half-loaded:
 //!
 //! ```text
-//! "ETSTATE\0"  u32 version  u32 saved-at (Unix s)  u32 torrents
-//! per torrent: [u8;20] info hash  u32 completed  u32 IPv4 peers  u32 IPv6 peers
+//! "ETSTATE\0"  u32 version (2)  u32 saved-at (Unix s)
+//! blocks, one per shard with torrents: u32 torrents (> 0), then each torrent:
+//!              [u8;20] info hash  u32 completed  u32 IPv4 peers  u32 IPv6 peers
 //!              IPv4 peers: [u8;6] address+port  u8 flags (1 = seeding)  u32 last announce
 //!              IPv6 peers: [u8;18] address+port  u8 flags  u32 last announce
+//! u32 0 (no more blocks)
 //! u32 CRC-32 of everything before it
 //! ```
 //!
-//! Written to `<file>.tmp`, flushed to disk, then renamed over the file, so a crash mid-write
-//! leaves the previous state intact. Owns the file and its format; the store's contents are the
-//! core's.
+//! (Version 1, still read, had one torrent count in the header and no blocks.)
+//!
+//! Both ways stream, so neither needs a copy of the swarms in memory: a save serialises one shard
+//! at a time under its lock into a buffer, then writes it with no lock held; a load reads the
+//! file twice, once to check it whole (structure and checksum, allocating nothing for it) and
+//! once to restore it, so a bad file still loads nothing. Written to `<file>.tmp`, flushed to
+//! disk, then renamed over the file, so a crash mid-write leaves the previous state intact. Owns
+//! the file and its format; the store's contents are the core's.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use edgetracker::InfoHash;
 use edgetracker::store::memory::MemoryStore;
 use edgetracker::swarm::PeerAddr;
+use edgetracker::swarm::torrent::Torrent;
 
 const MAGIC: &[u8; 8] = b"ETSTATE\0";
-/// Fewest bytes a torrent and a peer take in the file.
-const TORRENT_MIN: usize = 20 + 4 + 4 + 4;
-const PEER_MIN: usize = 6 + 1 + 4;
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// What a save or a load covered, for the log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,112 +41,240 @@ pub struct Summary {
     pub peers: usize,
 }
 
-/// Serialises every torrent of `store`. Each shard is copied under its lock into memory (no I/O
-/// while announces wait); the file is written afterwards.
-pub fn encode(store: &MemoryStore, now: u32) -> (Vec<u8>, Summary) {
-    let mut body = Vec::new();
-    let mut summary = Summary::default();
-    store.for_each_torrent(|hash, t| {
-        summary.torrents += 1;
-        body.extend_from_slice(&hash.0);
-        body.extend_from_slice(&t.downloaded.to_le_bytes());
-        let v6 = t.v6.as_deref();
-        body.extend_from_slice(&(t.v4.len() as u32).to_le_bytes());
-        body.extend_from_slice(&(v6.map_or(0, |l| l.len()) as u32).to_le_bytes());
-        for (addr, seeding, seen) in t.v4.iter_seen(now) {
-            body.extend_from_slice(addr);
-            body.push(u8::from(seeding));
-            body.extend_from_slice(&seen.to_le_bytes());
-        }
-        for (addr, seeding, seen) in v6.into_iter().flat_map(|l| l.iter_seen(now)) {
-            body.extend_from_slice(addr);
-            body.push(u8::from(seeding));
-            body.extend_from_slice(&seen.to_le_bytes());
-        }
-        summary.peers += t.v4.len() + v6.map_or(0, |l| l.len());
-    });
-    let mut out = Vec::with_capacity(body.len() + 24);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&now.to_le_bytes());
-    out.extend_from_slice(&(summary.torrents as u32).to_le_bytes());
-    out.extend_from_slice(&body);
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    (out, summary)
+/// A writer that keeps the CRC-32 of everything written through it.
+struct Checksummed<W> {
+    inner: W,
+    crc: crc32fast::Hasher,
 }
 
-/// Reads fields off a byte slice, failing (never panicking) past its end.
-struct Reader<'a>(&'a [u8]);
+impl<W: Write> Write for Checksummed<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if self.0.len() < n {
-            return Err("truncated".into());
+fn put_torrent(out: &mut Vec<u8>, hash: &InfoHash, t: &Torrent, now: u32) -> usize {
+    out.extend_from_slice(&hash.0);
+    out.extend_from_slice(&t.downloaded.to_le_bytes());
+    let v6 = t.v6.as_deref();
+    out.extend_from_slice(&(t.v4.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(v6.map_or(0, |l| l.len()) as u32).to_le_bytes());
+    for (addr, seeding, seen) in t.v4.iter_seen(now) {
+        out.extend_from_slice(addr);
+        out.push(u8::from(seeding));
+        out.extend_from_slice(&seen.to_le_bytes());
+    }
+    for (addr, seeding, seen) in v6.into_iter().flat_map(|l| l.iter_seen(now)) {
+        out.extend_from_slice(addr);
+        out.push(u8::from(seeding));
+        out.extend_from_slice(&seen.to_le_bytes());
+    }
+    t.v4.len() + v6.map_or(0, |l| l.len())
+}
+
+/// Writes every torrent of `store` to `out`, one shard at a time: each shard is copied under its
+/// lock into one reused buffer (no I/O while announces wait), then written with no lock held.
+pub fn write(store: &MemoryStore, now: u32, out: impl Write) -> io::Result<Summary> {
+    let mut out = Checksummed {
+        inner: out,
+        crc: crc32fast::Hasher::new(),
+    };
+    out.write_all(MAGIC)?;
+    out.write_all(&VERSION.to_le_bytes())?;
+    out.write_all(&now.to_le_bytes())?;
+    let mut summary = Summary::default();
+    let mut block = Vec::new();
+    for shard in 0..store.shard_count() {
+        block.clear();
+        let mut torrents = 0u32;
+        store.for_each_torrent_of_shard(shard, |hash, t| {
+            torrents += 1;
+            summary.peers += put_torrent(&mut block, hash, t, now);
+        });
+        if torrents > 0 {
+            summary.torrents += torrents as usize;
+            out.write_all(&torrents.to_le_bytes())?;
+            out.write_all(&block)?;
         }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
+        // A shard's buffer is freed once a large one has passed, not kept at its peak.
+        if block.capacity() > 1 << 20 {
+            block = Vec::new();
+        }
+    }
+    out.write_all(&0u32.to_le_bytes())?;
+    let crc = out.crc.clone().finalize();
+    out.inner.write_all(&crc.to_le_bytes())?;
+    out.inner.flush()?;
+    Ok(summary)
+}
+
+/// The whole file in memory (tests, fuzzing).
+pub fn encode(store: &MemoryStore, now: u32) -> (Vec<u8>, Summary) {
+    let mut bytes = Vec::new();
+    let summary = write(store, now, &mut bytes).expect("writing to memory");
+    (bytes, summary)
+}
+
+/// A reader of the file's fields that keeps the CRC-32 of everything read through it.
+struct Fields<R> {
+    inner: R,
+    crc: crc32fast::Hasher,
+}
+
+impl<R: Read> Fields<R> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let mut b = [0u8; N];
+        self.inner.read_exact(&mut b).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => "truncated".to_string(),
+            _ => format!("cannot read it: {e}"),
+        })?;
+        self.crc.update(&b);
+        Ok(b)
     }
     fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
-    }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
-        Ok(self.take(N)?.try_into().expect("N bytes"))
+        Ok(u32::from_le_bytes(self.take()?))
     }
 }
 
-/// Checks and loads `bytes` into `store`, dropping peers past the timeout at `now`. Nothing is
-/// loaded unless the whole file checks out.
-pub fn decode_into(bytes: &[u8], store: &MemoryStore, now: u32) -> Result<Summary, String> {
-    let (content, crc) = bytes
-        .split_at_checked(bytes.len().saturating_sub(4))
-        .filter(|_| bytes.len() >= 24)
-        .ok_or("too short to be a state file")?;
-    if !content.starts_with(MAGIC) {
+/// Reads a whole file from `input`, handing each torrent to `restore` (hash, completed count,
+/// peers); checks the checksum at the end. Allocates only one torrent's peers at a time, and
+/// for them only what the bytes read so far back (a header cannot make it reserve more).
+fn parse(
+    input: impl Read,
+    mut restore: impl FnMut(InfoHash, u32, &mut Vec<(PeerAddr, bool, u32)>),
+) -> Result<(), String> {
+    let mut r = Fields {
+        inner: input,
+        crc: crc32fast::Hasher::new(),
+    };
+    let magic: [u8; 8] = r.take().map_err(|e| match e.as_str() {
+        "truncated" => "too short to be a state file".to_string(),
+        _ => e,
+    })?;
+    if &magic != MAGIC {
         return Err("not an edgetracker state file".into());
     }
-    if crc32fast::hash(content).to_le_bytes() != crc {
-        return Err("checksum mismatch (torn or corrupted write)".into());
-    }
-    let mut r = Reader(&content[MAGIC.len()..]);
     let version = r.u32()?;
-    if version != VERSION {
+    if version != 1 && version != VERSION {
         return Err(format!("unsupported state file version {version}"));
     }
     let _saved_at = r.u32()?;
-    let torrents = r.u32()?;
-    // Parse everything before touching the store, so a bad file loads nothing. Room is reserved
-    // only for what the bytes left can hold: a header claiming 4 billion torrents must not
-    // allocate for them (the fuzzer found 48 MB reserved by a 30-byte file).
-    let mut parsed = Vec::with_capacity((torrents as usize).min(r.0.len() / TORRENT_MIN));
-    for _ in 0..torrents {
-        let hash = InfoHash(r.array()?);
-        let downloaded = r.u32()?;
-        let (n4, n6) = (r.u32()?, r.u32()?);
-        let claimed = (n4 as usize).saturating_add(n6 as usize);
-        let mut peers = Vec::with_capacity(claimed.min(r.0.len() / PEER_MIN));
-        for _ in 0..n4 {
-            let addr = PeerAddr::V4(r.array()?);
-            peers.push((addr, r.take(1)?[0] & 1 == 1, r.u32()?));
+    let mut peers = Vec::new();
+    let mut block = r.u32()?;
+    loop {
+        if version == VERSION && block == 0 {
+            break;
         }
-        for _ in 0..n6 {
-            let addr = PeerAddr::V6(r.array()?);
-            peers.push((addr, r.take(1)?[0] & 1 == 1, r.u32()?));
+        for _ in 0..block {
+            let hash = InfoHash(r.take()?);
+            let downloaded = r.u32()?;
+            let (n4, n6) = (r.u32()?, r.u32()?);
+            peers.clear();
+            for _ in 0..n4 {
+                let addr = PeerAddr::V4(r.take()?);
+                let [flags] = r.take()?;
+                peers.push((addr, flags & 1 == 1, r.u32()?));
+            }
+            for _ in 0..n6 {
+                let addr = PeerAddr::V6(r.take()?);
+                let [flags] = r.take()?;
+                peers.push((addr, flags & 1 == 1, r.u32()?));
+            }
+            restore(hash, downloaded, &mut peers);
+            if peers.capacity() > 1 << 16 {
+                peers = Vec::new();
+            }
         }
-        parsed.push((hash, downloaded, peers));
+        if version == 1 {
+            break;
+        }
+        block = r.u32()?;
     }
-    if !r.0.is_empty() {
-        return Err("trailing bytes after the last torrent".into());
+    let expected = r.crc.clone().finalize();
+    let mut crc = [0u8; 4];
+    r.inner
+        .read_exact(&mut crc)
+        .map_err(|_| "truncated".to_string())?;
+    if u32::from_le_bytes(crc) != expected {
+        return Err("checksum mismatch (torn or corrupted write)".into());
     }
+    let mut rest = [0u8; 1];
+    if r.inner.read(&mut rest).map_err(|e| e.to_string())? != 0 {
+        return Err("trailing bytes after the checksum".into());
+    }
+    Ok(())
+}
+
+/// Whether the last 4 bytes of `input` are the CRC-32 of all before them, read in chunks.
+fn checksum_matches(mut input: impl Read) -> Result<(), String> {
+    let mut crc = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 16];
+    // The last 4 bytes seen so far: the checksum, unless more follow.
+    let (mut tail, mut total) = (Vec::with_capacity(4), 0usize);
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("cannot read it: {e}")),
+        };
+        total += n;
+        tail.extend_from_slice(&buf[..n]);
+        let keep = tail.len().min(4);
+        let done = tail.len() - keep;
+        crc.update(&tail[..done]);
+        tail.drain(..done);
+    }
+    if total < MAGIC.len() + 12 {
+        return Err("too short to be a state file".into());
+    }
+    if tail[..] != crc.finalize().to_le_bytes() {
+        return Err("checksum mismatch (torn or corrupted write)".into());
+    }
+    Ok(())
+}
+
+/// Checks a whole file, then loads it into `store`, dropping peers past the timeout at `now`.
+/// `open` gives the file from its start, once per pass: the checksum first (so a torn or
+/// corrupted file is reported as such), then the structure, then the restore. Nothing is loaded
+/// unless the whole file checks out.
+fn load_from<R: Read>(
+    mut open: impl FnMut() -> io::Result<R>,
+    store: &MemoryStore,
+    now: u32,
+) -> Result<Summary, String> {
+    let reopen = |open: &mut dyn FnMut() -> io::Result<R>| {
+        open().map_err(|e| format!("cannot read it: {e}"))
+    };
+    let head = {
+        let mut head = [0u8; 8];
+        let mut r = reopen(&mut open)?;
+        let n = r
+            .read(&mut head)
+            .map_err(|e| format!("cannot read it: {e}"))?;
+        head[..n].to_vec()
+    };
+    if head.len() == MAGIC.len() && head != MAGIC {
+        return Err("not an edgetracker state file".into());
+    }
+    checksum_matches(reopen(&mut open)?)?;
+    parse(reopen(&mut open)?, |_, _, _| {})?;
     let mut summary = Summary::default();
-    for (hash, downloaded, peers) in parsed {
-        summary.peers += store.restore(hash, downloaded, peers, now);
+    parse(reopen(&mut open)?, |hash, downloaded, peers| {
+        summary.peers += store.restore(hash, downloaded, peers.drain(..), now);
         summary.torrents += 1;
-    }
+    })?;
     Ok(summary)
+}
+
+/// [`load_from`] bytes in memory (tests, fuzzing).
+pub fn decode_into(bytes: &[u8], store: &MemoryStore, now: u32) -> Result<Summary, String> {
+    load_from(|| Ok(bytes), store, now)
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
@@ -155,10 +288,10 @@ fn tmp_path(path: &Path) -> PathBuf {
 
 /// Saves `store` to `path` atomically: write a temporary file, flush it to disk, rename.
 pub fn save(store: &MemoryStore, path: &Path, now: u32) -> io::Result<Summary> {
-    let (bytes, summary) = encode(store, now);
     let tmp = tmp_path(path);
-    let mut file = File::create(&tmp)?;
-    file.write_all(&bytes)?;
+    let mut file = BufWriter::with_capacity(1 << 16, File::create(&tmp)?);
+    let summary = write(store, now, &mut file)?;
+    let file = file.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     drop(file);
     std::fs::rename(&tmp, path)?;
@@ -188,11 +321,14 @@ pub enum Loaded {
 /// where the next save would overwrite it; `Err` when it cannot even be moved (the tracker must
 /// not start and destroy it then).
 pub fn load(store: &MemoryStore, path: &Path, now: u32) -> Result<Loaded, String> {
-    let reason = match std::fs::read(path) {
-        Ok(bytes) => match decode_into(&bytes, store, now) {
-            Ok(summary) => return Ok(Loaded::Loaded(summary)),
-            Err(reason) => reason,
-        },
+    let reason = match File::open(path) {
+        Ok(_) => {
+            let open = || File::open(path).map(|f| BufReader::with_capacity(1 << 16, f));
+            match load_from(open, store, now) {
+                Ok(summary) => return Ok(Loaded::Loaded(summary)),
+                Err(reason) => reason,
+            }
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::Missing),
         Err(e) => format!("cannot read it: {e}"),
     };
@@ -310,6 +446,41 @@ mod tests {
             assert!(decode_into(&bad, &s, 1_000_000).is_err(), "flip at {i}");
             assert_eq!(s.totals().torrents, 0);
         }
+    }
+
+    #[test]
+    fn version_1_files_still_load() {
+        // Written by the tracker before saves streamed: one count in the header, no blocks.
+        let mut v1 = MAGIC.to_vec();
+        for n in [1u32, 1_000_000, 1] {
+            v1.extend_from_slice(&n.to_le_bytes());
+        }
+        v1.extend_from_slice(&[5; 20]);
+        for n in [3u32, 1, 0] {
+            v1.extend_from_slice(&n.to_le_bytes());
+        }
+        v1.extend_from_slice(&[10, 0, 0, 1, 0x1a, 0xe1, 1]);
+        v1.extend_from_slice(&999_990u32.to_le_bytes());
+        let crc = crc32fast::hash(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        let s = store();
+        assert_eq!(
+            decode_into(&v1, &s, 1_000_000),
+            Ok(Summary {
+                torrents: 1,
+                peers: 1
+            })
+        );
+        let mut got = Vec::new();
+        s.scrape_now(&[InfoHash([5; 20])], &mut got);
+        assert_eq!(
+            got,
+            [SwarmCounts {
+                complete: 1,
+                incomplete: 0,
+                downloaded: 3
+            }]
+        );
     }
 
     #[test]

@@ -347,11 +347,22 @@ impl MemoryStore {
 
     /// Visits every torrent (for snapshots), one shard locked at a time.
     pub fn for_each_torrent(&self, mut f: impl FnMut(&InfoHash, &Torrent)) {
-        for shard in self.shards.iter() {
-            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-            for (h, t) in &shard.torrents {
-                f(h, t);
-            }
+        for i in 0..self.shards.len() {
+            self.for_each_torrent_of_shard(i, &mut f);
+        }
+    }
+
+    /// How many shards there are, for visiting them one by one.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Visits the torrents of shard `i` while it is locked: a caller that must do slow work (I/O)
+    /// between shards does it after this returns, with no lock held.
+    pub fn for_each_torrent_of_shard(&self, i: usize, mut f: impl FnMut(&InfoHash, &Torrent)) {
+        let shard = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
+        for (h, t) in &shard.torrents {
+            f(h, t);
         }
     }
 }
