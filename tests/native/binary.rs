@@ -387,6 +387,13 @@ fn the_open_file_limit_is_raised_to_the_hard_limit_at_start() {
         .take(20)
         .find(|l| l.contains("HTTP: at most"))
         .expect("the connection cap is logged");
+    // Signal handlers are in place once it serves (SIGTERM before that would kill it outright).
+    stderr
+        .by_ref()
+        .map_while(Result::ok)
+        .take(20)
+        .find(|l| l.contains("serving "))
+        .expect("serving");
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
     let soft: u64 = limits
         .lines()
