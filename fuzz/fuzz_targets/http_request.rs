@@ -3,41 +3,19 @@
 //! an allow list. Beyond "no panic": every answer is a bencoded dictionary.
 #![no_main]
 
-use std::net::IpAddr;
+mod common;
+
 use std::sync::LazyLock;
 
-use edgetracker::access::{self, Access, Endpoint, ListMode};
-use edgetracker::protocol::connection_id::ConnectionIds;
+use common::{NOW, client, tracker};
+use edgetracker::access::{self, Endpoint};
 use edgetracker::protocol::http::split_target;
 use edgetracker::service::{Scratch, Tracker};
 use edgetracker::store::memory::MemoryStore;
 use edgetracker::store::now_or_never;
-use edgetracker::swarm::Policy;
 use libfuzzer_sys::fuzz_target;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-
-const NOW: u32 = 1_750_000_000;
-
-fn tracker(private: bool) -> Tracker<MemoryStore> {
-    let policy = Policy::default();
-    let t = Tracker::new(
-        MemoryStore::new(policy.clone(), [1; 16]),
-        policy,
-        ConnectionIds::new([2; 16], 120, 0),
-    );
-    if private {
-        let rules = Access::open()
-            .with_list(
-                ListMode::Allow,
-                "0102030405060708090a0b0c0d0e0f1011121314\n",
-            )
-            .and_then(|a| a.with_passkeys("alice0123456789ab\n"))
-            .expect("rules");
-        t.set_access(rules);
-    }
-    t
-}
 
 static TRACKERS: LazyLock<[Tracker<MemoryStore>; 2]> =
     LazyLock::new(|| [tracker(false), tracker(true)]);
@@ -46,11 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, target)) = data.split_first() else {
         return;
     };
-    let client: IpAddr = if selector & 1 == 0 {
-        "10.0.0.1".parse().unwrap()
-    } else {
-        "2001:db8::1".parse().unwrap()
-    };
+    let client = client(selector);
     let tracker = &TRACKERS[usize::from(selector >> 1 & 1)];
     let (path, query) = split_target(target);
     let Some(route) = access::route(path) else {

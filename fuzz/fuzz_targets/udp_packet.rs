@@ -3,41 +3,17 @@
 //! a reply to a packet without a valid connection id is never longer than the packet.
 #![no_main]
 
-use std::net::IpAddr;
+mod common;
+
 use std::sync::LazyLock;
 
-use edgetracker::protocol::connection_id::ConnectionIds;
-use edgetracker::ratelimit::RateLimit;
+use common::{NOW, client, tracker};
 use edgetracker::service::{Scratch, Tracker};
 use edgetracker::store::memory::MemoryStore;
 use edgetracker::store::now_or_never;
-use edgetracker::swarm::Policy;
 use libfuzzer_sys::fuzz_target;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-
-const NOW: u32 = 1_750_000_000;
-
-fn tracker(private: bool) -> Tracker<MemoryStore> {
-    let policy = Policy::default();
-    let t = Tracker::new(
-        MemoryStore::new(policy.clone(), [1; 16]),
-        policy,
-        ConnectionIds::new([2; 16], 120, 0),
-    )
-    .with_rate_limit(RateLimit {
-        per_minute: 60,
-        burst: 1000,
-    });
-    if private {
-        t.set_access(
-            edgetracker::access::Access::open()
-                .with_passkeys("alice0123456789ab\n")
-                .expect("passkeys"),
-        );
-    }
-    t
-}
 
 static TRACKERS: LazyLock<[Tracker<MemoryStore>; 2]> =
     LazyLock::new(|| [tracker(false), tracker(true)]);
@@ -46,11 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, packet)) = data.split_first() else {
         return;
     };
-    let client: IpAddr = if selector & 1 == 0 {
-        "10.0.0.1".parse().unwrap()
-    } else {
-        "2001:db8::1".parse().unwrap()
-    };
+    let client = client(selector);
     let tracker = &TRACKERS[usize::from(selector >> 1 & 1)];
     let mut packet = packet.to_vec();
     // Half the inputs carry a valid connection id, so announces and scrapes go all the way in.

@@ -491,9 +491,9 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_failing_store_still_gets_the_client_a_well_formed_announce() {
-        let req = AnnounceRequest {
+    /// The query of a seeder's first announce.
+    fn starting_seeder() -> String {
+        announce_query(&AnnounceRequest {
             info_hash: InfoHash([1; 20]),
             peer_id: PeerId([2; 20]),
             port: 6881,
@@ -506,10 +506,14 @@ mod tests {
             no_peer_id: false,
             key: None,
             claimed_ip: None,
-        };
+        })
+    }
+
+    #[test]
+    fn a_failing_store_still_gets_the_client_a_well_formed_announce() {
         let mut rng = SmallRng::seed_from_u64(1);
         let (body, outcome) = now_or_never(tracker().http_announce(
-            announce_query(&req).as_bytes(),
+            starting_seeder().as_bytes(),
             None,
             "10.0.0.1".parse().unwrap(),
             1,
@@ -565,23 +569,9 @@ mod tests {
             },
             ConnectionIds::new([1; 16], 120, 0),
         );
-        let query = announce_query(&AnnounceRequest {
-            info_hash: InfoHash([1; 20]),
-            peer_id: PeerId([2; 20]),
-            port: 6881,
-            uploaded: 0,
-            downloaded: 0,
-            left: 0,
-            event: Event::Started,
-            numwant: None,
-            compact: true,
-            no_peer_id: false,
-            key: None,
-            claimed_ip: None,
-        });
         let mut rng = SmallRng::seed_from_u64(1);
         let (body, _) = now_or_never(t.http_announce(
-            query.as_bytes(),
+            starting_seeder().as_bytes(),
             None,
             "10.0.0.1".parse().unwrap(),
             1,
