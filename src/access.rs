@@ -179,7 +179,7 @@ impl Access {
 }
 
 /// Whether a secret the client gave (a stats token) is the expected one, compared in constant
-/// time so response knobs says nothing about how much of it was right.
+/// time so response timing says nothing about how much of it was right.
 pub fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     given.len() == expected.len() && bool::from(given.ct_eq(expected))

@@ -8,7 +8,7 @@
 # aquatic's load testers 0.9.0 from crates.io if missing, and runs all on 127.0.0.1 only, bounded
 # by `timeout`, stopping only what it started (by PID). Churn: the tracker runs with a peer
 # timeout of 120 s and a sweep every 10 s, so the load testers' peers keep joining, expiring and
-# coming back; their announces carry started, completed and stopped events too. The state file
+# coming back; their announces carry started and completed events. The state file
 # lives in a temporary directory and is saved every minute, under load.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -285,7 +285,8 @@ rate_limit_burst = 10
 full_scrape = false
 full_scrape_interval = 600
 # Seconds a torrent's completed count (scrape's "downloaded") is kept after its last peer left:
-# 30 days. Torrents without peers or a count are forgotten at once. 0: counts go with the last peer.
+# 30 days (counted in whole days). Torrents without peers or a count are forgotten at once. 0:
+# counts go with the last peer.
 completed_retention = 2592000
 # Caps on what clients can make the tracker hold. A new torrent or peer beyond one is refused
 # with a failure reason saying which, and counted on /stats. With these defaults memory stays
@@ -481,7 +482,13 @@ impl Config {
                 "[tracker] peer_timeout + cleanup_interval must be at most {STAMP_SPAN} s (last-seen stamps wrap every 18 h)"
             ));
         }
-        self.trusted_proxies()?;
+        let proxies = self.trusted_proxies()?;
+        if !self.network.trusted_proxy_header.is_empty() && proxies.is_empty() {
+            return Err(
+                "[network] trusted_proxy_header needs trusted_proxies: the addresses of your proxies"
+                    .into(),
+            );
+        }
         crate::access_files::AccessFiles::new(&self.access)?;
         if self.stats.history_interval == 0 || self.stats.history_interval > 3600 {
             return Err("[stats] history_interval must be between 1 and 3600".into());
@@ -496,8 +503,10 @@ impl Config {
     }
 }
 
-/// Longest `peer_timeout + cleanup_interval`: the 16-bit stamps' span less 10 minutes of slack.
-const STAMP_SPAN: u32 = 65_536 - 600;
+/// Longest `peer_timeout + cleanup_interval`: the 16-bit stamps' span less twice the ages
+/// expiry takes for stamps from the future (a clock stepped back), leaving as much again for a
+/// late sweep.
+const STAMP_SPAN: u32 = 65_536 - 2 * edgetracker::swarm::torrent::FUTURE_SLACK as u32;
 
 /// An environment value as TOML (numbers, booleans, arrays), or else as a plain string.
 fn parse_env_value(raw: &str) -> toml::Value {
@@ -631,6 +640,15 @@ mod tests {
         assert!(err.contains("peer_timeout + cleanup_interval"), "{err}");
         c.tracker.cleanup_interval = 3600;
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn a_proxy_header_without_proxies_to_believe_is_refused() {
+        let mut c = Config::default();
+        c.network.trusted_proxy_header = "X-Forwarded-For".into();
+        c.validate().unwrap();
+        c.network.trusted_proxies.clear();
+        assert!(c.validate().unwrap_err().contains("needs trusted_proxies"));
     }
 
     #[test]

@@ -68,8 +68,9 @@ impl Connections {
         }
     }
 
-    /// Admits a connection from `ip`, or says which cap it would pass (and counts that).
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Refused> {
+    /// Admits a connection from `ip`, or says which cap it would pass (and counts that). A
+    /// connection from a trusted proxy (`per_address` false) counts toward the total only.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr, per_address: bool) -> Result<Admitted, Refused> {
         let key = client_key(ip);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let (total, per) = &mut *open;
@@ -77,16 +78,18 @@ impl Connections {
             self.refused_total.fetch_add(1, Ordering::Relaxed);
             return Err(Refused::Total);
         }
-        let mine = per.entry(key).or_insert(0);
-        if *mine >= self.max_per_address {
-            self.refused_per_address.fetch_add(1, Ordering::Relaxed);
-            return Err(Refused::PerAddress);
+        if per_address {
+            let mine = per.entry(key).or_insert(0);
+            if *mine >= self.max_per_address {
+                self.refused_per_address.fetch_add(1, Ordering::Relaxed);
+                return Err(Refused::PerAddress);
+            }
+            *mine += 1;
         }
-        *mine += 1;
         *total += 1;
         Ok(Admitted {
             connections: self.clone(),
-            key,
+            key: per_address.then_some(key),
         })
     }
 
@@ -108,7 +111,8 @@ impl Connections {
 /// An admitted connection; leaving the caps when dropped.
 pub struct Admitted {
     connections: Arc<Connections>,
-    key: IpAddr,
+    /// The client key it counts under, if it counts per address.
+    key: Option<IpAddr>,
 }
 
 impl Drop for Admitted {
@@ -120,10 +124,12 @@ impl Drop for Admitted {
             .unwrap_or_else(|p| p.into_inner());
         let (total, per) = &mut *open;
         *total -= 1;
-        if let Some(n) = per.get_mut(&self.key) {
+        if let Some(key) = &self.key
+            && let Some(n) = per.get_mut(key)
+        {
             *n -= 1;
             if *n == 0 {
-                per.remove(&self.key);
+                per.remove(key);
             }
         }
     }
@@ -273,21 +279,25 @@ mod tests {
     fn caps_count_clients_and_release_on_drop() {
         let c = Arc::new(Connections::new(3, 2));
         let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let (a1, a2) = (c.admit(a).unwrap(), c.admit(a).unwrap());
-        assert_eq!(c.admit(a).err(), Some(Refused::PerAddress));
+        let (a1, a2) = (c.admit(a, true).unwrap(), c.admit(a, true).unwrap());
+        assert_eq!(c.admit(a, true).err(), Some(Refused::PerAddress));
         // Another address of the same IPv6 /64 is the same client.
-        let b1 = c.admit("2001:db8::1".parse().unwrap()).unwrap();
+        let b1 = c.admit("2001:db8::1".parse().unwrap(), true).unwrap();
         assert_eq!(
-            c.admit("10.0.0.2".parse().unwrap()).err(),
+            c.admit("10.0.0.2".parse().unwrap(), true).err(),
             Some(Refused::Total)
         );
         drop(a1);
-        let again = c.admit(a).unwrap();
+        let again = c.admit(a, true).unwrap();
         assert_eq!(
-            c.admit("2001:db8::ffff".parse().unwrap()).err(),
+            c.admit("2001:db8::ffff".parse().unwrap(), true).err(),
             Some(Refused::Total)
         );
         drop((a2, b1, again));
+        // A trusted proxy's connections count toward the total only.
+        let proxied: Vec<_> = (0..3).map(|_| c.admit(a, false).unwrap()).collect();
+        assert_eq!(c.admit(a, false).err(), Some(Refused::Total));
+        drop(proxied);
         let counts = c.counts();
         assert_eq!(
             (
@@ -295,7 +305,7 @@ mod tests {
                 counts.refused_per_address_cap,
                 counts.refused_total_cap
             ),
-            (0, 1, 2)
+            (0, 1, 3)
         );
         assert!(c.open.lock().unwrap().1.is_empty(), "no entry left behind");
     }

@@ -15,7 +15,8 @@ use edgetracker::access::{self, Endpoint, Route};
 use edgetracker::protocol::bencode::write_failure;
 use edgetracker::protocol::http::split_target;
 use edgetracker::protocol::types::{Family, canonical_ip};
-use edgetracker::service::{Outcome, Scratch};
+use edgetracker::ratelimit::AnnounceGate;
+use edgetracker::service::{Outcome, RATE_LIMITED, Scratch};
 use edgetracker::store::now_or_never;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -95,7 +96,11 @@ async fn accept_loop(
             },
             _ = stopped.changed() => return,
         };
-        let admitted = match shared.connections.admit(remote.ip()) {
+        // Behind a reverse proxy every client arrives from the proxy: its connections count
+        // toward the total only.
+        let from_proxy = !shared.config.network.trusted_proxy_header.is_empty()
+            && is_trusted_proxy(&shared, remote);
+        let admitted = match shared.connections.admit(remote.ip(), !from_proxy) {
             Ok(admitted) => admitted,
             Err(refused) => {
                 refuse_connection(&stream, refused.reason());
@@ -178,11 +183,18 @@ fn client_ip(
 ) -> Result<IpAddr, String> {
     let header = &shared.config.network.trusted_proxy_header;
     let socket = canonical_ip(remote.ip());
-    let from_proxy = shared
-        .trusted_proxies
-        .iter()
-        .any(|net| net.contains(&socket) || net.contains(&remote.ip()));
-    if header.is_empty() || !from_proxy {
+    if header.is_empty() {
+        return Ok(socket);
+    }
+    if !is_trusted_proxy(shared, remote) {
+        if req.headers().contains_key(header.as_str())
+            && !UNTRUSTED_HEADER_SEEN.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                %remote,
+                "{header} from an address not in trusted_proxies: ignored, the socket address is the client (logged once)"
+            );
+        }
         return Ok(socket);
     }
     let value = req
@@ -202,6 +214,20 @@ fn client_ip(
         .map(canonical_ip)
         .map_err(|_| format!("unparseable {header} header from the proxy"))
 }
+
+/// Whether `remote` is one of `[network] trusted_proxies`.
+fn is_trusted_proxy(shared: &Shared, remote: SocketAddr) -> bool {
+    let socket = canonical_ip(remote.ip());
+    shared
+        .trusted_proxies
+        .iter()
+        .any(|net| net.contains(&socket) || net.contains(&remote.ip()))
+}
+
+/// A proxy header from elsewhere than a trusted proxy is worth one warning: a misconfigured
+/// `trusted_proxies` makes every client look like the proxy.
+static UNTRUSTED_HEADER_SEEN: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 fn handle(req: &Request<Incoming>, remote: SocketAddr, shared: &Shared) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -320,10 +346,17 @@ fn full_scrape(
         Ok(()) => tokio::task::block_in_place(|| {
             full.serve(&shared.tracker.store, &access, ip, now, gzip)
         }),
+        // A wrong passkey costs a token here too, as for any scrape: no free guessing.
+        Err(access::Refusal::UnknownPasskey)
+            if !now_or_never(shared.tracker.limiter().permit(ip, now)) =>
+        {
+            Err(RATE_LIMITED.to_string())
+        }
         Err(refusal) => Err(refusal.reason().to_string()),
     };
     let outcome = Outcome {
         action: Some(edgetracker::service::Action::Scrape),
+        rate_limited: served.as_ref().err().is_some_and(|e| e == RATE_LIMITED),
         error: served.as_ref().err().cloned(),
         ..Outcome::default()
     };

@@ -6,14 +6,15 @@
 //! ```text
 //! "ETSTATE\0"  u32 version (2)  u32 saved-at (Unix s)
 //! blocks, one per shard with torrents: u32 torrents (> 0), then each torrent:
-//!              [u8;20] info hash  u32 completed  u32 IPv4 peers  u32 IPv6 peers
+//!              [u8;20] info hash  u32 completed  u16 quiet since (Unix day, 0: has peers)
+//!              u32 IPv4 peers  u32 IPv6 peers
 //!              IPv4 peers: [u8;6] address+port  u8 flags (1 = seeding)  u32 last announce
 //!              IPv6 peers: [u8;18] address+port  u8 flags  u32 last announce
 //! u32 0 (no more blocks)
 //! u32 CRC-32 of everything before it
 //! ```
 //!
-//! (Version 1, still read, had one torrent count in the header and no blocks.)
+//! (Version 1, still read, had one torrent count in the header, no blocks, and no quiet day.)
 //!
 //! Both ways stream, so neither needs a copy of the swarms in memory: a save serialises one shard
 //! at a time under its lock into a buffer, then writes it with no lock held; a load reads the
@@ -23,7 +24,7 @@
 //! the file and its format; the store's contents are the core's.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use edgetracker::InfoHash;
@@ -61,6 +62,7 @@ impl<W: Write> Write for Checksummed<W> {
 fn put_torrent(out: &mut Vec<u8>, hash: &InfoHash, t: &Torrent, now: u32) -> usize {
     out.extend_from_slice(&hash.0);
     out.extend_from_slice(&t.downloaded.to_le_bytes());
+    out.extend_from_slice(&t.quiet_since.to_le_bytes());
     let v6 = t.v6.as_deref();
     out.extend_from_slice(&(t.v4.len() as u32).to_le_bytes());
     out.extend_from_slice(&(v6.map_or(0, |l| l.len()) as u32).to_le_bytes());
@@ -146,7 +148,7 @@ impl<R: Read> Fields<R> {
 /// for them only what the bytes read so far back (a header cannot make it reserve more).
 fn parse(
     input: impl Read,
-    mut restore: impl FnMut(InfoHash, u32, &mut Vec<(PeerAddr, bool, u32)>),
+    mut restore: impl FnMut(InfoHash, u32, u16, &mut Vec<(PeerAddr, bool, u32)>),
 ) -> Result<(), String> {
     let mut r = Fields {
         inner: input,
@@ -173,6 +175,11 @@ fn parse(
         for _ in 0..block {
             let hash = InfoHash(r.take()?);
             let downloaded = r.u32()?;
+            let quiet_since = if version == 1 {
+                0
+            } else {
+                u16::from_le_bytes(r.take()?)
+            };
             let (n4, n6) = (r.u32()?, r.u32()?);
             peers.clear();
             for _ in 0..n4 {
@@ -185,7 +192,7 @@ fn parse(
                 let [flags] = r.take()?;
                 peers.push((addr, flags & 1 == 1, r.u32()?));
             }
-            restore(hash, downloaded, &mut peers);
+            restore(hash, downloaded, quiet_since, &mut peers);
             if peers.capacity() > 1 << 16 {
                 peers = Vec::new();
             }
@@ -240,41 +247,47 @@ fn checksum_matches(mut input: impl Read) -> Result<(), String> {
 }
 
 /// Checks a whole file, then loads it into `store`, dropping peers past the timeout at `now`.
-/// `open` gives the file from its start, once per pass: the checksum first (so a torn or
-/// corrupted file is reported as such), then the structure, then the restore. Nothing is loaded
+/// `input` is read from its start once per pass: the checksum first (so a torn or corrupted
+/// file is reported as such), then the structure, then the restore. One open file for all three,
+/// so a save renaming a new file into place meanwhile cannot mix two files. Nothing is loaded
 /// unless the whole file checks out.
-fn load_from<R: Read>(
-    mut open: impl FnMut() -> io::Result<R>,
+fn load_from(
+    mut input: impl Read + Seek,
     store: &MemoryStore,
     now: u32,
 ) -> Result<Summary, String> {
-    let reopen = |open: &mut dyn FnMut() -> io::Result<R>| {
-        open().map_err(|e| format!("cannot read it: {e}"))
+    let rewind = |input: &mut dyn SeekRead| {
+        input
+            .seek(SeekFrom::Start(0))
+            .map(|_| ())
+            .map_err(|e| format!("cannot read it: {e}"))
     };
-    let head = {
-        let mut head = [0u8; 8];
-        let mut r = reopen(&mut open)?;
-        let n = r
-            .read(&mut head)
-            .map_err(|e| format!("cannot read it: {e}"))?;
-        head[..n].to_vec()
-    };
-    if head.len() == MAGIC.len() && head != MAGIC {
+    let mut head = [0u8; 8];
+    let n = input
+        .read(&mut head)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if n == MAGIC.len() && &head != MAGIC {
         return Err("not an edgetracker state file".into());
     }
-    checksum_matches(reopen(&mut open)?)?;
-    parse(reopen(&mut open)?, |_, _, _| {})?;
+    rewind(&mut input)?;
+    checksum_matches(&mut input)?;
+    rewind(&mut input)?;
+    parse(&mut input, |_, _, _, _| {})?;
+    rewind(&mut input)?;
     let mut summary = Summary::default();
-    parse(reopen(&mut open)?, |hash, downloaded, peers| {
-        summary.peers += store.restore(hash, downloaded, peers.drain(..), now);
+    parse(&mut input, |hash, downloaded, quiet_since, peers| {
+        summary.peers += store.restore(hash, downloaded, quiet_since, peers.drain(..), now);
         summary.torrents += 1;
     })?;
     Ok(summary)
 }
 
+trait SeekRead: Read + Seek {}
+impl<T: Read + Seek> SeekRead for T {}
+
 /// [`load_from`] bytes in memory (tests, fuzzing).
 pub fn decode_into(bytes: &[u8], store: &MemoryStore, now: u32) -> Result<Summary, String> {
-    load_from(|| Ok(bytes), store, now)
+    load_from(io::Cursor::new(bytes), store, now)
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
@@ -322,13 +335,10 @@ pub enum Loaded {
 /// not start and destroy it then).
 pub fn load(store: &MemoryStore, path: &Path, now: u32) -> Result<Loaded, String> {
     let reason = match File::open(path) {
-        Ok(_) => {
-            let open = || File::open(path).map(|f| BufReader::with_capacity(1 << 16, f));
-            match load_from(open, store, now) {
-                Ok(summary) => return Ok(Loaded::Loaded(summary)),
-                Err(reason) => reason,
-            }
-        }
+        Ok(file) => match load_from(BufReader::with_capacity(1 << 16, file), store, now) {
+            Ok(summary) => return Ok(Loaded::Loaded(summary)),
+            Err(reason) => reason,
+        },
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::Missing),
         Err(e) => format!("cannot read it: {e}"),
     };
@@ -446,6 +456,41 @@ mod tests {
             assert!(decode_into(&bad, &s, 1_000_000).is_err(), "flip at {i}");
             assert_eq!(s.totals().torrents, 0);
         }
+    }
+
+    #[test]
+    fn a_restart_does_not_restart_the_retention_of_a_count_kept_without_peers() {
+        let policy = Policy {
+            completed_retention: 3 * 86_400,
+            ..Policy::default()
+        };
+        let s = MemoryStore::new(policy.clone(), [3; 16]);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(2);
+        let t0 = 1_750_000_000;
+        let done = PeerAnnounce {
+            info_hash: InfoHash([8; 20]),
+            peer: PeerAddr::new("10.0.0.1".parse().unwrap(), 1),
+            event: Event::Completed,
+            seeding: true,
+            want: 0,
+        };
+        s.announce_now(&done, t0, &mut rng, &mut Vec::new())
+            .unwrap();
+        let stop = PeerAnnounce {
+            event: Event::Stopped,
+            ..done
+        };
+        s.announce_now(&stop, t0, &mut rng, &mut Vec::new())
+            .unwrap();
+        s.expire_now(t0 + 10); // found without peers: day 1 of 3
+        // Saved and restarted two days later: one day is left, not three.
+        let (bytes, _) = encode(&s, t0 + 2 * 86_400);
+        let restarted = MemoryStore::new(policy, [3; 16]);
+        decode_into(&bytes, &restarted, t0 + 2 * 86_400).unwrap();
+        restarted.expire_now(t0 + 2 * 86_400 + 10);
+        assert_eq!(restarted.totals().torrents, 1);
+        restarted.expire_now(t0 + 3 * 86_400 + 10);
+        assert_eq!(restarted.totals().torrents, 0, "forgotten on schedule");
     }
 
     #[test]

@@ -61,6 +61,15 @@ pub fn max_scrape_hashes(store: StoreKind) -> u32 {
     }
 }
 
+/// The most peers of a swarm the store sees: on KV, the pages one announce lists; a Durable
+/// Object holds its whole swarm.
+fn max_view(store: StoreKind) -> u32 {
+    match store {
+        StoreKind::Kv => super::kv::MAX_VIEW,
+        StoreKind::DurableObject => Policy::default().max_peers_per_torrent,
+    }
+}
+
 /// The edge's policy. Defaults differ from the native ones where the stores' cost models ask for
 /// it: a longer peer timeout (fewer refresh writes) and a smaller scrape cap (each hash costs KV
 /// lists, or a Durable Object request). On KV, whose lists show new peers up to a minute late, a
@@ -83,13 +92,20 @@ pub fn policy(env: &Env, store: StoreKind) -> Result<Policy, String> {
         accept_claimed_ip: false,
         sparse_swarm_interval: var(env, "SPARSE_SWARM_INTERVAL", sparse_default)?,
         completed_retention: var(env, "COMPLETED_RETENTION", d.completed_retention)?,
-        max_peers_per_torrent: var(env, "MAX_PEERS_PER_TORRENT", d.max_peers_per_torrent)?,
+        max_peers_per_torrent: var(env, "MAX_PEERS_PER_TORRENT", max_view(store))?,
         max_peers_per_address: var(env, "MAX_PEERS_PER_ADDRESS", d.max_peers_per_address)?,
         // Store-wide caps are the native memory's: the edge's stores bill, not fill, by size.
         max_torrents: d.max_torrents,
         max_peers: d.max_peers,
     };
     p.validate()?;
+    if p.max_peers_per_torrent > max_view(store) {
+        return Err(format!(
+            "var MAX_PEERS_PER_TORRENT must be at most {} with SWARM_STORE = {:?} (the peers one announce reads)",
+            max_view(store),
+            store.name()
+        ));
+    }
     let most = max_scrape_hashes(store);
     if p.scrape_max_hashes > most {
         return Err(format!(

@@ -39,6 +39,9 @@ const PAGE: u64 = 1000;
 /// Pages read per swarm: bounds one announce to a few operations (far below the 1000-operation
 /// cap per invocation) and a swarm view to 4000 peers per family, plenty to pick 100 from.
 const MAX_PAGES: usize = 4;
+/// The most peers of one family an announce sees, and so the most `MAX_PEERS_PER_TORRENT` can
+/// count on KV.
+pub const MAX_VIEW: u32 = (MAX_PAGES as u64 * PAGE) as u32;
 
 /// KV operations performed, by kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

@@ -411,7 +411,8 @@ const INVALID_CONNECTION_ID: &str = "invalid or expired connection id";
 /// address, so the packet's source is proven and a reply longer than the request amplifies
 /// nothing: the client gets the whole reason (a one-hash scrape is only 36 bytes).
 const PROVEN_CLIENT: usize = 8 + 256;
-const RATE_LIMITED: &str = "rate limited: too many announces from your address, retry later";
+/// What a client over the announce rate limit is told.
+pub const RATE_LIMITED: &str = "rate limited: too many announces from your address, retry later";
 
 /// The swarm's size as far as intervals go. Unknown after a store failure: then not small, so a
 /// failing store is not asked back sooner (the zeros it made us send are not a real swarm).

@@ -298,13 +298,15 @@ impl MemoryStore {
         t
     }
 
-    /// Puts a saved torrent back: its completed count and its peers with the time each last
+    /// Puts a saved torrent back: its completed count, the day it was found without peers (see
+    /// [`Torrent::quiet_since`]; 0 if not, or not known), and its peers with the time each last
     /// announced. Peers already past the peer timeout at `now` are left out. Returns how many
     /// peers were restored.
     pub fn restore(
         &self,
         hash: InfoHash,
         downloaded: u32,
+        quiet_since: u16,
         peers: impl IntoIterator<Item = (PeerAddr, bool, u32)>,
         now: u32,
     ) -> usize {
@@ -316,6 +318,10 @@ impl MemoryStore {
         }
         let torrent = shard.torrents.entry(hash).or_default();
         torrent.downloaded = torrent.downloaded.max(downloaded);
+        // A restart must not restart the retention of a count kept without peers.
+        if torrent.quiet_since == 0 {
+            torrent.quiet_since = quiet_since;
+        }
         let (mut d4, mut d6) = (Delta::default(), Delta::default());
         for (peer, seeding, seen) in peers {
             let seen = seen.min(now);
@@ -553,7 +559,13 @@ mod tests {
         let store = MemoryStore::with_shards(conformance::policy(), [1; 16], 2);
         let p = PeerAddr::new("10.0.0.1".parse().unwrap(), 1);
         let now = 10_000;
-        let n = store.restore(InfoHash([2; 20]), 0, [(p, true, now), (p, false, now)], now);
+        let n = store.restore(
+            InfoHash([2; 20]),
+            0,
+            0,
+            [(p, true, now), (p, false, now)],
+            now,
+        );
         assert_eq!((n, store.totals().peers()), (1, 1));
     }
 
@@ -579,7 +591,7 @@ mod tests {
                 now + 50,
             ),
         ];
-        assert_eq!(store.restore(InfoHash([5; 20]), 7, peers, now), 2);
+        assert_eq!(store.restore(InfoHash([5; 20]), 7, 0, peers, now), 2);
         let mut out = Vec::new();
         store.scrape_now(&[InfoHash([5; 20])], &mut out);
         assert_eq!(

@@ -332,7 +332,8 @@ pub struct Torrent {
     /// Completed downloads: announces with event=completed from peers not already seeding.
     pub downloaded: u32,
     /// The day (Unix days, 0: not quiet) a sweep first found the torrent without peers; its
-    /// completed count is kept only so long (see `Policy::completed_retention`).
+    /// completed count is kept only so long (see `Policy::completed_retention`). Saved with the
+    /// torrent, so a restart does not start the wait again.
     pub quiet_since: u16,
 }
 

@@ -217,7 +217,9 @@ test("swarms larger than one KV list page are read in bounded pages", async () =
 
 test("a peer beyond the pages a swarm's list reads is looked up, not rewritten or recounted", async () => {
   // Before: the Worker saw a swarm only through its first 4,000 keys in address order; a peer
-  // past them was rewritten at every announce and its repeated completed counted again.
+  // past them was rewritten at every announce and its repeated completed counted again. Now a
+  // swarm that fills the view takes no new peer (MAX_PEERS_PER_TORRENT is at most 4,000 on KV),
+  // and a peer already beyond it is found by its own key.
   const h = hash(16);
   const kv = await mf.getKVNamespace("SWARMS");
   const now = Math.floor(Date.now() / 1000);
@@ -227,16 +229,18 @@ test("a peer beyond the pages a swarm's list reads is looked up, not rewritten o
     const peer = Buffer.from([10, 8, i >> 8, i & 255, 0x1a, 0xe1]).toString("hex");
     writes.push(kv.put(`p4:${hex}:${peer}`, "", { expirationTtl: 3600, metadata: { s: 0, t: now } }));
   }
+  const mine = `p4:${hex}:${compact4("10.200.0.1", 1).toString("hex")}`;
+  writes.push(kv.put(mine, "", { expirationTtl: 3600, metadata: { s: 0, t: now } }));
   await Promise.all(writes);
   const id = peerId();
-  const first = await announce("10.200.0.1", h, 1, { left: 5, event: "started", id });
-  assert.equal(first.ops, "list=4 get=2 put=1 delete=0", "new: looked up, then written");
   const steady = await announce("10.200.0.1", h, 1, { left: 5, id });
-  assert.equal(steady.ops, "list=4 get=2 put=0 delete=0", "steady: found by its key, not rewritten");
+  assert.equal(steady.ops, "list=4 get=2 put=0 delete=0", "found by its key, not rewritten");
   const done = await announce("10.200.0.1", h, 1, { left: 0, event: "completed", id });
   assert.equal(done.d.get("downloaded"), 1);
   const again = await announce("10.200.0.1", h, 1, { left: 0, event: "completed", id });
   assert.equal(again.d.get("downloaded"), 1, "a seeder's repeated completed is not counted again");
+  const newcomer = await announce("10.201.0.1", h, 1, { left: 5, event: "started" });
+  assert.equal(newcomer.d.get("failure reason").toString(), "torrent full: no room for another peer in this swarm");
 });
 
 test("the store conformance suite passes against Workers KV", async () => {

@@ -223,6 +223,7 @@ fn guessing_passkeys_is_rate_limited_and_short_passkeys_are_refused() {
         c.access.passkeys_file = keys.display().to_string();
         c.tracker.rate_limit_per_minute = 30;
         c.tracker.rate_limit_burst = 10;
+        c.tracker.full_scrape = true;
     });
     let h = http_addr(&t, false);
     let q = announce_query(&announce(hash(5), 1, 0, Event::Started));
@@ -233,9 +234,11 @@ fn guessing_passkeys_is_rate_limited_and_short_passkeys_are_refused() {
     // Before the fix, every guess got its answer ("unknown passkey"), however many came.
     let answers: Vec<Option<String>> = (0..40)
         .map(|i| {
-            let target = match i % 2 {
+            let target = match i % 3 {
                 0 => format!("/guess{i:012}/announce?{q}"),
-                _ => format!("/guess{i:012}/{scrape}"),
+                1 => format!("/guess{i:012}/{scrape}"),
+                // A full scrape checks the passkey on its own path: guesses cost a token there too.
+                _ => format!("/guess{i:012}/scrape"),
             };
             http_reason(h, &target)
         })

@@ -59,6 +59,8 @@ pub fn supervise(mut serve: impl FnMut(), mut restarted: impl FnMut()) {
                 // The panic hook has already printed where and why.
                 tracing::error!("UDP serving thread panicked; serving again");
                 restarted();
+                // A panic that recurs at once must not become a busy loop of errors.
+                std::thread::sleep(std::time::Duration::from_millis(100));
             }
         }
     }
