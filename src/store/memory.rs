@@ -7,6 +7,7 @@
 //! numbers as an RNG, and there is no clock here.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering};
@@ -135,18 +136,22 @@ impl MemoryStore {
         let stopped = a.event == Event::Stopped;
         let mut shard = self.shard(&a.info_hash);
         let shard = &mut *shard;
-        let new_torrent = !shard.torrents.contains_key(&a.info_hash);
-        if new_torrent {
-            if stopped {
-                // Never create a torrent just to remove a peer from it.
-                return Ok(SwarmCounts::default());
-            }
-            if self.torrent_count.load(Ordering::Relaxed) >= self.policy.max_torrents as usize {
+        // One lookup on the hot path: the entry decides whether the torrent is new.
+        let (new_torrent, torrent) = match shard.torrents.entry(a.info_hash) {
+            Entry::Occupied(known) => (false, known.into_mut()),
+            // Never create a torrent just to remove a peer from it.
+            Entry::Vacant(_) if stopped => return Ok(SwarmCounts::default()),
+            Entry::Vacant(_)
+                if self.torrent_count.load(Ordering::Relaxed)
+                    >= self.policy.max_torrents as usize =>
+            {
                 return Err(Full::Torrents);
             }
-            self.torrent_count.fetch_add(1, Ordering::Relaxed);
-        }
-        let torrent = shard.torrents.entry(a.info_hash).or_default();
+            Entry::Vacant(vacant) => {
+                self.torrent_count.fetch_add(1, Ordering::Relaxed);
+                (true, vacant.insert(Torrent::default()))
+            }
+        };
         let in_torrent = torrent.v4.len() + torrent.v6.as_ref().map_or(0, |l| l.len());
         let policy = &self.policy;
         let peer_count = &self.peer_count;
