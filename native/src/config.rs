@@ -506,7 +506,7 @@ impl Config {
 /// Longest `peer_timeout + cleanup_interval`: the 16-bit stamps' span less twice the ages
 /// expiry takes for stamps from the future (a clock stepped back), leaving as much again for a
 /// late sweep.
-const STAMP_SPAN: u32 = 65_536 - 2 * edgetracker::swarm::torrent::FUTURE_SLACK as u32;
+const STAMP_SPAN: u32 = 65_536 - 2 * edgetracker::swarm::peer_list::FUTURE_SLACK as u32;
 
 /// An environment value as TOML (numbers, booleans, arrays), or else as a plain string.
 fn parse_env_value(raw: &str) -> toml::Value {

@@ -19,7 +19,8 @@ use super::{AnnounceError, Full, PeerAnnounce, PeerStore, StoreError, Totals};
 use crate::protocol::types::{Event, InfoHash, SwarmCounts};
 use crate::swarm::PeerAddr;
 use crate::swarm::Policy;
-use crate::swarm::torrent::{Delta, Torrent};
+use crate::swarm::peer_list::Delta;
+use crate::swarm::torrent::Torrent;
 
 /// Keyed SipHash-1-3 for the torrent maps. Info hashes come from the network, so an unkeyed
 /// hash would let anyone fill one bucket chain; the key comes from the caller (no entropy here).

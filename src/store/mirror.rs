@@ -19,7 +19,7 @@ use rand_core::Rng;
 
 use super::{Full, PeerAnnounce};
 use crate::protocol::types::{Event, SwarmCounts};
-use crate::swarm::torrent::{Delta, PeerList};
+use crate::swarm::peer_list::{Delta, PeerList};
 use crate::swarm::{PeerAddr, Policy};
 
 /// Seconds between lazy expiry sweeps: an expired peer may be served this much past its timeout.

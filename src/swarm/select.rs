@@ -15,31 +15,44 @@ fn below(rng: &mut impl Rng, n: usize) -> usize {
     ((u64::from(rng.next_u32()) * n as u64) >> 32) as usize
 }
 
-/// Calls `emit` with up to `want` distinct indices from `0..n`, never `exclude`, chosen uniformly
-/// at random. All of them if there are no more than `want`.
+/// Up to `want` distinct indices from `0..n`, never `exclude`, chosen uniformly at random and
+/// yielded in increasing order (so a caller can find them in one forward pass). All of them if
+/// there are no more than `want`.
+pub fn indices<R: Rng>(
+    n: usize,
+    exclude: Option<usize>,
+    want: usize,
+    rng: &mut R,
+) -> impl Iterator<Item = usize> {
+    let exclude = exclude.filter(|&x| x < n);
+    let m = n - usize::from(exclude.is_some());
+    let all = want >= m;
+    let count = if all { m } else { want };
+    (0..count).map(move |i| {
+        // Virtual index v in 0..m skips the excluded slot.
+        let v = if all {
+            i
+        } else {
+            let start = i * m / want;
+            let end = (i + 1) * m / want;
+            start + below(rng, end - start)
+        };
+        match exclude {
+            Some(x) if v >= x => v + 1,
+            _ => v,
+        }
+    })
+}
+
+/// Calls `emit` with each of [`indices`].
 pub fn sample(
     n: usize,
     exclude: Option<usize>,
     want: usize,
     rng: &mut impl Rng,
-    mut emit: impl FnMut(usize),
+    emit: impl FnMut(usize),
 ) {
-    let exclude = exclude.filter(|&x| x < n);
-    let m = n - usize::from(exclude.is_some());
-    // Virtual index v in 0..m skips the excluded slot.
-    let actual = |v: usize| match exclude {
-        Some(x) if v >= x => v + 1,
-        _ => v,
-    };
-    if want >= m {
-        (0..m).for_each(|v| emit(actual(v)));
-        return;
-    }
-    for i in 0..want {
-        let start = i * m / want;
-        let end = (i + 1) * m / want;
-        emit(actual(start + below(rng, end - start)));
-    }
+    indices(n, exclude, want, rng).for_each(emit);
 }
 
 /// Picks peers for one requester from a swarm laid out as leechers `0..leechers`, then seeders
