@@ -17,10 +17,10 @@ use siphasher::sip::SipHasher13;
 
 use super::{AnnounceError, Full, PeerAnnounce, PeerStore, StoreError, Totals};
 use crate::protocol::types::{Event, InfoHash, SwarmCounts};
-use crate::swarm::PeerAddr;
 use crate::swarm::Policy;
 use crate::swarm::peer_list::Delta;
 use crate::swarm::torrent::Torrent;
+use crate::swarm::{PeerAddr, PeerStatus};
 
 /// Keyed SipHash-1-3 for the torrent maps. Info hashes come from the network, so an unkeyed
 /// hash would let anyone fill one bucket chain; the key comes from the caller (no entropy here).
@@ -171,7 +171,7 @@ impl MemoryStore {
         let joined = match &a.peer {
             PeerAddr::V4(addr) => torrent
                 .v4
-                .announce_admitting(*addr, a.seeding, stopped, now, |l| {
+                .announce_admitting(*addr, a.status(), now, |l| {
                     may_join(l.count_prefix(&addr[..4]))
                 })
                 .map(|(r, me)| {
@@ -183,7 +183,7 @@ impl MemoryStore {
             PeerAddr::V6(addr) => {
                 let list = torrent.v6.get_or_insert_default();
                 let joined = list
-                    .announce_admitting(*addr, a.seeding, stopped, now, |l| {
+                    .announce_admitting(*addr, a.status(), now, |l| {
                         may_join(l.count_prefix(&addr[..8]))
                     })
                     .map(|(r, me)| {
@@ -334,13 +334,14 @@ impl MemoryStore {
             if now - seen > timeout {
                 continue;
             }
+            let status = PeerStatus::staying(seeding);
             match peer {
-                PeerAddr::V4(addr) => d4 += torrent.v4.announce(addr, seeding, false, seen).0.delta,
+                PeerAddr::V4(addr) => d4 += torrent.v4.announce(addr, status, seen).0.delta,
                 PeerAddr::V6(addr) => {
                     d6 += torrent
                         .v6
                         .get_or_insert_default()
-                        .announce(addr, seeding, false, seen)
+                        .announce(addr, status, seen)
                         .0
                         .delta;
                 }

@@ -20,7 +20,7 @@ use rand_core::Rng;
 use super::{Full, PeerAnnounce};
 use crate::protocol::types::{Event, SwarmCounts};
 use crate::swarm::peer_list::{Delta, PeerList};
-use crate::swarm::{PeerAddr, Policy};
+use crate::swarm::{PeerAddr, PeerStatus, Policy};
 
 /// Seconds between lazy expiry sweeps: an expired peer may be served this much past its timeout.
 pub const SWEEP_EVERY: u32 = 30;
@@ -294,7 +294,7 @@ impl MirroredSwarm {
 
 /// Puts a stored peer back, last seen at `seen`, its row's write time as stored.
 fn load_into<const N: usize>(list: &mut PeerList<N, Written>, addr: [u8; N], row: &Row, seen: u32) {
-    if let (_, Some(at)) = list.announce(addr, row.seeding, false, seen) {
+    if let (_, Some(at)) = list.announce(addr, PeerStatus::staying(row.seeding), seen) {
         *list.extra_mut(at) = row.written;
     }
 }
@@ -313,8 +313,7 @@ fn announce_in<const N: usize>(
     peers: &mut Vec<u8>,
     writes: &mut Vec<Write>,
 ) -> Result<(bool, (u32, u32)), Full> {
-    let stopped = a.event == Event::Stopped;
-    let (announced, at) = list.announce_admitting(addr, a.seeding, stopped, now, may_join)?;
+    let (announced, at) = list.announce_admitting(addr, a.status(), now, may_join)?;
     match at {
         None if announced.delta != Delta::default() => writes.push(Write::Forget(a.peer)),
         None => {}

@@ -4,8 +4,10 @@
 //! the edge's Workers KV and Durable Object stores) and [`conformance`] is the one suite every
 //! backend must pass. [`mirror`] is the Durable Object store's swarm logic without its I/O.
 //! Methods return futures so a remote store (KV) fits the same seam; the memory store's futures
-//! are `std::future::Ready`, and the native hot path calls its synchronous methods directly, so it
-//! pays nothing for the edge's async.
+//! are `std::future::Ready`. The native servers poll the service's futures once, on the socket
+//! thread ([`now_or_never`]): no executor, no task, no waiting, since nothing in them can pend;
+//! the memory store also has synchronous methods (`announce_now`, …) for callers outside the
+//! service, such as benchmarks and state loading.
 //!
 //! A store owns bookkeeping (who is in which swarm, since when, completed counts); the policy of
 //! what an announce means stays in [`crate::swarm`]. Stores may not parse or write wire formats.
@@ -20,7 +22,7 @@ use std::future::Future;
 use rand_core::Rng;
 
 use crate::protocol::types::{Event, InfoHash, SwarmCounts};
-use crate::swarm::PeerAddr;
+use crate::swarm::{PeerAddr, PeerStatus};
 
 /// An announce as a store sees it: already validated, addressed and sized by policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +35,12 @@ pub struct PeerAnnounce {
     pub seeding: bool,
     /// How many peers to return (0 for a stopping peer).
     pub want: usize,
+}
+
+impl PeerAnnounce {
+    pub fn status(&self) -> PeerStatus {
+        PeerStatus::new(self.event, self.seeding)
+    }
 }
 
 /// A backend failure. Callers degrade (serve what they can) rather than fail the request.

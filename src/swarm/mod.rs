@@ -11,5 +11,5 @@ pub mod policy;
 pub mod select;
 pub mod torrent;
 
-pub use peer::PeerAddr;
+pub use peer::{PeerAddr, PeerStatus};
 pub use policy::Policy;

@@ -2,7 +2,38 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::protocol::types::{Family, canonical_ip};
+use crate::protocol::types::{Event, Family, canonical_ip};
+
+/// What an announce says of a peer's part in its swarm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerStatus {
+    /// In the swarm with something left to download.
+    Leeching,
+    /// In the swarm with the whole torrent.
+    Seeding,
+    /// Leaving the swarm (`event=stopped`), whatever it held.
+    Stopped,
+}
+
+impl PeerStatus {
+    /// From an announce's event and whether it has nothing left to download (`left == 0`).
+    pub fn new(event: Event, seeding: bool) -> PeerStatus {
+        match event {
+            Event::Stopped => PeerStatus::Stopped,
+            _ if seeding => PeerStatus::Seeding,
+            _ => PeerStatus::Leeching,
+        }
+    }
+
+    /// A peer staying in the swarm in the role `seeding` says.
+    pub fn staying(seeding: bool) -> PeerStatus {
+        if seeding {
+            PeerStatus::Seeding
+        } else {
+            PeerStatus::Leeching
+        }
+    }
+}
 
 /// A peer as it is keyed and sent: 6 bytes (IPv4 + port) or 18 bytes (IPv6 + port), network
 /// order, which is also the BEP 23 / BEP 7 compact form. Peers are keyed by address and port, not

@@ -13,6 +13,7 @@
 
 use rand_core::Rng;
 
+use super::PeerStatus;
 use super::chunks::{self, Run};
 use super::select;
 
@@ -244,11 +245,10 @@ impl<const N: usize, X: Copy + Default> PeerList<N, X> {
     pub fn announce(
         &mut self,
         addr: [u8; N],
-        seeding: bool,
-        stopped: bool,
+        status: PeerStatus,
         now: u32,
     ) -> (Announced, Option<PeerAt>) {
-        match self.announce_admitting(addr, seeding, stopped, now, |_| Ok::<(), ()>(())) {
+        match self.announce_admitting(addr, status, now, |_| Ok::<(), ()>(())) {
             Ok(done) => done,
             Err(()) => unreachable!("admits everyone"),
         }
@@ -259,11 +259,12 @@ impl<const N: usize, X: Copy + Default> PeerList<N, X> {
     pub fn announce_admitting<E>(
         &mut self,
         addr: [u8; N],
-        seeding: bool,
-        stopped: bool,
+        status: PeerStatus,
         now: u32,
         may_join: impl FnOnce(&Self) -> Result<(), E>,
     ) -> Result<(Announced, Option<PeerAt>), E> {
+        let stopped = status == PeerStatus::Stopped;
+        let seeding = status == PeerStatus::Seeding;
         let mut out = Announced::default();
         let here = self.find(&addr, seeding);
         let found = match here {

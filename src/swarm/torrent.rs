@@ -53,6 +53,7 @@ impl Torrent {
 mod tests {
     use super::*;
     use crate::protocol::types::SwarmCounts;
+    use crate::swarm::PeerStatus;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -64,9 +65,9 @@ mod tests {
     #[test]
     fn counts_cover_both_families() {
         let mut t = Torrent::default();
-        t.v4.announce([10, 0, 0, 1, 0x1a, 0xe1], true, false, 1);
+        t.v4.announce([10, 0, 0, 1, 0x1a, 0xe1], PeerStatus::Seeding, 1);
         t.v6.get_or_insert_default()
-            .announce([1; 18], false, false, 1);
+            .announce([1; 18], PeerStatus::Leeching, 1);
         t.downloaded = 4;
         assert_eq!(
             t.counts(),
