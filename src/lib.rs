@@ -11,8 +11,13 @@
 //! - [`service`]: request bytes in, reply bytes out — the order of the steps above, shared by
 //!   every home so they answer alike.
 //!
-//! Nothing here opens a socket, reads a clock or draws entropy: callers pass `now` (Unix seconds)
-//! and an RNG in, so the same code runs natively and as wasm32 inside a Cloudflare Worker.
+//! Nothing in those layers opens a socket, reads a clock or draws entropy: callers pass `now` (Unix
+//! seconds) and an RNG in, so the same code runs natively and as wasm32 inside a Cloudflare
+//! Worker. The one exception is `edge`, built only for wasm32: the Worker home itself, which
+//! reads the Worker's clock and entropy and talks to KV and Durable Objects, and which the layers
+//! above never import.
+
+#![forbid(unsafe_code)]
 
 pub mod access;
 pub mod protocol;

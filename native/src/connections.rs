@@ -249,6 +249,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 /// Raises the soft limit on open files to the hard limit, so the connection cap, not the
 /// process's default 1,024 descriptors, decides how many clients are served. Returns the soft
 /// limit now in force.
+#[allow(
+    unsafe_code,
+    reason = "getrlimit and setrlimit, which std does not wrap"
+)]
 pub fn raise_open_file_limit() -> io::Result<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

@@ -285,7 +285,7 @@ fn load_from(
 trait SeekRead: Read + Seek {}
 impl<T: Read + Seek> SeekRead for T {}
 
-/// [`load_from`] bytes in memory (tests, fuzzing).
+/// Loads a state file held in memory into `store`, as [`load`] does from disk (tests, fuzzing).
 pub fn decode_into(bytes: &[u8], store: &MemoryStore, now: u32) -> Result<Summary, String> {
     load_from(io::Cursor::new(bytes), store, now)
 }

@@ -349,6 +349,7 @@ fn a_corrupt_state_file_is_reported_set_aside_and_skipped() {
 }
 
 #[test]
+#[allow(unsafe_code, reason = "getrlimit, which std does not wrap")]
 fn the_open_file_limit_is_raised_to_the_hard_limit_at_start() {
     // Before: the soft limit stayed as inherited (often 1,024; 256 here), and at ~87 new
     // connections a second most announces failed with "Too many open files".
@@ -357,10 +358,8 @@ fn the_open_file_limit_is_raised_to_the_hard_limit_at_start() {
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes the struct passed.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-        0
-    );
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert_eq!(got, 0);
     if limit.rlim_max <= 256 {
         eprintln!(
             "hard open-file limit {} leaves nothing to raise",

@@ -7,6 +7,9 @@
 //! back to the sender's address as received, without converting it. Owns only the unsafe FFI;
 //! what the packets mean is the caller's business.
 
+// The syscalls and the C structs they fill have no safe wrapper that reuses its buffers.
+#![allow(unsafe_code)]
+
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
@@ -44,7 +47,9 @@ impl Batch {
     pub fn new() -> Batch {
         // SAFETY: all-zero is a valid value for these plain C structs (null pointers, zero lengths).
         let zero_iov: libc::iovec = unsafe { zeroed() };
+        // SAFETY: as above.
         let zero_hdr: libc::mmsghdr = unsafe { zeroed() };
+        // SAFETY: as above.
         let zero_name: libc::sockaddr_storage = unsafe { zeroed() };
         let mut b = Batch {
             recv_bufs: vec![[0u8; RECV_LEN]; BATCH].into_boxed_slice(),
