@@ -9,8 +9,10 @@ use std::net::IpAddr;
 
 use crate::protocol::types::{InfoHash, canonical_ip};
 
-/// How the info-hash list is applied.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How the info-hash list is applied. Written `off`, `allow` or `deny` (in a configuration file or
+/// a Worker var, any case).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
 pub enum ListMode {
     /// Every torrent is served.
     #[default]
@@ -19,6 +21,29 @@ pub enum ListMode {
     Allow,
     /// Listed torrents are refused (a blacklist).
     Deny,
+}
+
+impl ListMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListMode::Off => "off",
+            ListMode::Allow => "allow",
+            ListMode::Deny => "deny",
+        }
+    }
+}
+
+impl From<ListMode> for &'static str {
+    fn from(mode: ListMode) -> &'static str {
+        mode.as_str()
+    }
+}
+
+impl TryFrom<String> for ListMode {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
 }
 
 impl std::str::FromStr for ListMode {

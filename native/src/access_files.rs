@@ -56,22 +56,15 @@ pub struct AccessFiles {
 }
 
 impl AccessFiles {
-    pub fn new(config: &AccessConfig) -> Result<Self, String> {
-        let path = |p: &str| (!p.is_empty()).then(|| PathBuf::from(p));
-        let files = AccessFiles {
-            mode: config.list_mode.parse()?,
-            list_file: path(&config.list_file),
-            passkeys_file: path(&config.passkeys_file),
+    /// The files `config` names (which [`crate::config::Config::validate`] has checked).
+    pub fn new(config: &AccessConfig) -> Self {
+        AccessFiles {
+            mode: config.list_mode,
+            list_file: config.list_file.clone(),
+            passkeys_file: config.passkeys_file.clone(),
             stamps: (None, None),
             settling: None,
-        };
-        if files.mode != ListMode::Off && files.list_file.is_none() {
-            return Err(format!(
-                "[access] list_mode = {:?} needs a list_file",
-                config.list_mode
-            ));
         }
-        Ok(files)
     }
 
     /// Reads both files into rules. Their versions are noted first, so a file that fails to
@@ -142,10 +135,9 @@ mod tests {
         let path = dir.join("passkeys.txt");
         std::fs::write(&path, "alice0123456789ab\n").unwrap();
         let mut files = AccessFiles::new(&AccessConfig {
-            passkeys_file: path.display().to_string(),
+            passkeys_file: Some(path.clone()),
             ..AccessConfig::default()
-        })
-        .unwrap();
+        });
         let before = files.load().unwrap();
         assert!(!files.changed());
 

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use edgetracker::access::ListMode;
 use edgetracker::swarm::Policy;
 use serde::{Deserialize, Serialize};
 
@@ -89,26 +90,28 @@ pub struct Udp {
 }
 
 /// Who may use the tracker. Files are reloaded on SIGHUP and when they change.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessConfig {
     /// `off`, `allow` (only listed torrents) or `deny` (listed torrents refused).
-    pub list_mode: String,
-    /// File of 40-digit hex info hashes, one per line (`#` comments).
-    pub list_file: String,
+    pub list_mode: ListMode,
+    /// File of 40-digit hex info hashes, one per line (`#` comments). Empty or absent: none.
+    #[serde(deserialize_with = "path_or_none", serialize_with = "path_or_empty")]
+    pub list_file: Option<PathBuf>,
     /// File of passkeys, one per line. Set: a private tracker, announced to at
     /// `/<passkey>/announce` (HTTP) or with the same path in BEP 41 URL data (UDP).
-    pub passkeys_file: String,
+    #[serde(deserialize_with = "path_or_none", serialize_with = "path_or_empty")]
+    pub passkeys_file: Option<PathBuf>,
 }
 
-impl Default for AccessConfig {
-    fn default() -> Self {
-        AccessConfig {
-            list_mode: "off".into(),
-            list_file: String::new(),
-            passkeys_file: String::new(),
-        }
-    }
+/// A path setting: `""` (what `--print-config` shows for "none") or absent is `None`.
+fn path_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    let path = PathBuf::deserialize(d)?;
+    Ok((!path.as_os_str().is_empty()).then_some(path))
+}
+
+fn path_or_empty<S: serde::Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    path.clone().unwrap_or_default().serialize(s)
 }
 
 /// Who may see `/stats` and `/metrics`, and the stats page's chart.
@@ -489,7 +492,12 @@ impl Config {
                     .into(),
             );
         }
-        crate::access_files::AccessFiles::new(&self.access)?;
+        if self.access.list_mode != ListMode::Off && self.access.list_file.is_none() {
+            return Err(format!(
+                "[access] list_mode = \"{}\" needs a list_file",
+                self.access.list_mode.as_str()
+            ));
+        }
         if self.stats.history_interval == 0 || self.stats.history_interval > 3600 {
             return Err("[stats] history_interval must be between 1 and 3600".into());
         }
@@ -662,5 +670,25 @@ mod tests {
                 .unwrap_err()
                 .contains("\"proxy.example\" is not an address")
         );
+    }
+
+    #[test]
+    fn access_settings_are_typed_and_read_as_before() {
+        let c: Config = toml::from_str(
+            "[access]\nlist_mode = \"Deny\"\nlist_file = \"/etc/deny.txt\"\npasskeys_file = \"\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.access.list_mode, ListMode::Deny);
+        assert_eq!(c.access.list_file, Some(PathBuf::from("/etc/deny.txt")));
+        assert_eq!(c.access.passkeys_file, None, "an empty path is none");
+        c.validate().unwrap();
+
+        let err = toml::from_str::<Config>("[access]\nlist_mode = \"maybe\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains("expected off, allow or deny"),
+            "{err}"
+        );
+        let c: Config = toml::from_str("[access]\nlist_mode = \"allow\"\n").unwrap();
+        assert!(c.validate().unwrap_err().contains("needs a list_file"));
     }
 }

@@ -174,7 +174,7 @@ fn bind_on_port(
 /// surface before anything runs), then starts UDP threads, the HTTP runtime and housekeeping.
 pub fn start(config: Config) -> io::Result<Running> {
     config.validate().map_err(invalid_input)?;
-    let mut access_files = AccessFiles::new(&config.access).map_err(invalid_input)?;
+    let mut access_files = AccessFiles::new(&config.access);
     let access = access_files.load().map_err(invalid_input)?;
     tracing::info!("access: {}", access_files::describe(&access));
     let (udp_sockets, tcp_listeners) = bind_all(&config)?;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::*;
+use edgetracker::access::ListMode;
 use edgetracker::protocol::http::announce_query;
 use edgetracker::protocol::types::Event;
 use edgetracker::protocol::udp::{announce_request, connect_request, scrape_request};
@@ -70,8 +71,8 @@ fn allow_list_refuses_other_torrents_over_http_and_udp_and_follows_the_file() {
     let (ok, other) = (hash(1), hash(2));
     std::fs::write(&list, format!("# allowed\n{}\n", hex(&ok))).unwrap();
     let t = tracker_with(|c| {
-        c.access.list_mode = "allow".into();
-        c.access.list_file = list.display().to_string();
+        c.access.list_mode = ListMode::Allow;
+        c.access.list_file = Some(list.clone());
     });
     let (h, u) = (http_addr(&t, false), udp_addr(&t, false));
     let q = |x| {
@@ -113,8 +114,8 @@ fn deny_list_refuses_listed_torrents() {
     let list = d.join("banned.txt");
     std::fs::write(&list, hex(&hash(9))).unwrap();
     let t = tracker_with(|c| {
-        c.access.list_mode = "deny".into();
-        c.access.list_file = list.display().to_string();
+        c.access.list_mode = ListMode::Deny;
+        c.access.list_file = Some(list.clone());
     });
     let denied = "torrent refused by this tracker (on its deny list)";
     assert_eq!(
@@ -150,7 +151,7 @@ fn private_mode_takes_passkeys_in_the_http_path_and_in_bep41_url_data() {
     let d = dir("private");
     let keys = d.join("passkeys.txt");
     std::fs::write(&keys, "alice0123456789ab\nbob_9876543210cd\n").unwrap();
-    let t = tracker_with(|c| c.access.passkeys_file = keys.display().to_string());
+    let t = tracker_with(|c| c.access.passkeys_file = Some(keys.clone()));
     let (h, u) = (http_addr(&t, false), udp_addr(&t, false));
     let q = announce_query(&announce(hash(4), 1, 0, Event::Started));
     assert_eq!(
@@ -200,12 +201,12 @@ fn a_missing_or_broken_file_stops_startup_with_a_reason() {
     let mut config = edgetracker_native::config::Config::default();
     config.network.listen = vec![ip("127.0.0.1")];
     config.network.port = 0;
-    config.access.list_mode = "allow".into();
+    config.access.list_mode = ListMode::Allow;
     let err = edgetracker_native::start(config.clone())
         .err()
         .expect("no list file");
     assert!(err.to_string().contains("needs a list_file"), "{err}");
-    config.access.list_file = "/nonexistent/list.txt".into();
+    config.access.list_file = Some("/nonexistent/list.txt".into());
     let err = edgetracker_native::start(config).err().expect("unreadable");
     assert!(
         err.to_string()
@@ -220,7 +221,7 @@ fn guessing_passkeys_is_rate_limited_and_short_passkeys_are_refused() {
     let keys = d.join("passkeys.txt");
     std::fs::write(&keys, "alice0123456789ab\n").unwrap();
     let t = tracker_with(|c| {
-        c.access.passkeys_file = keys.display().to_string();
+        c.access.passkeys_file = Some(keys.clone());
         c.tracker.rate_limit_per_minute = 30;
         c.tracker.rate_limit_burst = 10;
         c.tracker.full_scrape = true;
@@ -265,7 +266,7 @@ fn guessing_passkeys_is_rate_limited_and_short_passkeys_are_refused() {
     config.network.listen = vec!["127.0.0.1".parse().unwrap()];
     config.network.port = 0;
     config.state.file = String::new();
-    config.access.passkeys_file = keys.display().to_string();
+    config.access.passkeys_file = Some(keys.clone());
     let err = edgetracker_native::start(config).err().expect("refused");
     assert!(err.to_string().contains("at least 16 characters"), "{err}");
     std::fs::remove_dir_all(d).ok();
