@@ -10,13 +10,13 @@ use std::time::SystemTime;
 
 use edgetracker::access::{Access, ListMode};
 
-use crate::config::AccessConfig;
+use crate::config::AccessSection;
 
 /// What identifies a file's version without reading it: modification time and size, and on Unix
 /// the inode and change time too, which no copy that preserves times (`cp -p`, `rsync -t`) and no
 /// rename over the file can keep.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Version {
+struct FileVersion {
     modified: Option<SystemTime>,
     len: u64,
     #[cfg(unix)]
@@ -25,13 +25,11 @@ struct Version {
     changed: (i64, i64),
 }
 
-type Stamp = Option<Version>;
-
-fn stamp(path: &Path) -> Stamp {
+fn version_of(path: &Path) -> Option<FileVersion> {
     let meta = std::fs::metadata(path).ok()?;
     #[cfg(unix)]
     use std::os::unix::fs::MetadataExt;
-    Some(Version {
+    Some(FileVersion {
         modified: meta.modified().ok(),
         len: meta.len(),
         #[cfg(unix)]
@@ -50,19 +48,19 @@ pub struct AccessFiles {
     list_file: Option<PathBuf>,
     passkeys_file: Option<PathBuf>,
     /// The versions last loaded.
-    stamps: (Stamp, Stamp),
+    versions: (Option<FileVersion>, Option<FileVersion>),
     /// Versions seen changed at the last check, not yet loaded.
-    settling: Option<(Stamp, Stamp)>,
+    settling: Option<(Option<FileVersion>, Option<FileVersion>)>,
 }
 
 impl AccessFiles {
     /// The files `config` names (which [`crate::config::Config::validate`] has checked).
-    pub fn new(config: &AccessConfig) -> Self {
+    pub fn new(config: &AccessSection) -> Self {
         AccessFiles {
             mode: config.list_mode,
             list_file: config.list_file.clone(),
             passkeys_file: config.passkeys_file.clone(),
-            stamps: (None, None),
+            versions: (None, None),
             settling: None,
         }
     }
@@ -70,7 +68,7 @@ impl AccessFiles {
     /// Reads both files into rules. Their versions are noted first, so a file that fails to
     /// load is reported once, not at every check, until it changes again.
     pub fn load(&mut self) -> Result<Access, String> {
-        self.stamps = self.current_stamps();
+        self.versions = self.current_versions();
         self.settling = None;
         let mut access = Access::open();
         if let Some(path) = &self.list_file {
@@ -88,10 +86,10 @@ impl AccessFiles {
         Ok(access)
     }
 
-    fn current_stamps(&self) -> (Stamp, Stamp) {
+    fn current_versions(&self) -> (Option<FileVersion>, Option<FileVersion>) {
         (
-            self.list_file.as_deref().and_then(stamp),
-            self.passkeys_file.as_deref().and_then(stamp),
+            self.list_file.as_deref().and_then(version_of),
+            self.passkeys_file.as_deref().and_then(version_of),
         )
     }
 
@@ -99,8 +97,8 @@ impl AccessFiles {
     /// check: an editor that truncates and rewrites in place is not caught halfway, which for a
     /// deny list would let its torrents through until the next check.
     pub fn changed(&mut self) -> bool {
-        let now = self.current_stamps();
-        if now == self.stamps {
+        let now = self.current_versions();
+        if now == self.versions {
             self.settling = None;
             return false;
         }
@@ -130,13 +128,13 @@ mod tests {
 
     #[test]
     fn a_same_size_rewrite_with_its_old_mtime_is_noticed_once_it_holds_still() {
-        let dir = std::env::temp_dir().join(format!("edgetracker-stamps-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("edgetracker-versions-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("passkeys.txt");
         std::fs::write(&path, "alice0123456789ab\n").unwrap();
-        let mut files = AccessFiles::new(&AccessConfig {
+        let mut files = AccessFiles::new(&AccessSection {
             passkeys_file: Some(path.clone()),
-            ..AccessConfig::default()
+            ..AccessSection::default()
         });
         let before = files.load().unwrap();
         assert!(!files.changed());

@@ -17,18 +17,18 @@ pub const DEFAULT_PORT: u16 = 2710;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    pub network: Network,
-    pub tracker: Tracker,
-    pub udp: Udp,
-    pub access: AccessConfig,
-    pub state: State,
-    pub stats: StatsConfig,
-    pub log: Log,
+    pub network: NetworkSection,
+    pub tracker: TrackerSection,
+    pub udp: UdpSection,
+    pub access: AccessSection,
+    pub state: StateSection,
+    pub stats: StatsSection,
+    pub log: LogSection,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Network {
+pub struct NetworkSection {
     /// Addresses to listen on; each gets UDP and TCP (HTTP) sockets on `port`.
     pub listen: Vec<IpAddr>,
     pub port: u16,
@@ -57,7 +57,7 @@ pub struct Network {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Tracker {
+pub struct TrackerSection {
     pub announce_interval: u32,
     pub min_interval: u32,
     pub peer_timeout: u32,
@@ -84,7 +84,7 @@ pub struct Tracker {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Udp {
+pub struct UdpSection {
     pub connection_id_validity: u32,
     pub connection_id_leniency: u32,
 }
@@ -92,7 +92,7 @@ pub struct Udp {
 /// Who may use the tracker. Files are reloaded on SIGHUP and when they change.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct AccessConfig {
+pub struct AccessSection {
     /// `off`, `allow` (only listed torrents) or `deny` (listed torrents refused).
     pub list_mode: ListMode,
     /// File of 40-digit hex info hashes, one per line (`#` comments). Empty or absent: none.
@@ -117,7 +117,7 @@ fn path_or_empty<S: serde::Serializer>(path: &Option<PathBuf>, s: S) -> Result<S
 /// Who may see `/stats` and `/metrics`, and the stats page's chart.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct StatsConfig {
+pub struct StatsSection {
     /// Client addresses allowed to see the stats. With `token` also empty: everyone.
     pub allow: Vec<IpAddr>,
     /// A secret that also grants access: `?token=...` or `Authorization: Bearer ...`.
@@ -126,9 +126,9 @@ pub struct StatsConfig {
     pub history_interval: u32,
 }
 
-impl Default for StatsConfig {
+impl Default for StatsSection {
     fn default() -> Self {
-        StatsConfig {
+        StatsSection {
             allow: Vec::new(),
             token: String::new(),
             history_interval: 60,
@@ -139,16 +139,16 @@ impl Default for StatsConfig {
 /// Restarts without loss: where swarms are saved, and how often.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct State {
+pub struct StateSection {
     /// State file; empty: nothing is saved or loaded.
     pub file: String,
     /// Seconds between saves (there is always one more at shutdown).
     pub save_interval: u32,
 }
 
-impl Default for State {
+impl Default for StateSection {
     fn default() -> Self {
-        State {
+        StateSection {
             file: "edgetracker.state".into(),
             save_interval: 300,
         }
@@ -157,14 +157,14 @@ impl Default for State {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Log {
+pub struct LogSection {
     /// A `tracing` filter: `info`, `debug`, `edgetracker_native=debug,warn`, ...
     pub level: String,
 }
 
-impl Default for Network {
+impl Default for NetworkSection {
     fn default() -> Self {
-        Network {
+        NetworkSection {
             listen: vec![IpAddr::from([0, 0, 0, 0]), IpAddr::from([0u16; 8])],
             port: DEFAULT_PORT,
             udp: true,
@@ -181,10 +181,10 @@ impl Default for Network {
     }
 }
 
-impl Default for Tracker {
+impl Default for TrackerSection {
     fn default() -> Self {
         let p = Policy::default();
-        Tracker {
+        TrackerSection {
             announce_interval: p.announce_interval,
             min_interval: p.min_interval,
             peer_timeout: p.peer_timeout,
@@ -206,18 +206,18 @@ impl Default for Tracker {
     }
 }
 
-impl Default for Udp {
+impl Default for UdpSection {
     fn default() -> Self {
-        Udp {
+        UdpSection {
             connection_id_validity: 120,
             connection_id_leniency: 0,
         }
     }
 }
 
-impl Default for Log {
+impl Default for LogSection {
     fn default() -> Self {
-        Log {
+        LogSection {
             level: "info".into(),
         }
     }
