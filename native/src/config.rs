@@ -55,17 +55,16 @@ pub struct NetworkSection {
     pub http_threads: usize,
 }
 
+/// `[tracker]`: the core's [`Policy`], key for key, and what only the native tracker does.
+/// (Unknown keys are refused by [`Config::load`]: serde cannot deny them beside a flattened
+/// struct.)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct TrackerSection {
-    pub announce_interval: u32,
-    pub min_interval: u32,
-    pub peer_timeout: u32,
+    #[serde(flatten)]
+    pub policy: Policy,
+    /// Seconds between sweeps for expired peers.
     pub cleanup_interval: u32,
-    pub numwant_default: u32,
-    pub numwant_max: u32,
-    pub scrape_max_hashes: u32,
-    pub accept_claimed_ip: bool,
     /// Announces a minute per client address (0: no limit), after a burst of `rate_limit_burst`.
     pub rate_limit_per_minute: u32,
     pub rate_limit_burst: u32,
@@ -73,13 +72,6 @@ pub struct TrackerSection {
     pub full_scrape: bool,
     /// Seconds a client address must wait between full scrapes.
     pub full_scrape_interval: u32,
-    /// Seconds a torrent's completed count is kept after its last peer left (0: not at all).
-    pub completed_retention: u32,
-    /// Caps on what clients can make the tracker hold (see `Policy`).
-    pub max_torrents: u32,
-    pub max_peers: u32,
-    pub max_peers_per_torrent: u32,
-    pub max_peers_per_address: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -102,6 +94,23 @@ pub struct AccessSection {
     /// `/<passkey>/announce` (HTTP) or with the same path in BEP 41 URL data (UDP).
     #[serde(deserialize_with = "path_or_none", serialize_with = "path_or_empty")]
     pub passkeys_file: Option<PathBuf>,
+}
+
+/// Refuses sections and keys the configuration does not have (a typo must not be ignored
+/// silently). What it has is read off the serialized defaults: the structs are the only list.
+fn refuse_unknown_keys(table: &toml::Table) -> Result<(), String> {
+    let known = toml::Table::try_from(Config::default()).expect("the defaults serialize");
+    for (section, keys) in table {
+        let Some(known_keys) = known.get(section).and_then(toml::Value::as_table) else {
+            return Err(format!("configuration: unknown section [{section}]"));
+        };
+        for key in keys.as_table().into_iter().flat_map(toml::Table::keys) {
+            if !known_keys.contains_key(key) {
+                return Err(format!("configuration: [{section}] has no key {key:?}"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A path setting: `""` (what `--print-config` shows for "none") or absent is `None`.
@@ -141,7 +150,8 @@ impl Default for StatsSection {
 #[serde(deny_unknown_fields, default)]
 pub struct StateSection {
     /// State file; empty: nothing is saved or loaded.
-    pub file: String,
+    #[serde(deserialize_with = "path_or_none", serialize_with = "path_or_empty")]
+    pub file: Option<PathBuf>,
     /// Seconds between saves (there is always one more at shutdown).
     pub save_interval: u32,
 }
@@ -149,7 +159,7 @@ pub struct StateSection {
 impl Default for StateSection {
     fn default() -> Self {
         StateSection {
-            file: "edgetracker.state".into(),
+            file: Some("edgetracker.state".into()),
             save_interval: 300,
         }
     }
@@ -183,25 +193,13 @@ impl Default for NetworkSection {
 
 impl Default for TrackerSection {
     fn default() -> Self {
-        let p = Policy::default();
         TrackerSection {
-            announce_interval: p.announce_interval,
-            min_interval: p.min_interval,
-            peer_timeout: p.peer_timeout,
+            policy: Policy::default(),
             cleanup_interval: 60,
-            numwant_default: p.numwant_default,
-            numwant_max: p.numwant_max,
-            scrape_max_hashes: p.scrape_max_hashes,
-            accept_claimed_ip: p.accept_claimed_ip,
             rate_limit_per_minute: 0,
             rate_limit_burst: 10,
             full_scrape: false,
             full_scrape_interval: 600,
-            completed_retention: 2_592_000,
-            max_torrents: 5_000_000,
-            max_peers: 20_000_000,
-            max_peers_per_torrent: 1_000_000,
-            max_peers_per_address: 16,
         }
     }
 }
@@ -397,6 +395,7 @@ impl Config {
                 .ok_or_else(|| format!("{name}: not a section"))?;
             section.insert(key.to_ascii_lowercase(), parse_env_value(&value));
         }
+        refuse_unknown_keys(&table)?;
         let mut config: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e| format!("configuration: {e}"))?;
@@ -414,22 +413,10 @@ impl Config {
     }
 
     pub fn policy(&self) -> Policy {
-        let t = &self.tracker;
         Policy {
-            announce_interval: t.announce_interval,
-            min_interval: t.min_interval,
-            peer_timeout: t.peer_timeout,
-            numwant_default: t.numwant_default,
-            numwant_max: t.numwant_max,
-            scrape_max_hashes: t.scrape_max_hashes,
-            accept_claimed_ip: t.accept_claimed_ip,
             // The memory store is consistent: the second peer of a torrent finds the first.
             sparse_swarm_interval: 0,
-            completed_retention: t.completed_retention,
-            max_torrents: t.max_torrents,
-            max_peers: t.max_peers,
-            max_peers_per_torrent: t.max_peers_per_torrent,
-            max_peers_per_address: t.max_peers_per_address,
+            ..self.tracker.policy.clone()
         }
     }
 
@@ -474,13 +461,13 @@ impl Config {
             return Err("[network] http_max_header_bytes must be at least 8192".into());
         }
         if self.tracker.cleanup_interval == 0
-            || self.tracker.cleanup_interval > self.tracker.peer_timeout
+            || self.tracker.cleanup_interval > self.tracker.policy.peer_timeout
         {
             return Err("[tracker] cleanup_interval must be between 1 and peer_timeout".into());
         }
         // Peers keep a 16-bit last-seen stamp that wraps every 65,536 s: a sweep must see every
         // peer before its stamp could wrap back into the timeout, with slack for a slow sweep.
-        if self.tracker.peer_timeout + self.tracker.cleanup_interval > STAMP_SPAN {
+        if self.tracker.policy.peer_timeout + self.tracker.cleanup_interval > STAMP_SPAN {
             return Err(format!(
                 "[tracker] peer_timeout + cleanup_interval must be at most {STAMP_SPAN} s (last-seen stamps wrap every 18 h)"
             ));
@@ -540,6 +527,89 @@ mod tests {
         parsed.validate().unwrap();
     }
 
+    /// `section.key` for every key line of a TOML text, in order.
+    fn keys_in_order(text: &str) -> Vec<String> {
+        let mut section = String::new();
+        let mut keys = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_string();
+            } else if let Some((key, _)) = line.split_once('=')
+                && !line.starts_with('#')
+            {
+                keys.push(format!("{section}.{}", key.trim()));
+            }
+        }
+        keys
+    }
+
+    /// The structs are the one list of knobs: `--print-config` and the README's configuration
+    /// block name every key they have, and no other, with its default value.
+    #[test]
+    fn printed_and_documented_configurations_match_the_structs() {
+        let known = toml::Table::try_from(Config::default()).unwrap();
+        let mut from_structs: Vec<String> = known
+            .iter()
+            .flat_map(|(section, keys)| {
+                let keys = keys.as_table().unwrap();
+                keys.keys().map(move |k| format!("{section}.{k}"))
+            })
+            .collect();
+        from_structs.sort();
+
+        let printed = keys_in_order(DEFAULT_TOML);
+        let mut sorted = printed.clone();
+        sorted.sort();
+        assert_eq!(sorted, from_structs, "--print-config and the structs");
+
+        let readme = include_str!("../../README.md");
+        let block = readme
+            .split("### Configuration file")
+            .nth(1)
+            .and_then(|s| s.split("```toml\n").nth(1))
+            .and_then(|s| s.split("```").next())
+            .expect("the README's configuration block");
+        assert_eq!(
+            keys_in_order(block),
+            printed,
+            "the README's block and --print-config"
+        );
+        let documented: Config = toml::from_str(block).unwrap();
+        assert_eq!(
+            documented,
+            Config::default(),
+            "the README's values are the defaults"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_in_every_section() {
+        let dir = std::env::temp_dir().join(format!("edgetracker-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        for (text, want) in [
+            (
+                "[tracker]\nannounce_intervall = 60\n",
+                "[tracker] has no key \"announce_intervall\"",
+            ),
+            ("[tracker]\nsparse_swarm_interval = 60\n", "has no key"),
+            ("[network]\nprot = 1\n", "[network] has no key \"prot\""),
+            ("[trackers]\n", "unknown section [trackers]"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let cli = Cli {
+                config: Some(path.clone()),
+                ..Cli::default()
+            };
+            let err = Config::load(&cli, no_env()).unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+        let env = vec![("EDGETRACKER__TRACKER__PEER_TIMEOUTT".into(), "60".into())];
+        let err = Config::load(&Cli::default(), env).unwrap_err();
+        assert!(err.contains("has no key \"peer_timeoutt\""), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn defaults_listen_on_both_families_on_2710() {
         let c = Config::load(&Cli::default(), no_env()).unwrap();
@@ -580,8 +650,8 @@ mod tests {
         assert_eq!(
             (
                 c.network.port,
-                c.tracker.announce_interval,
-                c.tracker.min_interval
+                c.tracker.policy.announce_interval,
+                c.tracker.policy.min_interval
             ),
             (7000, 900, 300)
         );
@@ -641,8 +711,8 @@ mod tests {
     #[test]
     fn settings_where_expiry_cannot_see_the_stamps_wrap_are_refused() {
         let mut c = Config::default();
-        c.tracker.announce_interval = 1800;
-        c.tracker.peer_timeout = 43_200;
+        c.tracker.policy.announce_interval = 1800;
+        c.tracker.policy.peer_timeout = 43_200;
         c.tracker.cleanup_interval = 32_768;
         let err = c.validate().unwrap_err();
         assert!(err.contains("peer_timeout + cleanup_interval"), "{err}");

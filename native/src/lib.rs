@@ -296,7 +296,7 @@ pub fn start(config: Config) -> io::Result<Running> {
 }
 
 fn state_path(config: &Config) -> Option<PathBuf> {
-    (!config.state.file.is_empty()).then(|| PathBuf::from(&config.state.file))
+    config.state.file.clone()
 }
 
 /// Saves the state file, if one is configured; a failure is logged (the next save retries).

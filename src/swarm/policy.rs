@@ -7,7 +7,12 @@ use crate::protocol::types::{AnnounceRequest, Event};
 use super::peer::PeerAddr;
 
 /// Tracker policy shared by every home. All durations are seconds.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// The native tracker's `[tracker]` configuration section embeds it (serde: every field but
+/// `sparse_swarm_interval`, an edge setting, is a key there, with these defaults); the Worker
+/// reads the same knobs from its vars.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Policy {
     /// How often clients should announce (`interval`).
     pub announce_interval: u32,
@@ -29,6 +34,7 @@ pub struct Policy {
     /// up to a minute) sets it, so the first peers of a torrent, who may each have seen an empty
     /// swarm, meet within minutes. Only `event=started` gets it: a client already in the swarm
     /// is visible to newcomers, and a lone seeder is not asked back fifteen times as often.
+    #[serde(skip)]
     pub sparse_swarm_interval: u32,
     /// Seconds a torrent's completed count is kept after its last peer left (0: dropped with
     /// the last peer). Without a bound, anyone could fill memory with peerless torrents by

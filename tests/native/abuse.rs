@@ -162,8 +162,8 @@ fn one_address_cannot_fill_a_swarm_or_the_tracker() {
     // peers in one torrent; in the edge's KV view, 4,000 ports of one address were every peer
     // handed out.
     let t = tracker_with(|c| {
-        c.tracker.max_peers_per_address = 3;
-        c.tracker.max_torrents = 5;
+        c.tracker.policy.max_peers_per_address = 3;
+        c.tracker.policy.max_torrents = 5;
     });
     let (h, u) = (http_addr(&t, false), udp_addr(&t, false));
     let reason = |body: &[u8]| {

@@ -265,7 +265,7 @@ fn guessing_passkeys_is_rate_limited_and_short_passkeys_are_refused() {
     let mut config = edgetracker_native::config::Config::default();
     config.network.listen = vec!["127.0.0.1".parse().unwrap()];
     config.network.port = 0;
-    config.state.file = String::new();
+    config.state.file = None;
     config.access.passkeys_file = Some(keys.clone());
     let err = edgetracker_native::start(config).err().expect("refused");
     assert!(err.to_string().contains("at least 16 characters"), "{err}");

@@ -19,7 +19,7 @@ pub fn tracker_with(tweak: impl FnOnce(&mut Config)) -> Running {
     config.network.listen = vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
     config.network.port = 0;
     // Tests that want a state file say so; the others must not leave one behind.
-    config.state.file = String::new();
+    config.state.file = None;
     tweak(&mut config);
     start(config).expect("tracker starts")
 }

@@ -188,7 +188,7 @@ fn stopped_removes_completed_counts_and_scrape_takes_many() {
 #[test]
 fn malformed_requests_get_a_failure_reason() {
     let t = tracker_with(|c| {
-        c.tracker.scrape_max_hashes = 2;
+        c.tracker.policy.scrape_max_hashes = 2;
         // Room for the core's own query cap (16 KiB) to speak; by default the 8 KiB head
         // buffer refuses such a request first, with 431 (tests/native/abuse.rs).
         c.network.http_max_header_bytes = 32 * 1024;

@@ -232,8 +232,8 @@ fn bep41_url_data_is_accepted() {
 fn replies_fit_one_datagram() {
     // 300 peers from one test address: past the per-address cap, raised here.
     let t = tracker_with(|c| {
-        c.tracker.numwant_max = 1000;
-        c.tracker.max_peers_per_address = 1000;
+        c.tracker.policy.numwant_max = 1000;
+        c.tracker.policy.max_peers_per_address = 1000;
     });
     let s = udp_client(udp_addr(&t, false));
     let id = connect(&s);
@@ -266,9 +266,9 @@ fn replies_fit_one_datagram() {
 #[test]
 fn peers_expire_after_the_timeout() {
     let t = tracker_with(|c| {
-        c.tracker.announce_interval = 1;
-        c.tracker.min_interval = 1;
-        c.tracker.peer_timeout = 1;
+        c.tracker.policy.announce_interval = 1;
+        c.tracker.policy.min_interval = 1;
+        c.tracker.policy.peer_timeout = 1;
         c.tracker.cleanup_interval = 1;
     });
     let s = udp_client(udp_addr(&t, false));
