@@ -4,10 +4,9 @@
 //! request proceed, and if not, why". Where the text comes from (a file, a Worker var, KV) and
 //! when it is reloaded is each home's business. Knows nothing of swarms or stores.
 
+use crate::protocol::hex;
+use crate::protocol::types::InfoHash;
 use std::collections::HashSet;
-use std::net::IpAddr;
-
-use crate::protocol::types::{InfoHash, canonical_ip};
 
 /// How the info-hash list is applied. Written `off`, `allow` or `deny` (in a configuration file or
 /// a Worker var, any case).
@@ -105,14 +104,7 @@ fn entries(text: &str) -> impl Iterator<Item = (usize, &str)> {
 
 /// Parses 40 hex digits (either case) into an info hash.
 pub fn parse_hex_hash(s: &str) -> Option<InfoHash> {
-    if s.len() != 40 {
-        return None;
-    }
-    let mut out = [0u8; 20];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(InfoHash(out))
+    hex::decode_array(s).map(InfoHash)
 }
 
 impl Access {
@@ -203,88 +195,6 @@ impl Access {
     }
 }
 
-/// Whether a secret the client gave (a stats token) is the expected one, compared in constant
-/// time so response timing says nothing about how much of it was right.
-pub fn same_secret(given: &[u8], expected: &[u8]) -> bool {
-    use subtle::ConstantTimeEq;
-    given.len() == expected.len() && bool::from(given.ct_eq(expected))
-}
-
-/// The `token=` parameter of a raw query string, as sent.
-pub fn query_token(query: &[u8]) -> Option<&[u8]> {
-    query
-        .split(|&b| b == b'&')
-        .find_map(|p| p.strip_prefix(b"token="))
-}
-
-/// Who may see the stats, the same on both homes: everyone when neither `allow` nor `token` is
-/// set; otherwise a client whose address is listed, or one presenting the token (in the query or
-/// as `Authorization: Bearer`, passed here without the `Bearer ` prefix).
-pub fn stats_permitted(
-    allow: &[IpAddr],
-    token: &str,
-    client: Option<IpAddr>,
-    query: &[u8],
-    bearer: Option<&[u8]>,
-) -> bool {
-    if allow.is_empty() && token.is_empty() {
-        return true;
-    }
-    let client = client.map(canonical_ip);
-    if allow.iter().any(|&a| Some(canonical_ip(a)) == client) {
-        return true;
-    }
-    let same = |given: &[u8]| !token.is_empty() && same_secret(given, token.as_bytes());
-    query_token(query).is_some_and(same) || bearer.is_some_and(same)
-}
-
-/// What a request path names: the endpoint, and the passkey in front of it if any
-/// (`/announce`, `/<passkey>/announce`; likewise scrape).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Route<'a> {
-    pub endpoint: Endpoint,
-    pub passkey: Option<&'a [u8]>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Endpoint {
-    Announce,
-    Scrape,
-}
-
-/// Recognises tracker paths; anything else is `None` (the home serves or refuses it).
-pub fn route(path: &[u8]) -> Option<Route<'_>> {
-    let endpoint = |name: &[u8]| match name {
-        b"announce" => Some(Endpoint::Announce),
-        b"scrape" => Some(Endpoint::Scrape),
-        _ => None,
-    };
-    let rest = path.strip_prefix(b"/")?;
-    match rest.iter().position(|&b| b == b'/') {
-        None => Some(Route {
-            endpoint: endpoint(rest)?,
-            passkey: None,
-        }),
-        Some(slash) => {
-            let (key, name) = (&rest[..slash], &rest[slash + 1..]);
-            if key.is_empty() || name.contains(&b'/') {
-                return None;
-            }
-            Some(Route {
-                endpoint: endpoint(name)?,
-                passkey: Some(key),
-            })
-        }
-    }
-}
-
-/// The passkey of a UDP announce, from its BEP 41 URL data (the path and query of the tracker
-/// URL, e.g. `/<passkey>/announce?x=1`).
-pub fn udp_passkey(url_data: &[u8]) -> Option<&[u8]> {
-    let path = url_data.split(|&b| b == b'?').next().unwrap_or(&[]);
-    route(path).and_then(|r| r.passkey)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,81 +253,5 @@ mod tests {
                 "line 2: a passkey must be at least 16 characters long (short ones can be guessed)"
             )
         );
-    }
-
-    #[test]
-    fn routes_and_udp_url_data() {
-        assert_eq!(
-            route(b"/announce"),
-            Some(Route {
-                endpoint: Endpoint::Announce,
-                passkey: None
-            })
-        );
-        assert_eq!(
-            route(b"/k3y/scrape"),
-            Some(Route {
-                endpoint: Endpoint::Scrape,
-                passkey: Some(&b"k3y"[..])
-            })
-        );
-        for path in [
-            &b"/"[..],
-            b"/stats",
-            b"//announce",
-            b"/a/b/announce",
-            b"announce",
-            b"/k/other",
-        ] {
-            assert_eq!(route(path), None, "{}", String::from_utf8_lossy(path));
-        }
-        assert_eq!(udp_passkey(b"/k3y/announce?x=1"), Some(&b"k3y"[..]));
-        assert_eq!(udp_passkey(b"/announce"), None);
-        assert_eq!(udp_passkey(b""), None);
-    }
-
-    #[test]
-    fn stats_are_public_unless_restricted_then_by_address_or_token() {
-        let ip = |s: &str| s.parse::<IpAddr>().ok();
-        assert!(stats_permitted(&[], "", ip("10.0.0.1"), b"", None));
-        let allow = [ip("192.0.2.10").unwrap()];
-        assert!(stats_permitted(
-            &allow,
-            "",
-            ip("::ffff:192.0.2.10"),
-            b"",
-            None
-        ));
-        assert!(!stats_permitted(
-            &allow,
-            "",
-            ip("10.0.0.1"),
-            b"token=",
-            Some(b"")
-        ));
-        assert!(!stats_permitted(
-            &allow,
-            "t0k",
-            ip("10.0.0.1"),
-            b"a=1&token=t0",
-            None
-        ));
-        assert!(stats_permitted(
-            &allow,
-            "t0k",
-            ip("10.0.0.1"),
-            b"a=1&token=t0k",
-            None
-        ));
-        assert!(stats_permitted(&allow, "t0k", None, b"", Some(b"t0k")));
-        assert!(!stats_permitted(&[], "t0k", None, b"", Some(b"t0K")));
-    }
-
-    #[test]
-    fn secrets_match_only_whole() {
-        assert!(same_secret(b"s3cret", b"s3cret"));
-        assert!(!same_secret(b"s3cre", b"s3cret"));
-        assert!(!same_secret(b"s3cret!", b"s3cret"));
-        assert!(!same_secret(b"S3cret", b"s3cret"));
     }
 }

@@ -6,7 +6,8 @@
 //! - [`swarm`]: tracker policy — who is in a swarm, who gets which peers, when peers expire.
 //! - [`store`]: the storage seam every home plugs a backend into, the in-memory store, and the
 //!   conformance suite every backend must pass.
-//! - [`access`]: who may use the tracker — info-hash allow/deny lists and private-mode passkeys.
+//! - [`access`]: who may use the tracker — info-hash allow/deny lists and private-mode passkeys;
+//!   [`stats_access`]: who may see its stats.
 //! - [`ratelimit`]: per-IP announce token buckets.
 //! - [`service`]: request bytes in, reply bytes out — the order of the steps above, shared by
 //!   every home so they answer alike.
@@ -23,6 +24,7 @@ pub mod access;
 pub mod protocol;
 pub mod ratelimit;
 pub mod service;
+pub mod stats_access;
 pub mod store;
 pub mod swarm;
 

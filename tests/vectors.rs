@@ -12,9 +12,9 @@
 
 use std::net::IpAddr;
 
-use edgetracker::access::{self, Endpoint};
 use edgetracker::protocol::connection_id::ConnectionIds;
 use edgetracker::protocol::http::split_target;
+use edgetracker::protocol::route::{self, Endpoint};
 use edgetracker::service::{Scratch, Tracker};
 use edgetracker::store::memory::MemoryStore;
 use edgetracker::store::now_or_never;
@@ -75,7 +75,7 @@ pub fn run(text: &str) -> String {
                     now.parse::<u32>().expect("now"),
                 );
                 let (path, query) = split_target(target.as_bytes());
-                let route = access::route(path)
+                let route = route::route(path)
                     .unwrap_or_else(|| panic!("unknown path {}", String::from_utf8_lossy(path)));
                 let passkey = route.passkey;
                 let (body, _) = match route.endpoint {

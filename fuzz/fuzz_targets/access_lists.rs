@@ -2,13 +2,15 @@
 //! passkeys are read from.
 #![no_main]
 
-use edgetracker::access::{self, Access, ListMode};
+use edgetracker::access::{Access, ListMode};
+use edgetracker::protocol::route;
+use edgetracker::stats_access;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = access::route(data);
-    let _ = access::udp_passkey(data);
-    let _ = access::query_token(data);
+    let _ = route::route(data);
+    let _ = route::udp_passkey(data);
+    let _ = stats_access::query_token(data);
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

@@ -8,7 +8,7 @@ mod common;
 use std::sync::LazyLock;
 
 use common::{NOW, client, tracker};
-use edgetracker::access::{self, Endpoint};
+use edgetracker::protocol::route::{self, Endpoint};
 use edgetracker::protocol::http::split_target;
 use edgetracker::service::{Scratch, Tracker};
 use edgetracker::store::memory::MemoryStore;
@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
     let client = client(selector);
     let tracker = &TRACKERS[usize::from(selector >> 1 & 1)];
     let (path, query) = split_target(target);
-    let Some(route) = access::route(path) else {
+    let Some(route) = route::route(path) else {
         return;
     };
     let mut rng = SmallRng::seed_from_u64(u64::from(selector));

@@ -11,12 +11,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use edgetracker::access::{self, Endpoint, Route};
 use edgetracker::protocol::bencode::write_failure;
+use edgetracker::protocol::http::query_pairs;
 use edgetracker::protocol::http::split_target;
+use edgetracker::protocol::route::{self, Endpoint, Route};
 use edgetracker::protocol::types::{Family, canonical_ip};
 use edgetracker::ratelimit::AnnounceGate;
 use edgetracker::service::{Outcome, RATE_LIMITED, Scratch};
+use edgetracker::stats_access;
 use edgetracker::store::now_or_never;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -235,7 +237,7 @@ fn handle(req: &Request<Incoming>, remote: SocketAddr, shared: &Shared) -> Respo
     }
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let (path, query) = split_target(target.as_bytes());
-    if let Some(route) = access::route(path) {
+    if let Some(route) = route::route(path) {
         return tracker_request(req, remote, shared, route, query);
     }
     match path {
@@ -246,17 +248,17 @@ fn handle(req: &Request<Incoming>, remote: SocketAddr, shared: &Shared) -> Respo
                     "the stats are not public on this tracker",
                 );
             }
-            let param = |name: &[u8]| query.split(|&b| b == b'&').any(|p| p == name);
+            let param = |key: &[u8], value: &[u8]| query_pairs(query).any(|p| p == (key, value));
             let wants_html = req
                 .headers()
                 .get(hyper::header::ACCEPT)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.contains("text/html"));
-            let format = if path == b"/metrics" || param(b"format=prometheus") {
+            let format = if path == b"/metrics" || param(b"format", b"prometheus") {
                 StatsFormat::Prometheus
-            } else if param(b"format=json") {
+            } else if param(b"format", b"json") {
                 StatsFormat::Json
-            } else if param(b"format=html") || wants_html {
+            } else if param(b"format", b"html") || wants_html {
                 StatsFormat::Html
             } else {
                 StatsFormat::Json
@@ -265,8 +267,8 @@ fn handle(req: &Request<Incoming>, remote: SocketAddr, shared: &Shared) -> Respo
             // configured token, never whatever a request carries, is written into the page.
             let token = &shared.config.stats.token;
             let came_with_token = !token.is_empty()
-                && access::query_token(query)
-                    .is_some_and(|t| access::same_secret(t, token.as_bytes()));
+                && stats_access::query_token(query)
+                    .is_some_and(|t| stats_access::same_secret(t, token.as_bytes()));
             stats_response(shared, format, came_with_token.then_some(token.as_str()))
         }
         _ => failure(
@@ -301,9 +303,7 @@ fn tracker_request(
     let tracker = &shared.tracker;
     if route.endpoint == Endpoint::Scrape
         && let Some(full) = &shared.full_scrape
-        && !query
-            .split(|&b| b == b'&')
-            .any(|p| p.starts_with(b"info_hash="))
+        && !query_pairs(query).any(|(key, _)| key == b"info_hash")
     {
         return full_scrape(req, shared, full, route, ip, now);
     }
@@ -347,7 +347,7 @@ fn full_scrape(
             full.serve(&shared.tracker.store, &access, ip, now, gzip)
         }),
         // A wrong passkey costs a token here too, as for any scrape: no free guessing.
-        Err(access::Refusal::UnknownPasskey)
+        Err(edgetracker::access::Refusal::UnknownPasskey)
             if !now_or_never(shared.tracker.limiter().permit(ip, now)) =>
         {
             Err(RATE_LIMITED.to_string())
@@ -421,7 +421,7 @@ fn stats_permitted(
         .headers()
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
-    access::stats_permitted(
+    stats_access::stats_permitted(
         &cfg.allow,
         &cfg.token,
         client_ip(req, remote, shared).ok(),

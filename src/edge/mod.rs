@@ -21,12 +21,13 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use worker::{Context, Env, Request, Response, event};
 
-use crate::access::{self, Endpoint, Route};
 use crate::protocol::bencode::write_failure;
 use crate::protocol::connection_id::ConnectionIds;
 use crate::protocol::http::split_target;
+use crate::protocol::route::{self, Endpoint, Route};
 use crate::protocol::types::canonical_ip;
 use crate::service::{Action, Scratch, Tracker};
+use crate::stats_access;
 use config::StoreKind;
 use durable::DoOps;
 use kv::OpCounts;
@@ -34,21 +35,7 @@ use limit::CloudflareLimit;
 use store::EdgeStore;
 
 /// Lower-case hex, as KV keys and Durable Object names spell info hashes.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The bytes of [`hex`]'s output (either case); `None` for anything else.
-pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
-    // (from_str_radix alone would take a sign: "+f".)
-    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
+pub(crate) use crate::protocol::hex::{decode as unhex, encode as hex};
 
 /// Per-isolate state: an RNG seeded once from the platform's CSPRNG, reusable buffers, and
 /// counters for `/stats` (an isolate's lifetime; Cloudflare runs many isolates, so these describe
@@ -107,7 +94,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         None => url.path().to_string(),
     };
     let (path, query) = split_target(target.as_bytes());
-    if let Some(route) = access::route(path) {
+    if let Some(route) = route::route(path) {
         return tracker_request(&req, &env, route, query).await;
     }
     match path {
@@ -258,7 +245,7 @@ fn stats_permitted(req: &Request, env: &Env, query: &[u8]) -> worker::Result<boo
         .as_deref()
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::as_bytes);
-    Ok(access::stats_permitted(
+    Ok(stats_access::stats_permitted(
         &allow,
         var("STATS_TOKEN").trim(),
         client,
@@ -329,20 +316,4 @@ async fn conformance(env: &Env, query: &[u8]) -> worker::Result<Response> {
             StoreKind::DurableObject => "Durable Objects",
         }
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    #[test]
-    fn hex_round_trips_and_unhex_takes_nothing_else() {
-        let b = [0u8, 1, 0xab, 0xff];
-        assert_eq!(unhex(&hex(&b)).unwrap(), b);
-        assert_eq!(unhex("00FF").unwrap(), [0, 0xff]);
-        assert_eq!(unhex("abc"), None);
-        assert_eq!(unhex("zz"), None);
-        assert_eq!(unhex("+f"), None, "no sign");
-    }
 }

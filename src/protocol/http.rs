@@ -75,8 +75,9 @@ pub fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-/// Iterates the `key=value` pairs of a raw query; values stay percent-encoded.
-fn pairs(query: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+/// Iterates the `key=value` pairs of a raw query; keys and values stay percent-encoded. The one
+/// reader of query strings: every home and endpoint goes through it.
+pub fn query_pairs(query: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     query
         .split(|&b| b == b'&')
         .filter(|p| !p.is_empty())
@@ -157,7 +158,7 @@ pub fn parse_announce(query: &[u8]) -> Result<AnnounceRequest, RequestError> {
     let mut key = None;
     let mut claimed_ip = None;
 
-    for (name, value) in pairs(query) {
+    for (name, value) in query_pairs(query) {
         match name {
             b"info_hash" if info_hash.is_none() => {
                 info_hash = Some(InfoHash(decode_fixed("info_hash", value)?));
@@ -256,7 +257,7 @@ pub fn parse_scrape(
     if query.len() > MAX_QUERY_LEN {
         return Err(RequestError::QueryTooLong);
     }
-    for (name, value) in pairs(query) {
+    for (name, value) in query_pairs(query) {
         if name == b"info_hash" {
             if out.len() == max_hashes {
                 return Err(RequestError::TooManyHashes { max: max_hashes });

@@ -5,7 +5,9 @@
 
 pub mod bencode;
 pub mod connection_id;
+pub mod hex;
 pub mod http;
 pub mod percent;
+pub mod route;
 pub mod types;
 pub mod udp;

@@ -5,6 +5,8 @@
 //! silently join the wrong swarm), and decoding here writes into fixed 20-byte arrays with no
 //! allocation. `+` is a literal byte, as RFC 3986 says; clients escape everything else.
 
+use super::hex;
+
 /// Why a value could not be decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PercentError {
@@ -14,23 +16,14 @@ pub enum PercentError {
     TooLong,
 }
 
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Decodes `src` into `dst`, returning the number of bytes written.
 pub fn decode_into(src: &[u8], dst: &mut [u8]) -> Result<usize, PercentError> {
     let mut written = 0;
     let mut i = 0;
     while i < src.len() {
         let byte = if src[i] == b'%' {
-            let hi = src.get(i + 1).copied().and_then(hex_value);
-            let lo = src.get(i + 2).copied().and_then(hex_value);
+            let hi = src.get(i + 1).copied().and_then(hex::nibble);
+            let lo = src.get(i + 2).copied().and_then(hex::nibble);
             match (hi, lo) {
                 (Some(hi), Some(lo)) => {
                     i += 3;

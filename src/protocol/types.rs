@@ -13,10 +13,7 @@ pub struct PeerId(pub [u8; 20]);
 
 impl fmt::Debug for InfoHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        f.write_str(&super::hex::encode(&self.0))
     }
 }
 

@@ -11,10 +11,11 @@ use std::sync::{Arc, RwLock};
 
 use rand_core::Rng;
 
-use crate::access::{self, Access, Refusal};
+use crate::access::{Access, Refusal};
 use crate::protocol::bencode::{self, AnnounceReply};
 use crate::protocol::connection_id::ConnectionIds;
 use crate::protocol::http::{self, RequestError};
+use crate::protocol::route;
 use crate::protocol::types::{AnnounceRequest, Event, Family, InfoHash, SwarmCounts};
 use crate::protocol::udp::{self, Request};
 use crate::ratelimit::{AnnounceGate, Limiter, RateLimit};
@@ -329,7 +330,7 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
                 options
                     .url_data()
                     .for_each(|part| scratch.url_data.extend_from_slice(part));
-                let passkey = access::udp_passkey(&scratch.url_data);
+                let passkey = route::udp_passkey(&scratch.url_data);
                 // The limit first, as over HTTP: refused announces cost a token too.
                 if !self.limiter.permit(client, now).await {
                     udp::write_error(out, transaction_id, RATE_LIMITED, PROVEN_CLIENT);
