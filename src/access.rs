@@ -254,4 +254,14 @@ mod tests {
             )
         );
     }
+
+    #[test]
+    fn a_hash_is_forty_hex_digits_and_nothing_else() {
+        assert!(parse_hex_hash(A).is_some());
+        // from_str_radix alone reads "+f" as 15: such a line once passed for the hash 0f…
+        let signed = format!("+f{}", &A[2..]);
+        assert_eq!(parse_hex_hash(&signed), None);
+        assert_eq!(parse_hex_hash(&A[1..]), None);
+        assert!(Access::open().with_list(ListMode::Allow, &signed).is_err());
+    }
 }
