@@ -9,6 +9,7 @@ pub mod access_files;
 pub mod config;
 pub mod connections;
 pub mod full_scrape;
+pub mod housekeeping;
 pub mod http;
 pub mod page;
 pub mod state;
@@ -17,7 +18,6 @@ pub mod udp;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -128,7 +128,7 @@ impl Running {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        save_state(&self.shared);
+        housekeeping::save_state(&self.shared);
     }
 }
 
@@ -186,7 +186,7 @@ pub fn start(config: Config) -> io::Result<Running> {
         config.udp.connection_id_leniency,
     );
     let store = MemoryStore::new(policy.clone(), random_bytes());
-    let state_file = state_path(&config);
+    let state_file = config.state.file.clone();
     if let Some(path) = &state_file {
         match state::load(&store, path, unix_now()).map_err(io::Error::other)? {
             state::Loaded::Missing => tracing::info!("no state file at {} yet", path.display()),
@@ -275,7 +275,7 @@ pub fn start(config: Config) -> io::Result<Running> {
         threads.push(
             std::thread::Builder::new()
                 .name("housekeeping".into())
-                .spawn(move || housekeeping(&shared, &stop, access_files, &hangup))?,
+                .spawn(move || housekeeping::run(&shared, &stop, access_files, &hangup))?,
         );
     }
     for a in &udp_addrs {
@@ -295,95 +295,6 @@ pub fn start(config: Config) -> io::Result<Running> {
     })
 }
 
-fn state_path(config: &Config) -> Option<PathBuf> {
-    config.state.file.clone()
-}
-
-/// Saves the state file, if one is configured; a failure is logged (the next save retries).
-fn save_state(shared: &Shared) {
-    let Some(path) = state_path(&shared.config) else {
-        return;
-    };
-    let began = Instant::now();
-    match state::save(&shared.tracker.store, &path, unix_now()) {
-        Ok(s) => tracing::info!(
-            took_ms = began.elapsed().as_millis() as u64,
-            "saved {} torrents and {} peers to {}",
-            s.torrents,
-            s.peers,
-            path.display()
-        ),
-        Err(e) => tracing::error!("cannot save state to {}: {e}", path.display()),
-    }
-}
-
 fn invalid_input(e: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, e)
-}
-
-/// How often the access files are checked for changes.
-const ACCESS_CHECK: Duration = Duration::from_secs(2);
-
-/// Background chores: expires peers every `cleanup_interval` seconds, saves the state file every
-/// `save_interval`, and reloads the access files on SIGHUP or when they change. Wakes often
-/// enough to notice shutdown.
-fn housekeeping(shared: &Shared, stop: &AtomicBool, mut files: AccessFiles, hangup: &AtomicBool) {
-    let every = Duration::from_secs(u64::from(shared.config.tracker.cleanup_interval));
-    let save_every = Duration::from_secs(u64::from(shared.config.state.save_interval));
-    let sample_every = Duration::from_secs(u64::from(shared.config.stats.history_interval));
-    let mut last_save = Instant::now();
-    let mut last_sample: Option<Instant> = None;
-    let mut last_sweep = Instant::now();
-    let mut last_check = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-        let signalled = hangup.swap(false, Ordering::Relaxed);
-        let check_due = last_check.elapsed() >= ACCESS_CHECK;
-        if check_due {
-            last_check = Instant::now();
-        }
-        if signalled || (check_due && files.changed()) {
-            match files.load() {
-                Ok(access) => {
-                    let why = if signalled { "SIGHUP" } else { "file changed" };
-                    tracing::info!(
-                        "access reloaded ({why}): {}",
-                        access_files::describe(&access)
-                    );
-                    shared.tracker.set_access(access);
-                }
-                Err(e) => tracing::error!("access reload failed, keeping the rules in force: {e}"),
-            }
-        }
-        if last_sweep.elapsed() >= every {
-            let began = Instant::now();
-            shared.tracker.store.expire_now(unix_now());
-            shared.tracker.limiter().prune(unix_now());
-            if let Some(full) = &shared.full_scrape {
-                full.prune(unix_now());
-            }
-            let t = shared.tracker.store.totals();
-            tracing::debug!(
-                took_ms = began.elapsed().as_millis() as u64,
-                torrents = t.torrents,
-                peers = t.peers(),
-                "expired stale peers"
-            );
-            last_sweep = Instant::now();
-        }
-        if last_sample.is_none_or(|t| t.elapsed() >= sample_every) {
-            let t = shared.tracker.store.totals();
-            let sample = page::Sample {
-                at: shared.uptime(),
-                torrents: t.torrents,
-                peers: t.peers(),
-            };
-            shared.history.record(sample);
-            last_sample = Some(Instant::now());
-        }
-        if last_save.elapsed() >= save_every {
-            save_state(shared);
-            last_save = Instant::now();
-        }
-    }
 }
