@@ -40,11 +40,8 @@ pub const CONNECTION_ID_KEY: [u8; 16] = *b"edgetracker-test";
 /// Runs one file; returns the file with every `=>` line replaced by what the tracker answered.
 pub fn run(text: &str) -> String {
     let policy = Policy::default();
-    let tracker = Tracker::new(
-        MemoryStore::new(policy.clone(), [0; 16]),
-        policy,
-        ConnectionIds::new(CONNECTION_ID_KEY, 120, 0),
-    );
+    let tracker = Tracker::new(MemoryStore::new(policy.clone(), [0; 16]), policy)
+        .with_udp(ConnectionIds::new(CONNECTION_ID_KEY, 120, 0));
     let mut rng = SmallRng::seed_from_u64(0);
     let mut scratch = Scratch::default();
     let mut cid = String::new();

@@ -16,12 +16,9 @@ pub const NOW: u32 = 1_750_000_000;
 /// with an allow list and a passkey.
 pub fn tracker(private: bool) -> Tracker<MemoryStore> {
     let policy = Policy::default();
-    let t = Tracker::new(
-        MemoryStore::new(policy.clone(), [1; 16]),
-        policy,
-        ConnectionIds::new([2; 16], 120, 0),
-    )
-    .with_rate_limit(RateLimit {
+    let t = Tracker::new(MemoryStore::new(policy.clone(), [1; 16]), policy)
+        .with_udp(ConnectionIds::new([2; 16], 120, 0))
+        .with_rate_limit(RateLimit {
         per_minute: 60,
         burst: 1000,
     });

@@ -149,7 +149,10 @@ mod tests {
         let mut sweep = Every::from_now(period);
         assert!(!sweep.due(t0));
         assert!(sweep.due(t0 + period + Duration::from_millis(1)));
-        assert!(!sweep.due(t0 + period + Duration::from_secs(30)), "counted as run");
+        assert!(
+            !sweep.due(t0 + period + Duration::from_secs(30)),
+            "counted as run"
+        );
         assert!(sweep.due(t0 + 2 * period + Duration::from_secs(1)));
 
         let mut sample = Every::starting_now(period);

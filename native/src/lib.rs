@@ -203,10 +203,12 @@ pub fn start(config: Config) -> io::Result<Running> {
             }
         }
     }
-    let tracker = Tracker::new(store, policy, ids).with_rate_limit(RateLimit {
-        per_minute: config.tracker.rate_limit_per_minute,
-        burst: config.tracker.rate_limit_burst,
-    });
+    let tracker = Tracker::new(store, policy)
+        .with_udp(ids)
+        .with_rate_limit(RateLimit {
+            per_minute: config.tracker.rate_limit_per_minute,
+            burst: config.tracker.rate_limit_burst,
+        });
     tracker.set_access(access);
     // The connection cap, not the process's default 1,024 descriptors, decides how many HTTP
     // clients are served; descriptors for sockets, files and the runtime stay in reserve.

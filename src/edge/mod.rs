@@ -22,7 +22,6 @@ use rand::rngs::SmallRng;
 use worker::{Context, Env, Request, Response, event};
 
 use crate::protocol::bencode::write_failure;
-use crate::protocol::connection_id::ConnectionIds;
 use crate::protocol::http::split_target;
 use crate::protocol::route::{self, Endpoint, Route};
 use crate::protocol::types::canonical_ip;
@@ -155,9 +154,8 @@ async fn tracker_request(
         Ok(rules) => rules,
         Err(reason) => return bencoded(200, write_failure(&reason)),
     };
-    // HTTP only: connection ids are a UDP matter, which the edge does not serve.
-    let tracker = Tracker::new(store, policy, ConnectionIds::new([0; 16], 0, 0))
-        .with_gate(CloudflareLimit::from_env(env));
+    // HTTP only: no connection ids, which are a UDP matter.
+    let tracker = Tracker::new(store, policy).with_gate(CloudflareLimit::from_env(env));
     tracker.set_access(rules.access);
     // No RefCell borrow may be held across a suspension point, and an isolate serves requests
     // concurrently: each request gets its own RNG seeded from the isolate's (a clone would hand

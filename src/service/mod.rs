@@ -70,12 +70,14 @@ pub struct Scratch {
     url_data: Vec<u8>,
 }
 
-/// The tracker: policy, access rules, connection-id keys, a store, and the announce rate
-/// limit (the in-process [`Limiter`] unless a home plugs in another [`AnnounceGate`]).
+/// The tracker: policy, access rules, a store, the announce rate limit (the in-process
+/// [`Limiter`] unless a home plugs in another [`AnnounceGate`]), and for homes that serve UDP the
+/// connection-id keys.
 pub struct Tracker<S, L = Limiter> {
     pub store: S,
     pub policy: Policy,
-    pub connection_ids: ConnectionIds,
+    /// BEP 15 connection-id keys ([`Tracker::with_udp`]); a home without UDP has none.
+    connection_ids: Option<ConnectionIds>,
     /// Swapped whole when the operator's lists are reloaded; read briefly per request.
     access: RwLock<Arc<Access>>,
     /// Per-client announce limit (off unless configured).
@@ -83,13 +85,13 @@ pub struct Tracker<S, L = Limiter> {
 }
 
 impl<S: PeerStore> Tracker<S> {
-    /// A public tracker serving every torrent without a rate limit; see [`Tracker::set_access`]
-    /// and [`Tracker::with_rate_limit`].
-    pub fn new(store: S, policy: Policy, connection_ids: ConnectionIds) -> Self {
+    /// A public HTTP tracker serving every torrent without a rate limit; see
+    /// [`Tracker::with_udp`], [`Tracker::set_access`] and [`Tracker::with_rate_limit`].
+    pub fn new(store: S, policy: Policy) -> Self {
         Tracker {
             store,
             policy,
-            connection_ids,
+            connection_ids: None,
             access: RwLock::new(Arc::new(Access::open())),
             limiter: Limiter::new(RateLimit::default()),
         }
@@ -102,6 +104,19 @@ impl<S: PeerStore> Tracker<S> {
 }
 
 impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
+    /// Serves BEP 15 too, issuing and checking connection ids with `ids`.
+    pub fn with_udp(self, ids: ConnectionIds) -> Self {
+        Tracker {
+            connection_ids: Some(ids),
+            ..self
+        }
+    }
+
+    /// The connection-id keys, if this tracker serves UDP.
+    pub fn connection_ids(&self) -> Option<&ConnectionIds> {
+        self.connection_ids.as_ref()
+    }
+
     /// Limits announces per client with `gate` instead.
     pub fn with_gate<G: AnnounceGate>(self, gate: G) -> Tracker<S, G> {
         Tracker {
@@ -289,7 +304,8 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
 
     /// Answers one BEP 15 datagram from `client`, appending the reply to `out` (left empty when
     /// the packet deserves no reply). Replies to packets without a valid connection id are never
-    /// larger than the packet, so the tracker cannot be used to amplify spoofed traffic.
+    /// larger than the packet, so the tracker cannot be used to amplify spoofed traffic. A
+    /// tracker without connection-id keys (an HTTP-only home) takes no connection.
     pub async fn udp(
         &self,
         packet: &[u8],
@@ -300,7 +316,6 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
         out: &mut Vec<u8>,
     ) -> Outcome {
         out.clear();
-        let family = Family::of(client);
         let request = match udp::parse_request(packet) {
             Ok(request) => request,
             Err(e) => {
@@ -310,104 +325,142 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
                 return Outcome::refused(None, e.reason);
             }
         };
-        match request {
-            Request::Connect { transaction_id } => {
-                udp::write_connect(out, transaction_id, self.connection_ids.issue(now, client));
-                Outcome::ok(Action::Connect)
-            }
+        let (action, connection_id, transaction_id) = match &request {
+            Request::Connect { transaction_id } => (Action::Connect, None, *transaction_id),
             Request::Announce {
                 connection_id,
                 transaction_id,
+                ..
+            } => (Action::Announce, Some(*connection_id), *transaction_id),
+            Request::Scrape {
+                connection_id,
+                transaction_id,
+                ..
+            } => (Action::Scrape, Some(*connection_id), *transaction_id),
+        };
+        let Some(ids) = &self.connection_ids else {
+            udp::write_error(out, transaction_id, NO_UDP, packet.len());
+            return Outcome::refused(Some(action), NO_UDP);
+        };
+        if let Some(id) = connection_id
+            && !ids.is_valid(id, now, client)
+        {
+            udp::write_error(out, transaction_id, INVALID_CONNECTION_ID, packet.len());
+            return Outcome::refused(Some(action), INVALID_CONNECTION_ID);
+        }
+        // From here on the client's address is proven by its connection id.
+        match request {
+            Request::Connect { transaction_id } => {
+                udp::write_connect(out, transaction_id, ids.issue(now, client));
+                Outcome::ok(Action::Connect)
+            }
+            Request::Announce {
+                transaction_id,
                 announce,
                 options,
+                ..
             } => {
-                if !self.connection_ids.is_valid(connection_id, now, client) {
-                    udp::write_error(out, transaction_id, INVALID_CONNECTION_ID, packet.len());
-                    return Outcome::refused(Some(Action::Announce), INVALID_CONNECTION_ID);
-                }
                 // BEP 41: the tracker URL's path (and with it a passkey) comes in fragments.
                 scratch.url_data.clear();
                 options
                     .url_data()
                     .for_each(|part| scratch.url_data.extend_from_slice(part));
-                let passkey = route::udp_passkey(&scratch.url_data);
-                // The limit first, as over HTTP: refused announces cost a token too.
-                if !self.limiter.permit(client, now).await {
-                    udp::write_error(out, transaction_id, RATE_LIMITED, PROVEN_CLIENT);
-                    let outcome = Outcome::refused(Some(Action::Announce), RATE_LIMITED);
-                    return Outcome {
-                        rate_limited: true,
-                        ..outcome
-                    };
-                }
-                if let Err(refusal) = self.admit(passkey, &[announce.info_hash]) {
-                    udp::write_error(out, transaction_id, refusal.reason(), PROVEN_CLIENT);
-                    return Outcome::refused(Some(Action::Announce), refusal.reason());
-                }
-                let max = udp::max_peers_per_reply(family);
-                let announced = self
-                    .announce(&announce, client, max, now, rng, &mut scratch.peers)
-                    .await;
-                let (_, counts, store_error) = match announced {
-                    Ok(announced) => announced,
-                    Err(full) => {
-                        udp::write_error(out, transaction_id, full.reason(), PROVEN_CLIENT);
-                        return Outcome {
-                            full: Some(full),
-                            ..Outcome::refused(Some(Action::Announce), full.reason())
-                        };
-                    }
-                };
-                udp::write_announce(
-                    out,
-                    transaction_id,
-                    self.policy
-                        .intervals(announce.event, swarm_size(&counts, store_error.as_ref()))
-                        .0,
-                    counts,
-                    &scratch.peers,
-                );
-                Outcome {
-                    store_error,
-                    ..Outcome::ok(Action::Announce)
-                }
+                self.udp_announce(&announce, transaction_id, client, now, rng, scratch, out)
+                    .await
             }
             Request::Scrape {
-                connection_id,
                 transaction_id,
                 info_hashes,
+                ..
             } => {
-                if !self.connection_ids.is_valid(connection_id, now, client) {
-                    udp::write_error(out, transaction_id, INVALID_CONNECTION_ID, packet.len());
-                    return Outcome::refused(Some(Action::Scrape), INVALID_CONNECTION_ID);
-                }
-                let cap = self.policy.scrape_max_hashes as usize;
-                if info_hashes.len() > cap {
-                    let reason = "too many info hashes in one scrape";
-                    udp::write_error(out, transaction_id, reason, PROVEN_CLIENT);
-                    return Outcome::refused(Some(Action::Scrape), reason);
-                }
                 scratch.hashes.clear();
                 scratch
                     .hashes
                     .extend(info_hashes.iter().map(|h| InfoHash(*h)));
-                // BEP 41 gives scrapes no URL data: a private tracker has no passkey to check.
-                if let Err(refusal) = self.admit(None, &scratch.hashes) {
-                    udp::write_error(out, transaction_id, refusal.reason(), PROVEN_CLIENT);
-                    return Outcome::refused(Some(Action::Scrape), refusal.reason());
-                }
-                let store_error = self.scrape(now, scratch).await;
-                udp::write_scrape(out, transaction_id, scratch.counts.iter().copied());
-                Outcome {
-                    store_error,
-                    ..Outcome::ok(Action::Scrape)
-                }
+                self.udp_scrape(transaction_id, now, scratch, out).await
             }
+        }
+    }
+
+    /// A BEP 15 announce from a proven client, its URL data in `scratch.url_data`.
+    #[allow(clippy::too_many_arguments)]
+    async fn udp_announce(
+        &self,
+        announce: &AnnounceRequest,
+        transaction_id: u32,
+        client: IpAddr,
+        now: u32,
+        rng: &mut impl Rng,
+        scratch: &mut Scratch,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let refuse = |out: &mut Vec<u8>, reason: &str| {
+            udp::write_error(out, transaction_id, reason, PROVEN_CLIENT);
+            Outcome::refused(Some(Action::Announce), reason)
+        };
+        let passkey = route::udp_passkey(&scratch.url_data);
+        // The limit first, as over HTTP: refused announces cost a token too.
+        if !self.limiter.permit(client, now).await {
+            return Outcome {
+                rate_limited: true,
+                ..refuse(out, RATE_LIMITED)
+            };
+        }
+        if let Err(refusal) = self.admit(passkey, &[announce.info_hash]) {
+            return refuse(out, refusal.reason());
+        }
+        let max = udp::max_peers_per_reply(Family::of(client));
+        let announced = self
+            .announce(announce, client, max, now, rng, &mut scratch.peers)
+            .await;
+        let (_, counts, store_error) = match announced {
+            Ok(announced) => announced,
+            Err(full) => {
+                return Outcome {
+                    full: Some(full),
+                    ..refuse(out, full.reason())
+                };
+            }
+        };
+        let size = swarm_size(&counts, store_error.as_ref());
+        let interval = self.policy.intervals(announce.event, size).0;
+        udp::write_announce(out, transaction_id, interval, counts, &scratch.peers);
+        Outcome {
+            store_error,
+            ..Outcome::ok(Action::Announce)
+        }
+    }
+
+    /// A BEP 15 scrape from a proven client of the hashes in `scratch.hashes`.
+    async fn udp_scrape(
+        &self,
+        transaction_id: u32,
+        now: u32,
+        scratch: &mut Scratch,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let refuse = |out: &mut Vec<u8>, reason: &str| {
+            udp::write_error(out, transaction_id, reason, PROVEN_CLIENT);
+            Outcome::refused(Some(Action::Scrape), reason)
+        };
+        if scratch.hashes.len() > self.policy.scrape_max_hashes as usize {
+            return refuse(out, "too many info hashes in one scrape");
+        }
+        // BEP 41 gives scrapes no URL data: a private tracker has no passkey to check.
+        if let Err(refusal) = self.admit(None, &scratch.hashes) {
+            return refuse(out, refusal.reason());
+        }
+        let store_error = self.scrape(now, scratch).await;
+        udp::write_scrape(out, transaction_id, scratch.counts.iter().copied());
+        Outcome {
+            store_error,
+            ..Outcome::ok(Action::Scrape)
         }
     }
 }
 
 const INVALID_CONNECTION_ID: &str = "invalid or expired connection id";
+const NO_UDP: &str = "this tracker does not serve UDP";
 /// Longest error reply to a packet with a valid connection id. The id is a MAC of the client's
 /// address, so the packet's source is proven and a reply longer than the request amplifies
 /// nothing: the client gets the whole reason (a one-hash scrape is only 36 bytes).
@@ -486,11 +539,7 @@ mod tests {
     }
 
     fn tracker() -> Tracker<Broken> {
-        Tracker::new(
-            Broken,
-            Policy::default(),
-            ConnectionIds::new([1; 16], 120, 0),
-        )
+        Tracker::new(Broken, Policy::default()).with_udp(ConnectionIds::new([1; 16], 120, 0))
     }
 
     /// The query of a seeder's first announce.
@@ -569,7 +618,6 @@ mod tests {
                 sparse_swarm_interval: 120,
                 ..Policy::default()
             },
-            ConnectionIds::new([1; 16], 120, 0),
         );
         let mut rng = SmallRng::seed_from_u64(1);
         let (body, _) = now_or_never(t.http_announce(
@@ -582,5 +630,29 @@ mod tests {
         ));
         let body = String::from_utf8_lossy(&body);
         assert!(body.contains("8:intervali1800e"), "{body}");
+    }
+
+    #[test]
+    fn a_tracker_without_udp_takes_no_connection_and_amplifies_nothing() {
+        let t = Tracker::new(Broken, Policy::default());
+        let (mut rng, mut scratch, mut out) =
+            (SmallRng::seed_from_u64(1), Scratch::default(), vec![]);
+        let packet = udp::connect_request(7);
+        let outcome = now_or_never(t.udp(
+            &packet,
+            "10.0.0.1".parse().unwrap(),
+            1,
+            &mut rng,
+            &mut scratch,
+            &mut out,
+        ));
+        assert_eq!(outcome.error.as_deref(), Some(NO_UDP));
+        assert_eq!(
+            &out[..8],
+            &[0, 0, 0, 3, 0, 0, 0, 7],
+            "an error for transaction 7"
+        );
+        assert!(out.len() <= packet.len());
+        assert!(t.connection_ids().is_none());
     }
 }
