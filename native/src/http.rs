@@ -105,7 +105,7 @@ async fn accept_loop(
         let admitted = match shared.connections.admit(remote.ip(), !from_proxy) {
             Ok(admitted) => admitted,
             Err(refused) => {
-                refuse_connection(&stream, refused.reason());
+                refuse_connection(stream, refused.reason());
                 continue;
             }
         };
@@ -141,15 +141,56 @@ async fn accept_loop(
     }
 }
 
+/// Refused connections being closed gracefully at once; past this, they are dropped outright.
+const LINGERING_MAX: usize = 256;
+/// How long a refused connection is given to deliver its request before it is closed.
+const LINGER: Duration = Duration::from_secs(2);
+static LINGERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Tells a client over a connection cap why, as far as the socket takes it at once (never
 /// waiting: the point is to spend nothing on it), and closes.
-fn refuse_connection(stream: &tokio::net::TcpStream, reason: &str) {
+///
+/// Closing a socket whose peer's request is still arriving makes the kernel answer that request
+/// with a reset, and a client that sees the reset may throw away the 503 it had not read yet.
+/// So the answer is followed by a half-close, and the request is read and dropped for up to
+/// [`LINGER`] before the socket closes: for [`LINGERING_MAX`] connections at a time, so that a
+/// flood of refused connections cannot hold descriptors (beyond that, they are dropped at once).
+fn refuse_connection(stream: tokio::net::TcpStream, reason: &str) {
+    use std::sync::atomic::Ordering;
     let body = write_failure(reason);
     let head = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: {BENCODE}\r\nContent-Length: {}\r\nRetry-After: 60\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    let _ = stream.try_write(&[head.as_bytes(), &body].concat());
+    let answer = [head.as_bytes(), &body].concat();
+    if !stream.try_write(&answer).is_ok_and(|n| n == answer.len()) {
+        return;
+    }
+    if LINGERING.fetch_add(1, Ordering::Relaxed) >= LINGERING_MAX {
+        LINGERING.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    tokio::spawn(async move {
+        let drain = async {
+            socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write)?;
+            let mut sink = [0u8; 1024];
+            let mut read = 0;
+            // Until the client closes its side, or it has sent more than a request's worth.
+            while read < 64 * 1024 {
+                stream.readable().await?;
+                match stream.try_read(&mut sink) {
+                    Ok(0) => break,
+                    Ok(n) => read += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            io::Result::Ok(())
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+        drop(stream);
+        LINGERING.fetch_sub(1, Ordering::Relaxed);
+    });
 }
 
 thread_local! {

@@ -137,6 +137,31 @@ fn connections_over_the_caps_are_refused_with_a_reason_and_counted() {
 }
 
 #[test]
+fn a_refused_client_that_sent_its_request_still_reads_the_reason() {
+    // Before: the socket was closed with the client's request arriving or unread, so the kernel
+    // answered with a reset, and a client may drop the 503 it had not read yet.
+    let t = tracker_with(|c| c.network.http_max_connections_per_address = 1);
+    let addr = http_addr(&t, false);
+    let one: IpAddr = "127.0.0.1".parse().unwrap();
+    let _held = connect_from(one, addr);
+    wait_for("1 connection admitted", Duration::from_secs(5), || {
+        connections(addr)["open"] == 2
+    });
+    for _ in 0..5 {
+        let mut s = connect_from(one, addr);
+        s.write_all(b"GET /announce?info_hash=x HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let mut raw = Vec::new();
+        let read = s.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw);
+        assert!(read.is_ok(), "{read:?} after {text:?}: reset, not closed");
+        assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+        assert!(text.ends_with("retry latere"), "{text}");
+    }
+    t.shutdown();
+}
+
+#[test]
 fn request_heads_beyond_the_buffer_are_refused() {
     // Before: hyper's default 400 KB buffer per connection; 3,000 connections sending endless
     // headers took 1.18 GB. An announce is under 1 KB.
