@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# UDP A/B: this checkout's tracker against the same tracker at another commit, under aquatic's UDP
+# load tester, rounds interleaved, so a change's effect on speed is a ratio from one run.
+#
+#   native/bench/udp_ab.sh REV [ROUNDS] [SECONDS]      # e.g. native/bench/udp_ab.sh HEAD~5 3 20
+#
+# Needs nothing outside the checkout: installs aquatic_udp_load_test 0.9.0 from crates.io if
+# missing, builds both trackers in release mode (REV in a temporary git worktree), and runs each
+# with no state file (every run starts empty), listening on 127.0.0.1 only, pinned to core 0,
+# with the load on core 1. The per-address peer cap is raised: the load tester sends every peer
+# from four addresses. Prints, per round, responses per second and responses per tracker
+# CPU-second (the load tester saturates its core first, so the second is the tracker's speed),
+# then the median ratios REV-to-checkout.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rev=${1:?usage: native/bench/udp_ab.sh REV [ROUNDS] [SECONDS]}
+rounds=${2:-3}
+secs=${3:-20}
+port=${PORT:-34170}
+LOAD_TEST_VERSION=0.9.0
+
+command -v aquatic_udp_load_test >/dev/null ||
+    cargo install --locked --version "$LOAD_TEST_VERSION" aquatic_udp_load_test
+
+work=$(mktemp -d)
+cleanup() {
+    # The tracker of a run cut short (runs happen in subshells: its PID is in a file).
+    [ -s "$work/pid" ] && kill "$(cat "$work/pid")" 2>/dev/null || true
+    git worktree remove --force "$work/rev" >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== building this checkout and $rev (release)"
+cargo build --release -p edgetracker-native --quiet
+cp target/release/edgetracker "$work/new"
+git worktree add --detach "$work/rev" "$rev" >/dev/null 2>&1
+(cd "$work/rev" && CARGO_TARGET_DIR="$work/target" cargo build --release -p edgetracker-native --quiet)
+cp "$work/target/release/edgetracker" "$work/old"
+
+aquatic_udp_load_test -p >"$work/load.toml"
+sed -i -e "s|^server_address = .*|server_address = \"127.0.0.1:$port\"|" \
+    -e "s|^duration = .*|duration = $secs|" -e "s|^summarize_last = .*|summarize_last = 0|" \
+    "$work/load.toml"
+ticks=$(getconf CLK_TCK)
+
+# Runs one tracker binary under load; prints "responses_per_s responses_per_cpu_s".
+run() {
+    local bin=$1
+    EDGETRACKER__STATE__FILE="" EDGETRACKER__TRACKER__MAX_PEERS_PER_ADDRESS=1000000 \
+        taskset -c 0 "$bin" --listen 127.0.0.1 --port "$port" >"$work/tracker.log" 2>&1 &
+    local tracker_pid=$!
+    echo "$tracker_pid" >"$work/pid"
+    sleep 1
+    timeout $((secs + 30)) taskset -c 1 aquatic_udp_load_test -c "$work/load.toml" >"$work/load.out" 2>&1
+    local cpu
+    cpu=$(awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$tracker_pid/stat")
+    kill "$tracker_pid"
+    wait "$tracker_pid" 2>/dev/null || true
+    : >"$work/pid"
+    local rps
+    rps=$(sed -n 's/^Average responses per second: //p' "$work/load.out")
+    [ -n "$rps" ] || { cat "$work/load.out" "$work/tracker.log" >&2; exit 1; }
+    awk -v r="$rps" -v c="$cpu" -v s="$secs" 'BEGIN { printf "%.0f %.0f\n", r, r * s / c }'
+}
+
+echo "== $rounds rounds of $secs s each; tracker on core 0, load on core 1"
+results=()
+for r in $(seq 1 "$rounds"); do
+    # Alternate which goes first, so neither always meets a warmer or cooler machine.
+    if [ $((r % 2)) = 1 ]; then
+        old=$(run "$work/old"); new=$(run "$work/new")
+    else
+        new=$(run "$work/new"); old=$(run "$work/old")
+    fi
+    read -r old_rps old_cpu <<<"$old"
+    read -r new_rps new_cpu <<<"$new"
+    line=$(awk -v a="$old_rps" -v b="$new_rps" -v c="$old_cpu" -v d="$new_cpu" \
+        'BEGIN { printf "%.3f %.3f", b / a, d / c }')
+    results+=("$line")
+    printf 'round %d: %s %s resp/s, %s resp/CPU-s | checkout %s resp/s, %s resp/CPU-s | ratio %s\n' \
+        "$r" "$rev" "$old_rps" "$old_cpu" "$new_rps" "$new_cpu" "$line"
+done
+printf '%s\n' "${results[@]}" | sort -n -k1 | awk '{a[NR]=$1} END {printf "median checkout/%s, responses/s: %.3f\n", "'"$rev"'", a[int((NR+1)/2)]}'
+printf '%s\n' "${results[@]}" | sort -n -k2 | awk '{a[NR]=$2} END {printf "median checkout/%s, responses per tracker CPU-second: %.3f\n", "'"$rev"'", a[int((NR+1)/2)]}'
