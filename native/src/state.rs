@@ -28,7 +28,7 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use edgetracker::InfoHash;
-use edgetracker::store::memory::MemoryStore;
+use edgetracker::store::memory::{MemoryStore, SavedPeer, SavedTorrent};
 use edgetracker::swarm::PeerAddr;
 use edgetracker::swarm::torrent::Torrent;
 
@@ -148,7 +148,7 @@ impl<R: Read> Fields<R> {
 /// for them only what the bytes read so far back (a header cannot make it reserve more).
 fn parse(
     input: impl Read,
-    mut restore: impl FnMut(InfoHash, u32, u16, &mut Vec<(PeerAddr, bool, u32)>),
+    mut restore: impl FnMut(SavedTorrent, &mut Vec<SavedPeer>),
 ) -> Result<(), String> {
     let mut r = Fields {
         inner: input,
@@ -185,14 +185,27 @@ fn parse(
             for _ in 0..n4 {
                 let addr = PeerAddr::V4(r.take()?);
                 let [flags] = r.take()?;
-                peers.push((addr, flags & 1 == 1, r.u32()?));
+                peers.push(SavedPeer {
+                    addr,
+                    seeding: flags & 1 == 1,
+                    last_seen: r.u32()?,
+                });
             }
             for _ in 0..n6 {
                 let addr = PeerAddr::V6(r.take()?);
                 let [flags] = r.take()?;
-                peers.push((addr, flags & 1 == 1, r.u32()?));
+                peers.push(SavedPeer {
+                    addr,
+                    seeding: flags & 1 == 1,
+                    last_seen: r.u32()?,
+                });
             }
-            restore(hash, downloaded, quiet_since, &mut peers);
+            let saved = SavedTorrent {
+                hash,
+                downloaded,
+                quiet_since,
+            };
+            restore(saved, &mut peers);
             if peers.capacity() > 1 << 16 {
                 peers = Vec::new();
             }
@@ -272,11 +285,11 @@ fn load_from(
     rewind(&mut input)?;
     checksum_matches(&mut input)?;
     rewind(&mut input)?;
-    parse(&mut input, |_, _, _, _| {})?;
+    parse(&mut input, |_, _| {})?;
     rewind(&mut input)?;
     let mut summary = Summary::default();
-    parse(&mut input, |hash, downloaded, quiet_since, peers| {
-        summary.peers += store.restore(hash, downloaded, quiet_since, peers.drain(..), now);
+    parse(&mut input, |saved, peers| {
+        summary.peers += store.restore(saved, peers.drain(..), now);
         summary.torrents += 1;
     })?;
     Ok(summary)

@@ -59,6 +59,25 @@ impl Shard {
     }
 }
 
+/// A torrent as a state file keeps it, for [`MemoryStore::restore`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SavedTorrent {
+    pub hash: InfoHash,
+    /// Its completed count.
+    pub downloaded: u32,
+    /// The day it was found without peers (see [`Torrent::quiet_since`]; 0: not, or not known).
+    pub quiet_since: u16,
+}
+
+/// A peer as a state file keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SavedPeer {
+    pub addr: PeerAddr,
+    pub seeding: bool,
+    /// When it last announced (Unix seconds).
+    pub last_seen: u32,
+}
+
 /// Swarms in process memory. `Sync`: share it between socket threads behind an `Arc`.
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
@@ -304,18 +323,19 @@ impl MemoryStore {
         t
     }
 
-    /// Puts a saved torrent back: its completed count, the day it was found without peers (see
-    /// [`Torrent::quiet_since`]; 0 if not, or not known), and its peers with the time each last
-    /// announced. Peers already past the peer timeout at `now` are left out. Returns how many
-    /// peers were restored.
+    /// Puts a saved torrent back with its peers. Peers already past the peer timeout at `now` are
+    /// left out. Returns how many peers were restored.
     pub fn restore(
         &self,
-        hash: InfoHash,
-        downloaded: u32,
-        quiet_since: u16,
-        peers: impl IntoIterator<Item = (PeerAddr, bool, u32)>,
+        saved: SavedTorrent,
+        peers: impl IntoIterator<Item = SavedPeer>,
         now: u32,
     ) -> usize {
+        let SavedTorrent {
+            hash,
+            downloaded,
+            quiet_since,
+        } = saved;
         let timeout = self.policy.peer_timeout;
         let mut shard = self.shard(&hash);
         let shard = &mut *shard;
@@ -329,13 +349,18 @@ impl MemoryStore {
             torrent.quiet_since = quiet_since;
         }
         let (mut d4, mut d6) = (Delta::default(), Delta::default());
-        for (peer, seeding, seen) in peers {
-            let seen = seen.min(now);
+        for SavedPeer {
+            addr,
+            seeding,
+            last_seen,
+        } in peers
+        {
+            let seen = last_seen.min(now);
             if now - seen > timeout {
                 continue;
             }
             let status = PeerStatus::staying(seeding);
-            match peer {
+            match addr {
                 PeerAddr::V4(addr) => d4 += torrent.v4.announce(addr, status, seen).0.delta,
                 PeerAddr::V6(addr) => {
                     d6 += torrent
@@ -566,13 +591,17 @@ mod tests {
         let store = MemoryStore::with_shards(conformance::policy(), [1; 16], 2);
         let p = PeerAddr::new("10.0.0.1".parse().unwrap(), 1);
         let now = 10_000;
-        let n = store.restore(
-            InfoHash([2; 20]),
-            0,
-            0,
-            [(p, true, now), (p, false, now)],
-            now,
-        );
+        let saved = SavedTorrent {
+            hash: InfoHash([2; 20]),
+            downloaded: 0,
+            quiet_since: 0,
+        };
+        let peer = |seeding| SavedPeer {
+            addr: p,
+            seeding,
+            last_seen: now,
+        };
+        let n = store.restore(saved, [peer(true), peer(false)], now);
         assert_eq!((n, store.totals().peers()), (1, 1));
     }
 
@@ -581,24 +610,22 @@ mod tests {
         let store = MemoryStore::with_shards(conformance::policy(), [1; 16], 2);
         let timeout = conformance::policy().peer_timeout;
         let now = 10_000;
+        let peer = |addr: &str, seeding, last_seen| SavedPeer {
+            addr: PeerAddr::new(addr.parse().unwrap(), 1),
+            seeding,
+            last_seen,
+        };
         let peers = [
-            (
-                PeerAddr::new("10.0.0.1".parse().unwrap(), 1),
-                true,
-                now - 10,
-            ),
-            (
-                PeerAddr::new("10.0.0.2".parse().unwrap(), 1),
-                false,
-                now - timeout - 1,
-            ),
-            (
-                PeerAddr::new("2001:db8::1".parse().unwrap(), 1),
-                false,
-                now + 50,
-            ),
+            peer("10.0.0.1", true, now - 10),
+            peer("10.0.0.2", false, now - timeout - 1),
+            peer("2001:db8::1", false, now + 50),
         ];
-        assert_eq!(store.restore(InfoHash([5; 20]), 7, 0, peers, now), 2);
+        let saved = SavedTorrent {
+            hash: InfoHash([5; 20]),
+            downloaded: 7,
+            quiet_since: 0,
+        };
+        assert_eq!(store.restore(saved, peers, now), 2);
         let mut out = Vec::new();
         store.scrape_now(&[InfoHash([5; 20])], &mut out);
         assert_eq!(
