@@ -2,7 +2,7 @@
 //! full scrape's bookkeeping), sampling the stats page's chart, saving the state file, and
 //! reloading the access files on SIGHUP or when they change.
 //!
-//! Owns when each chore runs ([`Every`]); what a chore does is the store's, the state file's and
+//! Owns when each chore runs (`Every`); what a chore does is the store's, the state file's and
 //! the access files' business. Never serves a request.
 
 use std::sync::atomic::{AtomicBool, Ordering};
