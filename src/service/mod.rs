@@ -83,7 +83,9 @@ pub struct Tracker<S, L = Limiter> {
     connection_ids: Option<ConnectionIds>,
     /// Swapped whole when the operator's lists are reloaded; read briefly per request.
     access: RwLock<Arc<Access>>,
-    /// Bumped after every change of `access`. Requests read only this, a line that every core
+    /// Set after every change of `access`, from a counter shared by all trackers, so a thread's
+    /// cached rules never pass for another tracker's (the Worker builds a tracker per request
+    /// and keeps one scratch per isolate). Requests read only this, a line that every core
     /// can hold at once, and take the lock when it moved: a read lock per request made two
     /// threads' cores fight over the lock's counter (each thread ran at 0.4–0.65 of one alone).
     access_generation: AtomicU64,
@@ -100,7 +102,7 @@ impl<S: PeerStore> Tracker<S> {
             policy,
             connection_ids: None,
             access: RwLock::new(Arc::new(Access::open())),
-            access_generation: AtomicU64::new(0),
+            access_generation: AtomicU64::new(next_generation()),
             limiter: Limiter::new(RateLimit::default()),
         }
     }
@@ -145,7 +147,8 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
     /// Replaces the access rules (info-hash list, passkeys) for every request from now on.
     pub fn set_access(&self, access: impl Into<Arc<Access>>) {
         *self.access.write().unwrap_or_else(|p| p.into_inner()) = access.into();
-        self.access_generation.fetch_add(1, Ordering::Release);
+        self.access_generation
+            .store(next_generation(), Ordering::Release);
     }
 
     /// The access rules in force.
@@ -479,6 +482,12 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
     }
 }
 
+/// Generations of access rules, unique across every tracker in the process.
+fn next_generation() -> u64 {
+    static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+    GENERATIONS.fetch_add(1, Ordering::Relaxed)
+}
+
 const INVALID_CONNECTION_ID: &str = "invalid or expired connection id";
 const NO_UDP: &str = "this tracker does not serve UDP";
 /// Longest error reply to a packet with a valid connection id. The id is a MAC of the client's
@@ -674,5 +683,28 @@ mod tests {
         );
         assert!(out.len() <= packet.len());
         assert!(t.connection_ids().is_none());
+    }
+
+    #[test]
+    fn a_scratch_never_carries_one_trackers_rules_to_another() {
+        // The Worker builds a tracker per request and keeps one scratch per isolate: rules cached
+        // from an open tracker once let a private one's announces through.
+        let mut scratch = Scratch::default();
+        let mut rng = SmallRng::seed_from_u64(1);
+        let client = "10.0.0.1".parse().unwrap();
+        let announce = |t: &Tracker<Broken>, scratch: &mut Scratch, rng: &mut SmallRng| {
+            let query = starting_seeder();
+            now_or_never(t.http_announce(query.as_bytes(), None, client, 1, rng, scratch)).1
+        };
+        let open = tracker();
+        open.set_access(Access::open());
+        assert_eq!(announce(&open, &mut scratch, &mut rng).error, None);
+        let private = tracker();
+        private.set_access(Access::open().with_passkeys("alice0123456789ab").unwrap());
+        let refused = announce(&private, &mut scratch, &mut rng).error;
+        assert!(
+            refused.as_deref().is_some_and(|e| e.contains("passkey")),
+            "{refused:?}"
+        );
     }
 }
