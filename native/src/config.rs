@@ -99,7 +99,9 @@ pub struct AccessSection {
 /// Refuses sections and keys the configuration does not have (a typo must not be ignored
 /// silently). What it has is read off the serialized defaults: the structs are the only list.
 fn refuse_unknown_keys(table: &toml::Table) -> Result<(), String> {
-    let known = toml::Table::try_from(Config::default()).expect("the defaults serialize");
+    static KNOWN: std::sync::OnceLock<toml::Table> = std::sync::OnceLock::new();
+    let known = KNOWN
+        .get_or_init(|| toml::Table::try_from(Config::default()).expect("the defaults serialize"));
     for (section, keys) in table {
         let Some(known_keys) = known.get(section).and_then(toml::Value::as_table) else {
             return Err(format!("configuration: unknown section [{section}]"));
@@ -395,10 +397,7 @@ impl Config {
                 .ok_or_else(|| format!("{name}: not a section"))?;
             section.insert(key.to_ascii_lowercase(), parse_env_value(&value));
         }
-        refuse_unknown_keys(&table)?;
-        let mut config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e| format!("configuration: {e}"))?;
+        let mut config = Config::from_table(table)?;
         if let Some(port) = cli.port {
             config.network.port = port;
         }
@@ -410,6 +409,22 @@ impl Config {
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// A configuration file's text, checked as `load` checks it (unknown keys refused,
+    /// then validated), without the environment or the flags.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let table: toml::Table = text.parse().map_err(|e| format!("configuration: {e}"))?;
+        let config = Config::from_table(table)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_table(table: toml::Table) -> Result<Config, String> {
+        refuse_unknown_keys(&table)?;
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| format!("configuration: {e}"))
     }
 
     pub fn policy(&self) -> Policy {
