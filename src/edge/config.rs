@@ -5,16 +5,26 @@ use worker::Env;
 
 use crate::swarm::Policy;
 
+/// The Worker's vars as text, by name: `env.var` in the Worker, a table in tests.
+pub trait Vars {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+impl Vars for Env {
+    fn get(&self, name: &str) -> Option<String> {
+        self.var(name).ok().map(|v| v.to_string())
+    }
+}
+
 /// Reads a numeric var, falling back to `default` when unset; a malformed value is an error
 /// naming the var, so a typo in wrangler.toml is seen at the first request, not guessed around.
-fn var(env: &Env, name: &str, default: u32) -> Result<u32, String> {
-    match env.var(name) {
-        Ok(v) => v
-            .to_string()
+fn var(vars: &impl Vars, name: &str, default: u32) -> Result<u32, String> {
+    match vars.get(name) {
+        Some(v) => v
             .trim()
             .parse()
             .map_err(|_| format!("var {name} must be a whole number")),
-        Err(_) => Ok(default),
+        None => Ok(default),
     }
 }
 
@@ -37,10 +47,10 @@ impl StoreKind {
     }
 }
 
-pub fn store_kind(env: &Env) -> Result<StoreKind, String> {
-    match env.var("SWARM_STORE").map(|v| v.to_string()) {
-        Err(_) => Ok(StoreKind::Kv),
-        Ok(v) => match v.trim() {
+pub fn store_kind(vars: &impl Vars) -> Result<StoreKind, String> {
+    match vars.get("SWARM_STORE") {
+        None => Ok(StoreKind::Kv),
+        Some(v) => match v.trim() {
             "" | "kv" => Ok(StoreKind::Kv),
             "durable-object" => Ok(StoreKind::DurableObject),
             other => Err(format!(
@@ -74,26 +84,26 @@ fn max_view(store: StoreKind) -> u32 {
 /// it: a longer peer timeout (fewer refresh writes) and a smaller scrape cap (each hash costs KV
 /// lists, or a Durable Object request). On KV, whose lists show new peers up to a minute late, a
 /// client starting alone in its swarm is asked back after `SPARSE_SWARM_INTERVAL` (120) seconds.
-pub fn policy(env: &Env, store: StoreKind) -> Result<Policy, String> {
+pub fn policy(vars: &impl Vars, store: StoreKind) -> Result<Policy, String> {
     let d = Policy::default();
-    let announce_interval = var(env, "ANNOUNCE_INTERVAL", d.announce_interval)?;
+    let announce_interval = var(vars, "ANNOUNCE_INTERVAL", d.announce_interval)?;
     let sparse_default = match store {
         StoreKind::Kv => announce_interval.min(120),
         StoreKind::DurableObject => 0,
     };
     let p = Policy {
         announce_interval,
-        min_interval: var(env, "MIN_INTERVAL", d.min_interval)?,
-        peer_timeout: var(env, "PEER_TIMEOUT", 3 * d.announce_interval)?.max(super::kv::MIN_TTL),
-        numwant_default: var(env, "NUMWANT_DEFAULT", d.numwant_default)?,
-        numwant_max: var(env, "NUMWANT_MAX", 100)?,
-        scrape_max_hashes: var(env, "SCRAPE_MAX_HASHES", 16)?,
+        min_interval: var(vars, "MIN_INTERVAL", d.min_interval)?,
+        peer_timeout: var(vars, "PEER_TIMEOUT", 3 * d.announce_interval)?.max(super::kv::MIN_TTL),
+        numwant_default: var(vars, "NUMWANT_DEFAULT", d.numwant_default)?,
+        numwant_max: var(vars, "NUMWANT_MAX", 100)?,
+        scrape_max_hashes: var(vars, "SCRAPE_MAX_HASHES", 16)?,
         // Behind Cloudflare the client address is CF-Connecting-IP; nothing else is trusted.
         accept_claimed_ip: false,
-        sparse_swarm_interval: var(env, "SPARSE_SWARM_INTERVAL", sparse_default)?,
-        completed_retention: var(env, "COMPLETED_RETENTION", d.completed_retention)?,
-        max_peers_per_torrent: var(env, "MAX_PEERS_PER_TORRENT", max_view(store))?,
-        max_peers_per_address: var(env, "MAX_PEERS_PER_ADDRESS", d.max_peers_per_address)?,
+        sparse_swarm_interval: var(vars, "SPARSE_SWARM_INTERVAL", sparse_default)?,
+        completed_retention: var(vars, "COMPLETED_RETENTION", d.completed_retention)?,
+        max_peers_per_torrent: var(vars, "MAX_PEERS_PER_TORRENT", max_view(store))?,
+        max_peers_per_address: var(vars, "MAX_PEERS_PER_ADDRESS", d.max_peers_per_address)?,
         // Store-wide caps are the native memory's: the edge's stores bill, not fill, by size.
         max_torrents: d.max_torrents,
         max_peers: d.max_peers,
@@ -114,4 +124,131 @@ pub fn policy(env: &Env, store: StoreKind) -> Result<Policy, String> {
         ));
     }
     Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The defaults above are written down twice for operators: in wrangler.toml's `[vars]`
+    //! (set, or commented out with their default) and in the README. These tests hold both to
+    //! the code, so a changed default cannot leave either behind.
+    use std::collections::HashMap;
+
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    impl Vars for HashMap<String, String> {
+        fn get(&self, name: &str) -> Option<String> {
+            HashMap::get(self, name).cloned()
+        }
+    }
+
+    /// Each numeric policy var, the store whose default its documentation states, and its value.
+    fn knob(name: &str, kv: &Policy, durable: &Policy) -> Option<u32> {
+        Some(match name {
+            "ANNOUNCE_INTERVAL" => durable.announce_interval,
+            "MIN_INTERVAL" => durable.min_interval,
+            "PEER_TIMEOUT" => durable.peer_timeout,
+            "NUMWANT_DEFAULT" => durable.numwant_default,
+            "NUMWANT_MAX" => durable.numwant_max,
+            "SCRAPE_MAX_HASHES" => durable.scrape_max_hashes,
+            // Off on Durable Objects; the documented figure is KV's.
+            "SPARSE_SWARM_INTERVAL" => kv.sparse_swarm_interval,
+            // KV's cap is its view; the documented figure is the Durable Objects'.
+            "MAX_PEERS_PER_TORRENT" => durable.max_peers_per_torrent,
+            "MAX_PEERS_PER_ADDRESS" => durable.max_peers_per_address,
+            "COMPLETED_RETENTION" => durable.completed_retention,
+            _ => return None,
+        })
+    }
+
+    fn defaults() -> (Policy, Policy) {
+        let none = HashMap::new();
+        (
+            policy(&none, StoreKind::Kv).unwrap(),
+            policy(&none, StoreKind::DurableObject).unwrap(),
+        )
+    }
+
+    /// `NAME = "value"` lines of wrangler.toml's `[vars]`, set or commented out.
+    fn wrangler_vars() -> Vec<(String, String, bool)> {
+        let text = include_str!("../../wrangler.toml");
+        let vars = &text[text.find("[vars]").expect("a [vars] section")..];
+        let vars = &vars[..vars[1..].find("\n[").map_or(vars.len(), |i| i + 1)];
+        vars.lines()
+            .filter_map(|line| {
+                let (set, line) = match line.strip_prefix('#') {
+                    Some(rest) => (false, rest.trim_start()),
+                    None => (true, line),
+                };
+                let (name, rest) = line.split_once(" = \"")?;
+                let value = rest.split('"').next()?;
+                name.chars()
+                    .all(|c| c.is_ascii_uppercase() || c == '_')
+                    .then(|| (name.to_string(), value.to_string(), set))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn wrangler_toml_states_the_code_defaults() {
+        let (kv, durable) = defaults();
+        let vars = wrangler_vars();
+        let mut checked = 0;
+        for (name, value, _) in &vars {
+            if let Some(default) = knob(name, &kv, &durable) {
+                assert_eq!(value, &default.to_string(), "wrangler.toml's {name}");
+                checked += 1;
+            }
+        }
+        assert_eq!(
+            checked, 10,
+            "every policy var is in wrangler.toml: {vars:?}"
+        );
+        // What the file sets changes nothing: it only writes the defaults down.
+        let set: HashMap<String, String> = vars
+            .into_iter()
+            .filter(|(_, _, set)| *set)
+            .map(|(name, value, _)| (name, value))
+            .collect();
+        let kind = store_kind(&set).unwrap();
+        assert_eq!(kind, StoreKind::DurableObject);
+        assert_eq!(policy(&set, kind).unwrap(), durable);
+    }
+
+    #[test]
+    fn the_readme_states_the_code_defaults() {
+        let (kv, durable) = defaults();
+        let text = include_str!("../../README.md");
+        let knobs = &text[text
+            .find("Knobs are `[vars]` in `wrangler.toml`")
+            .expect("the knobs")..];
+        let knobs = &knobs[..knobs.find("\n\n").unwrap()];
+        let mut checked = 0;
+        for piece in knobs.split('`').collect::<Vec<_>>().windows(2) {
+            let Some(default) = knob(piece[0], &kv, &durable) else {
+                continue;
+            };
+            let digits: String = piece[1]
+                .trim_start_matches([' ', '\n', '('])
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == ',')
+                .filter(char::is_ascii_digit)
+                .collect();
+            if !digits.is_empty() {
+                assert_eq!(digits, default.to_string(), "the README's {}", piece[0]);
+                checked += 1;
+            }
+        }
+        assert!(
+            checked >= 8,
+            "the README states the defaults ({checked} found)"
+        );
+    }
+
+    #[test]
+    fn a_malformed_var_is_named() {
+        let vars = HashMap::from([("NUMWANT_MAX".to_string(), "lots".to_string())]);
+        let err = policy(&vars, StoreKind::Kv).unwrap_err();
+        assert!(err.contains("NUMWANT_MAX"), "{err}");
+    }
 }
