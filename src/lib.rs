@@ -12,8 +12,8 @@
 //! - [`service`]: request bytes in, reply bytes out — the order of the steps above, shared by
 //!   every home so they answer alike.
 //!
-//! Nothing in those layers opens a socket, reads a clock or draws entropy: callers pass `now` (Unix
-//! seconds) and an RNG in, so the same code runs natively and as wasm32 inside a Cloudflare
+//! Nothing in those layers opens a socket, reads a clock or draws entropy: callers pass `now` (a
+//! [`time::UnixTime`], which every layer may use) and an RNG in, so the same code runs natively and as wasm32 inside a Cloudflare
 //! Worker. The one exception is `edge`, built only for wasm32: the Worker home itself, which
 //! reads the Worker's clock and entropy and talks to KV and Durable Objects, and which the layers
 //! above never import.
@@ -27,8 +27,10 @@ pub mod service;
 pub mod stats_access;
 pub mod store;
 pub mod swarm;
+pub mod time;
 
 #[cfg(target_arch = "wasm32")]
 pub mod edge;
 
 pub use protocol::types::{InfoHash, PeerId};
+pub use time::UnixTime;

@@ -8,6 +8,7 @@
 //! The edge, whose requests are spread over many isolates, plugs in Cloudflare's Rate Limiting
 //! API instead (`src/edge`).
 
+use crate::time::UnixTime;
 use std::collections::HashMap;
 use std::future::{Future, ready};
 use std::net::{IpAddr, Ipv6Addr};
@@ -32,12 +33,12 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
 /// the in-process [`Limiter`] answers at once (a ready future, so the native hot path pays
 /// nothing for the edge's async); the Worker asks a Cloudflare binding.
 pub trait AnnounceGate {
-    /// True when `ip` may announce at `now` (Unix seconds); spends one announce of its budget.
-    fn permit(&self, ip: IpAddr, now: u32) -> impl Future<Output = bool>;
+    /// True when `ip` may announce at `now`; spends one announce of its budget.
+    fn permit(&self, ip: IpAddr, now: UnixTime) -> impl Future<Output = bool>;
 }
 
 impl AnnounceGate for Limiter {
-    fn permit(&self, ip: IpAddr, now: u32) -> impl Future<Output = bool> {
+    fn permit(&self, ip: IpAddr, now: UnixTime) -> impl Future<Output = bool> {
         ready(self.allow(ip, now))
     }
 }
@@ -53,7 +54,7 @@ pub struct RateLimit {
 struct Bucket {
     /// Tokens in thousandths, so slow rates refill smoothly with whole-second clocks.
     milli: u64,
-    last: u32,
+    last: UnixTime,
 }
 
 const SHARDS: usize = 16;
@@ -88,9 +89,9 @@ impl Limiter {
         &self.shards[spread % SHARDS]
     }
 
-    /// Takes one token for the client at `ip` ([`client_key`]) at `now` (Unix seconds); false
+    /// Takes one token for the client at `ip` ([`client_key`]) at `now`; false
     /// when its bucket is empty.
-    pub fn allow(&self, ip: IpAddr, now: u32) -> bool {
+    pub fn allow(&self, ip: IpAddr, now: UnixTime) -> bool {
         if !self.is_on() {
             return true;
         }
@@ -101,7 +102,7 @@ impl Limiter {
             milli: capacity,
             last: now,
         });
-        let elapsed = u64::from(now.saturating_sub(bucket.last));
+        let elapsed = u64::from(now.since(bucket.last));
         // per_minute tokens a minute = per_minute * 1000 / 60 milli-tokens a second.
         bucket.milli =
             (bucket.milli + elapsed * u64::from(self.limit.per_minute) * 1000 / 60).min(capacity);
@@ -115,16 +116,14 @@ impl Limiter {
     }
 
     /// Forgets buckets that have refilled by `now` (they would behave as new ones).
-    pub fn prune(&self, now: u32) {
+    pub fn prune(&self, now: UnixTime) {
         let capacity = self.capacity();
         let per_second = u64::from(self.limit.per_minute) * 1000 / 60;
         for shard in &self.shards {
             shard
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .retain(|_, b| {
-                    b.milli + u64::from(now.saturating_sub(b.last)) * per_second < capacity
-                });
+                .retain(|_, b| b.milli + u64::from(now.since(b.last)) * per_second < capacity);
         }
     }
 
@@ -150,7 +149,7 @@ mod tests {
     #[test]
     fn off_allows_everything() {
         let l = Limiter::new(RateLimit::default());
-        assert!((0..1000).all(|_| l.allow(ip("10.0.0.1"), 1)));
+        assert!((0..1000).all(|_| l.allow(ip("10.0.0.1"), UnixTime(1))));
         assert_eq!(l.tracked(), 0);
     }
 
@@ -161,20 +160,20 @@ mod tests {
             burst: 3,
         });
         let a = ip("10.0.0.1");
-        assert!((0..3).all(|_| l.allow(a, 100)));
-        assert!(!l.allow(a, 100), "burst spent");
+        assert!((0..3).all(|_| l.allow(a, UnixTime(100))));
+        assert!(!l.allow(a, UnixTime(100)), "burst spent");
         assert!(
-            l.allow(ip("10.0.0.2"), 100),
+            l.allow(ip("10.0.0.2"), UnixTime(100)),
             "another address has its own bucket"
         );
-        assert!(!l.allow(a, 109), "6 a minute: one token per 10 s");
-        assert!(l.allow(a, 110));
-        assert!(!l.allow(a, 110));
+        assert!(!l.allow(a, UnixTime(109)), "6 a minute: one token per 10 s");
+        assert!(l.allow(a, UnixTime(110)));
+        assert!(!l.allow(a, UnixTime(110)));
         assert!(
-            l.allow(ip("::ffff:10.0.0.2"), 100),
+            l.allow(ip("::ffff:10.0.0.2"), UnixTime(100)),
             "mapped IPv4 is the same client (2 left)"
         );
-        l.prune(1000);
+        l.prune(UnixTime(1000));
         assert_eq!(l.tracked(), 0, "refilled buckets are forgotten");
     }
 
@@ -190,12 +189,15 @@ mod tests {
             per_minute: 1,
             burst: 2,
         });
-        assert!(l.allow(ip("2001:db8:1:2::1"), 5));
-        assert!(l.allow(ip("2001:db8:1:2::2"), 5));
+        assert!(l.allow(ip("2001:db8:1:2::1"), UnixTime(5)));
+        assert!(l.allow(ip("2001:db8:1:2::2"), UnixTime(5)));
         assert!(
-            !l.allow(ip("2001:db8:1:2:ffff::3"), 5),
+            !l.allow(ip("2001:db8:1:2:ffff::3"), UnixTime(5)),
             "a new address in the same /64 shares the bucket"
         );
-        assert!(l.allow(ip("2001:db8:1:3::1"), 5), "the next /64 does not");
+        assert!(
+            l.allow(ip("2001:db8:1:3::1"), UnixTime(5)),
+            "the next /64 does not"
+        );
     }
 }

@@ -12,6 +12,7 @@
 
 use std::net::IpAddr;
 
+use edgetracker::UnixTime;
 use edgetracker::protocol::connection_id::ConnectionIds;
 use edgetracker::protocol::http::split_target;
 use edgetracker::protocol::route::{self, Endpoint};
@@ -80,13 +81,17 @@ pub fn run(text: &str) -> String {
                         query,
                         passkey,
                         ip,
-                        now,
+                        UnixTime(now),
                         &mut rng,
                         &mut scratch,
                     )),
-                    Endpoint::Scrape => {
-                        now_or_never(tracker.http_scrape(query, passkey, ip, now, &mut scratch))
-                    }
+                    Endpoint::Scrape => now_or_never(tracker.http_scrape(
+                        query,
+                        passkey,
+                        ip,
+                        UnixTime(now),
+                        &mut scratch,
+                    )),
                 };
                 body
             }
@@ -97,7 +102,14 @@ pub fn run(text: &str) -> String {
                 );
                 let packet = hex(&packet.replace("{cid}", &cid));
                 let mut reply = Vec::new();
-                now_or_never(tracker.udp(&packet, ip, now, &mut rng, &mut scratch, &mut reply));
+                now_or_never(tracker.udp(
+                    &packet,
+                    ip,
+                    UnixTime(now),
+                    &mut rng,
+                    &mut scratch,
+                    &mut reply,
+                ));
                 if reply.len() == 16 && reply[..4] == [0, 0, 0, 0] {
                     cid = reply[8..].iter().map(|b| format!("{b:02x}")).collect();
                 }

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use edgetracker::UnixTime;
 use edgetracker::access::{Access, ListMode};
 use edgetracker::protocol::connection_id::ConnectionIds;
 use edgetracker::ratelimit::RateLimit;
@@ -10,7 +11,7 @@ use edgetracker::service::Tracker;
 use edgetracker::store::memory::MemoryStore;
 use edgetracker::swarm::Policy;
 
-pub const NOW: u32 = 1_750_000_000;
+pub const NOW: UnixTime = UnixTime(1_750_000_000);
 
 /// A tracker with a rate limit (generous, so fuzzing is not all refusals); a private one also
 /// with an allow list and a passkey.
@@ -19,9 +20,9 @@ pub fn tracker(private: bool) -> Tracker<MemoryStore> {
     let t = Tracker::new(MemoryStore::new(policy.clone(), [1; 16]), policy)
         .with_udp(ConnectionIds::new([2; 16], 120, 0))
         .with_rate_limit(RateLimit {
-        per_minute: 60,
-        burst: 1000,
-    });
+            per_minute: 60,
+            burst: 1000,
+        });
     if private {
         let rules = Access::open()
             .with_list(

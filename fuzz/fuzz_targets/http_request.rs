@@ -8,8 +8,8 @@ mod common;
 use std::sync::LazyLock;
 
 use common::{NOW, client, tracker};
-use edgetracker::protocol::route::{self, Endpoint};
 use edgetracker::protocol::http::split_target;
+use edgetracker::protocol::route::{self, Endpoint};
 use edgetracker::service::{Scratch, Tracker};
 use edgetracker::store::memory::MemoryStore;
 use edgetracker::store::now_or_never;

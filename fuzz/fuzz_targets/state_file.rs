@@ -2,12 +2,13 @@
 //! checksum (so the fuzzer gets past the CRC into the parser and the store's restore).
 #![no_main]
 
+use edgetracker::UnixTime;
 use edgetracker::store::memory::MemoryStore;
 use edgetracker::swarm::Policy;
 use edgetracker_native::state;
 use libfuzzer_sys::fuzz_target;
 
-const NOW: u32 = 1_750_000_000;
+const NOW: UnixTime = UnixTime(1_750_000_000);
 
 fuzz_target!(|data: &[u8]| {
     let store = MemoryStore::with_shards(Policy::default(), [1; 16], 4);

@@ -28,7 +28,10 @@ fuzz_target!(|data: &[u8]| {
     // Half the inputs carry a valid connection id, so announces and scrapes go all the way in.
     let proven = selector & 4 != 0 && packet.len() >= 8;
     if proven {
-        let id = tracker.connection_ids().expect("serves UDP").issue(NOW, client);
+        let id = tracker
+            .connection_ids()
+            .expect("serves UDP")
+            .issue(NOW, client);
         packet[..8].copy_from_slice(&id);
     }
     let mut rng = SmallRng::seed_from_u64(u64::from(selector));

@@ -16,11 +16,11 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::process::Command;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use edgetracker::InfoHash;
 use edgetracker::protocol::types::Event;
 use edgetracker::store::PeerAnnounce;
 use edgetracker::store::memory::MemoryStore;
 use edgetracker::swarm::{PeerAddr, Policy};
+use edgetracker::{InfoHash, UnixTime};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
@@ -113,7 +113,7 @@ fn measure(name: &str, peers: u32, torrents: u32) {
         };
         out.clear();
         store
-            .announce_now(&a, 1_000_000, &mut rng, &mut out)
+            .announce_now(&a, UnixTime(1_000_000), &mut rng, &mut out)
             .expect("under the caps");
     }
     let heap = LIVE.load(Ordering::Relaxed) - heap0;

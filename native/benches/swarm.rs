@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use edgetracker::InfoHash;
+use edgetracker::UnixTime;
 use edgetracker::protocol::types::Event;
 use edgetracker::store::PeerAnnounce;
 use edgetracker::store::memory::MemoryStore;
@@ -35,7 +36,7 @@ use edgetracker::swarm::{PeerAddr, Policy};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
-const NOW: u32 = 1_000_000;
+const NOW: UnixTime = UnixTime(1_000_000);
 
 fn peer(ip: u32, port: u16) -> PeerAddr {
     PeerAddr::new(std::net::Ipv4Addr::from(ip).into(), port)

@@ -14,6 +14,7 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use edgetracker::InfoHash;
+use edgetracker::UnixTime;
 use edgetracker::protocol::connection_id::ConnectionIds;
 use edgetracker::protocol::types::{AnnounceRequest, Event, PeerId};
 use edgetracker::protocol::udp::announce_request;
@@ -24,7 +25,7 @@ use edgetracker::swarm::Policy;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
-const NOW: u32 = 1_000_000;
+const NOW: UnixTime = UnixTime(1_000_000);
 const TORRENTS: u32 = 100_000;
 /// Distinct clients per thread, each announcing in turn to a random torrent.
 const CLIENTS: u32 = 50_000;

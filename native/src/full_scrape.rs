@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use edgetracker::InfoHash;
+use edgetracker::UnixTime;
 use edgetracker::access::Access;
 use edgetracker::protocol::bencode::write_scrape_sorted;
 use edgetracker::protocol::types::SwarmCounts;
@@ -36,7 +37,7 @@ struct Built {
 
 pub struct FullScrape {
     interval: u32,
-    last_by_client: Mutex<HashMap<IpAddr, u32>>,
+    last_by_client: Mutex<HashMap<IpAddr, UnixTime>>,
     cache: Mutex<Option<Built>>,
 }
 
@@ -55,7 +56,7 @@ impl FullScrape {
         store: &MemoryStore,
         access: &Arc<Access>,
         ip: IpAddr,
-        now: u32,
+        now: UnixTime,
         gzip: bool,
     ) -> Result<Bytes, String> {
         {
@@ -65,7 +66,7 @@ impl FullScrape {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             if let Some(&at) = last.get(&client)
-                && now.saturating_sub(at) < self.interval
+                && now.since(at) < self.interval
             {
                 return Err(format!(
                     "full scrape rate limited: once every {} s per address",
@@ -90,12 +91,12 @@ impl FullScrape {
     }
 
     /// Forgets addresses whose interval has passed.
-    pub fn prune(&self, now: u32) {
+    pub fn prune(&self, now: UnixTime) {
         let interval = self.interval;
         self.last_by_client
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, at| now.saturating_sub(*at) < interval);
+            .retain(|_, at| now.since(*at) < interval);
     }
 }
 

@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use edgetracker::UnixTime;
 use edgetracker::protocol::bencode::write_failure;
 use edgetracker::protocol::http::query_pairs;
 use edgetracker::protocol::http::split_target;
@@ -372,7 +373,7 @@ fn full_scrape(
     full: &crate::full_scrape::FullScrape,
     route: Route<'_>,
     ip: IpAddr,
-    now: u32,
+    now: UnixTime,
 ) -> Response<Full<Bytes>> {
     let gzip = req
         .headers()

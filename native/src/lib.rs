@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use edgetracker::UnixTime;
 use edgetracker::protocol::connection_id::ConnectionIds;
 use edgetracker::ratelimit::RateLimit;
 use edgetracker::service::Tracker;
@@ -38,10 +39,10 @@ use crate::stats::Stats;
 /// runtime's own.
 const FD_RESERVE: u64 = 128;
 
-/// Unix seconds, as the core wants `now`: the wall clock read once, then advanced by the
+/// The time, as the core wants `now`: the wall clock read once, then advanced by the
 /// monotonic clock, so a wall clock stepped back (or forward) while the tracker runs cannot make
 /// fresh peers look 18 hours old or connection ids look expired.
-pub fn unix_now() -> u32 {
+pub fn unix_now() -> UnixTime {
     static ANCHOR: std::sync::OnceLock<(Instant, u64)> = std::sync::OnceLock::new();
     let (at, wall) = ANCHOR.get_or_init(|| {
         let wall = SystemTime::now()
@@ -49,7 +50,7 @@ pub fn unix_now() -> u32 {
             .map_or(0, |d| d.as_secs());
         (Instant::now(), wall)
     });
-    (wall + at.elapsed().as_secs()) as u32
+    UnixTime::from_secs(wall + at.elapsed().as_secs())
 }
 
 /// Bytes from the OS's CSPRNG (keys, RNG seeds).

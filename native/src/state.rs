@@ -28,6 +28,7 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use edgetracker::InfoHash;
+use edgetracker::UnixTime;
 use edgetracker::store::memory::{MemoryStore, SavedPeer, SavedTorrent};
 use edgetracker::swarm::PeerAddr;
 use edgetracker::swarm::torrent::Torrent;
@@ -59,7 +60,7 @@ impl<W: Write> Write for Checksummed<W> {
     }
 }
 
-fn put_torrent(out: &mut Vec<u8>, hash: &InfoHash, t: &Torrent, now: u32) -> usize {
+fn put_torrent(out: &mut Vec<u8>, hash: &InfoHash, t: &Torrent, now: UnixTime) -> usize {
     out.extend_from_slice(&hash.0);
     out.extend_from_slice(&t.downloaded.to_le_bytes());
     out.extend_from_slice(&t.quiet_since.to_le_bytes());
@@ -69,26 +70,26 @@ fn put_torrent(out: &mut Vec<u8>, hash: &InfoHash, t: &Torrent, now: u32) -> usi
     for (addr, seeding, seen) in t.v4.iter_seen(now) {
         out.extend_from_slice(addr);
         out.push(u8::from(seeding));
-        out.extend_from_slice(&seen.to_le_bytes());
+        out.extend_from_slice(&seen.secs().to_le_bytes());
     }
     for (addr, seeding, seen) in v6.into_iter().flat_map(|l| l.iter_seen(now)) {
         out.extend_from_slice(addr);
         out.push(u8::from(seeding));
-        out.extend_from_slice(&seen.to_le_bytes());
+        out.extend_from_slice(&seen.secs().to_le_bytes());
     }
     t.v4.len() + v6.map_or(0, |l| l.len())
 }
 
 /// Writes every torrent of `store` to `out`, one shard at a time: each shard is copied under its
 /// lock into one reused buffer (no I/O while announces wait), then written with no lock held.
-pub fn write(store: &MemoryStore, now: u32, out: impl Write) -> io::Result<Summary> {
+pub fn write(store: &MemoryStore, now: UnixTime, out: impl Write) -> io::Result<Summary> {
     let mut out = Checksummed {
         inner: out,
         crc: crc32fast::Hasher::new(),
     };
     out.write_all(MAGIC)?;
     out.write_all(&VERSION.to_le_bytes())?;
-    out.write_all(&now.to_le_bytes())?;
+    out.write_all(&now.secs().to_le_bytes())?;
     let mut summary = Summary::default();
     let mut block = Vec::new();
     for shard in 0..store.shard_count() {
@@ -116,7 +117,7 @@ pub fn write(store: &MemoryStore, now: u32, out: impl Write) -> io::Result<Summa
 }
 
 /// The whole file in memory (tests, fuzzing).
-pub fn encode(store: &MemoryStore, now: u32) -> (Vec<u8>, Summary) {
+pub fn encode(store: &MemoryStore, now: UnixTime) -> (Vec<u8>, Summary) {
     let mut bytes = Vec::new();
     let summary = write(store, now, &mut bytes).expect("writing to memory");
     (bytes, summary)
@@ -188,7 +189,7 @@ fn parse(
                 peers.push(SavedPeer {
                     addr,
                     seeding: flags & 1 == 1,
-                    last_seen: r.u32()?,
+                    last_seen: UnixTime(r.u32()?),
                 });
             }
             for _ in 0..n6 {
@@ -197,7 +198,7 @@ fn parse(
                 peers.push(SavedPeer {
                     addr,
                     seeding: flags & 1 == 1,
-                    last_seen: r.u32()?,
+                    last_seen: UnixTime(r.u32()?),
                 });
             }
             let saved = SavedTorrent {
@@ -267,7 +268,7 @@ fn checksum_matches(mut input: impl Read) -> Result<(), String> {
 fn load_from(
     mut input: impl Read + Seek,
     store: &MemoryStore,
-    now: u32,
+    now: UnixTime,
 ) -> Result<Summary, String> {
     let rewind = |input: &mut dyn SeekRead| {
         input
@@ -299,7 +300,7 @@ trait SeekRead: Read + Seek {}
 impl<T: Read + Seek> SeekRead for T {}
 
 /// Loads a state file held in memory into `store`, as [`load`] does from disk (tests, fuzzing).
-pub fn decode_into(bytes: &[u8], store: &MemoryStore, now: u32) -> Result<Summary, String> {
+pub fn decode_into(bytes: &[u8], store: &MemoryStore, now: UnixTime) -> Result<Summary, String> {
     load_from(io::Cursor::new(bytes), store, now)
 }
 
@@ -313,7 +314,7 @@ fn tmp_path(path: &Path) -> PathBuf {
 }
 
 /// Saves `store` to `path` atomically: write a temporary file, flush it to disk, rename.
-pub fn save(store: &MemoryStore, path: &Path, now: u32) -> io::Result<Summary> {
+pub fn save(store: &MemoryStore, path: &Path, now: UnixTime) -> io::Result<Summary> {
     let tmp = tmp_path(path);
     let mut file = BufWriter::with_capacity(1 << 16, File::create(&tmp)?);
     let summary = write(store, now, &mut file)?;
@@ -346,7 +347,7 @@ pub enum Loaded {
 /// Loads `path` into `store` if it exists. A file that cannot be used is moved aside, never left
 /// where the next save would overwrite it; `Err` when it cannot even be moved (the tracker must
 /// not start and destroy it then).
-pub fn load(store: &MemoryStore, path: &Path, now: u32) -> Result<Loaded, String> {
+pub fn load(store: &MemoryStore, path: &Path, now: UnixTime) -> Result<Loaded, String> {
     let reason = match File::open(path) {
         Ok(file) => match load_from(BufReader::with_capacity(1 << 16, file), store, now) {
             Ok(summary) => return Ok(Loaded::Loaded(summary)),
@@ -382,7 +383,7 @@ mod tests {
         MemoryStore::new(Policy::default(), [3; 16])
     }
 
-    fn filled(now: u32) -> MemoryStore {
+    fn filled(now: UnixTime) -> MemoryStore {
         let s = store();
         let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
         let mut out = Vec::new();
@@ -411,8 +412,8 @@ mod tests {
 
     #[test]
     fn round_trips_swarms_and_completed_counts() {
-        let original = filled(1_000_000);
-        let (bytes, summary) = encode(&original, 1_000_100);
+        let original = filled(UnixTime(1_000_000));
+        let (bytes, summary) = encode(&original, UnixTime(1_000_100));
         assert_eq!(
             summary,
             Summary {
@@ -422,7 +423,7 @@ mod tests {
         );
         let restored = store();
         assert_eq!(
-            decode_into(&bytes, &restored, 1_000_200),
+            decode_into(&bytes, &restored, UnixTime(1_000_200)),
             Ok(Summary {
                 torrents: 2,
                 peers: 3
@@ -434,11 +435,11 @@ mod tests {
 
     #[test]
     fn expired_peers_are_dropped_on_load() {
-        let (bytes, _) = encode(&filled(1_000_000), 1_000_000);
+        let (bytes, _) = encode(&filled(UnixTime(1_000_000)), UnixTime(1_000_000));
         let restored = store();
         let later = 1_000_000 + Policy::default().peer_timeout + 1;
         assert_eq!(
-            decode_into(&bytes, &restored, later),
+            decode_into(&bytes, &restored, UnixTime(later)),
             Ok(Summary {
                 torrents: 2,
                 peers: 0
@@ -453,11 +454,11 @@ mod tests {
 
     #[test]
     fn every_truncation_and_every_bit_flip_is_refused_without_loading_anything() {
-        let (bytes, _) = encode(&filled(1_000_000), 1_000_000);
+        let (bytes, _) = encode(&filled(UnixTime(1_000_000)), UnixTime(1_000_000));
         for cut in 0..bytes.len() {
             let s = store();
             assert!(
-                decode_into(&bytes[..cut], &s, 1_000_000).is_err(),
+                decode_into(&bytes[..cut], &s, UnixTime(1_000_000)).is_err(),
                 "cut at {cut}"
             );
             assert_eq!(s.totals().torrents, 0);
@@ -466,7 +467,10 @@ mod tests {
             let mut bad = bytes.clone();
             bad[i] ^= 0x10;
             let s = store();
-            assert!(decode_into(&bad, &s, 1_000_000).is_err(), "flip at {i}");
+            assert!(
+                decode_into(&bad, &s, UnixTime(1_000_000)).is_err(),
+                "flip at {i}"
+            );
             assert_eq!(s.totals().torrents, 0);
         }
     }
@@ -487,22 +491,22 @@ mod tests {
             seeding: true,
             want: 0,
         };
-        s.announce_now(&done, t0, &mut rng, &mut Vec::new())
+        s.announce_now(&done, UnixTime(t0), &mut rng, &mut Vec::new())
             .unwrap();
         let stop = PeerAnnounce {
             event: Event::Stopped,
             ..done
         };
-        s.announce_now(&stop, t0, &mut rng, &mut Vec::new())
+        s.announce_now(&stop, UnixTime(t0), &mut rng, &mut Vec::new())
             .unwrap();
-        s.expire_now(t0 + 10); // found without peers: day 1 of 3
+        s.expire_now(UnixTime(t0 + 10)); // found without peers: day 1 of 3
         // Saved and restarted two days later: one day is left, not three.
-        let (bytes, _) = encode(&s, t0 + 2 * 86_400);
+        let (bytes, _) = encode(&s, UnixTime(t0 + 2 * 86_400));
         let restarted = MemoryStore::new(policy, [3; 16]);
-        decode_into(&bytes, &restarted, t0 + 2 * 86_400).unwrap();
-        restarted.expire_now(t0 + 2 * 86_400 + 10);
+        decode_into(&bytes, &restarted, UnixTime(t0 + 2 * 86_400)).unwrap();
+        restarted.expire_now(UnixTime(t0 + 2 * 86_400 + 10));
         assert_eq!(restarted.totals().torrents, 1);
-        restarted.expire_now(t0 + 3 * 86_400 + 10);
+        restarted.expire_now(UnixTime(t0 + 3 * 86_400 + 10));
         assert_eq!(restarted.totals().torrents, 0, "forgotten on schedule");
     }
 
@@ -523,7 +527,7 @@ mod tests {
         v1.extend_from_slice(&crc.to_le_bytes());
         let s = store();
         assert_eq!(
-            decode_into(&v1, &s, 1_000_000),
+            decode_into(&v1, &s, UnixTime(1_000_000)),
             Ok(Summary {
                 torrents: 1,
                 peers: 1
@@ -547,18 +551,18 @@ mod tests {
             std::env::temp_dir().join(format!("edgetracker-state-unit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("state");
-        assert_eq!(load(&store(), &path, 1), Ok(Loaded::Missing));
-        save(&filled(1_000_000), &path, 1_000_000).unwrap();
+        assert_eq!(load(&store(), &path, UnixTime(1)), Ok(Loaded::Missing));
+        save(&filled(UnixTime(1_000_000)), &path, UnixTime(1_000_000)).unwrap();
         assert!(!tmp_path(&path).exists());
         assert_eq!(
-            load(&store(), &path, 1_000_001),
+            load(&store(), &path, UnixTime(1_000_001)),
             Ok(Loaded::Loaded(Summary {
                 torrents: 2,
                 peers: 3
             }))
         );
         std::fs::write(&path, b"garbage").unwrap();
-        let Ok(Loaded::Skipped { reason }) = load(&store(), &path, 1) else {
+        let Ok(Loaded::Skipped { reason }) = load(&store(), &path, UnixTime(1)) else {
             panic!("loaded garbage")
         };
         assert!(reason.contains("too short"), "{reason}");
@@ -567,7 +571,7 @@ mod tests {
         // so the next save cannot overwrite what it holds.
         std::fs::remove_file(dir.join("state.corrupt")).unwrap();
         std::fs::create_dir(&path).unwrap();
-        let Ok(Loaded::Skipped { reason }) = load(&store(), &path, 1) else {
+        let Ok(Loaded::Skipped { reason }) = load(&store(), &path, UnixTime(1)) else {
             panic!("loaded a directory")
         };
         assert!(reason.contains("cannot read it"), "{reason}");

@@ -17,6 +17,7 @@
 //! peer selection is the core's. The completed count is a read-modify-write: two completions of
 //! one torrent within KV's propagation delay can count once (documented; counts are advisory).
 
+use crate::time::UnixTime;
 use std::cell::Cell;
 use std::future::Future;
 
@@ -62,15 +63,15 @@ impl OpCounts {
 struct Meta {
     /// 1 if seeding.
     s: u8,
-    /// Unix seconds of the write.
-    t: u32,
+    /// When it was written.
+    t: UnixTime,
 }
 
 /// One listed peer.
 struct Listed {
     addr: Vec<u8>,
     seeding: bool,
-    written: u32,
+    written: UnixTime,
 }
 
 pub struct KvPeerStore {
@@ -122,7 +123,11 @@ impl KvPeerStore {
     /// Lists one swarm (bounded pages), dropping entries older than the peer timeout at `now`
     /// (KV expires them on its own clock too; this keeps answers exact in between).
     /// Also says whether the list was read to its end (false: more pages than `MAX_PAGES`).
-    async fn list_swarm(&self, prefix: &str, now: u32) -> Result<(Vec<Listed>, bool), StoreError> {
+    async fn list_swarm(
+        &self,
+        prefix: &str,
+        now: UnixTime,
+    ) -> Result<(Vec<Listed>, bool), StoreError> {
         let mut out = Vec::new();
         let mut complete = false;
         let mut cursor: Option<String> = None;
@@ -143,7 +148,7 @@ impl KvPeerStore {
                 else {
                     continue;
                 };
-                if now.saturating_sub(meta.t) > self.policy.peer_timeout {
+                if now.since(meta.t) > self.policy.peer_timeout {
                     continue;
                 }
                 out.push(Listed {
@@ -168,7 +173,7 @@ impl KvPeerStore {
     }
 
     /// A peer's own entry, read by its key (for a peer beyond the pages a swarm's list read).
-    async fn own_entry(&self, key: &str, now: u32) -> Result<Option<Listed>, StoreError> {
+    async fn own_entry(&self, key: &str, now: UnixTime) -> Result<Option<Listed>, StoreError> {
         self.count(|o| o.get += 1);
         let (_, meta) = self
             .kv
@@ -177,7 +182,7 @@ impl KvPeerStore {
             .await
             .map_err(kv_error)?;
         Ok(meta
-            .filter(|m| now.saturating_sub(m.t) <= self.policy.peer_timeout)
+            .filter(|m| now.since(m.t) <= self.policy.peer_timeout)
             .map(|m| Listed {
                 addr: Vec::new(),
                 seeding: m.s == 1,
@@ -198,20 +203,20 @@ impl KvPeerStore {
 
     /// Whether a listed entry must be rewritten: it changed role, or it would expire before the
     /// client's next announce (plus a minute of slack for late clients and KV's propagation).
-    fn needs_write(&self, listed: Option<&Listed>, seeding: bool, now: u32) -> bool {
+    fn needs_write(&self, listed: Option<&Listed>, seeding: bool, now: UnixTime) -> bool {
         let Some(l) = listed else { return true };
         let p = &self.policy;
         let refresh_after = p
             .peer_timeout
             .saturating_sub(p.announce_interval)
             .saturating_sub(60);
-        l.seeding != seeding || now.saturating_sub(l.written) >= refresh_after
+        l.seeding != seeding || now.since(l.written) >= refresh_after
     }
 
     async fn announce_inner(
         &self,
         a: &PeerAnnounce,
-        now: u32,
+        now: UnixTime,
         rng: &mut impl Rng,
         peers: &mut Vec<u8>,
     ) -> Result<SwarmCounts, AnnounceError> {
@@ -334,7 +339,7 @@ impl KvPeerStore {
     async fn scrape_inner(
         &self,
         hashes: &[InfoHash],
-        now: u32,
+        now: UnixTime,
         out: &mut Vec<SwarmCounts>,
     ) -> Result<(), StoreError> {
         for hash in hashes {
@@ -361,7 +366,7 @@ impl PeerStore for KvPeerStore {
     fn announce(
         &self,
         a: &PeerAnnounce,
-        now: u32,
+        now: UnixTime,
         rng: &mut impl Rng,
         peers: &mut Vec<u8>,
     ) -> impl Future<Output = Result<SwarmCounts, AnnounceError>> {
@@ -371,14 +376,14 @@ impl PeerStore for KvPeerStore {
     fn scrape(
         &self,
         hashes: &[InfoHash],
-        now: u32,
+        now: UnixTime,
         out: &mut Vec<SwarmCounts>,
     ) -> impl Future<Output = Result<(), StoreError>> {
         self.scrape_inner(hashes, now, out)
     }
 
     /// KV expires peers itself (expirationTtl); listing also skips entries past the timeout.
-    fn expire(&self, _now: u32) -> impl Future<Output = Result<(), StoreError>> {
+    fn expire(&self, _now: UnixTime) -> impl Future<Output = Result<(), StoreError>> {
         std::future::ready(Ok(()))
     }
 }

@@ -6,6 +6,7 @@
 //! like the native limiter by [`client_key`] (IPv4 address, IPv6 /64). Without the binding
 //! announces are not limited. Owns the binding call only; when to ask is the service's.
 
+use crate::time::UnixTime;
 use std::net::IpAddr;
 
 use worker::{Env, RateLimiter};
@@ -25,7 +26,7 @@ impl CloudflareLimit {
 }
 
 impl AnnounceGate for CloudflareLimit {
-    async fn permit(&self, ip: IpAddr, _now: u32) -> bool {
+    async fn permit(&self, ip: IpAddr, _now: UnixTime) -> bool {
         let Some(limiter) = &self.0 else {
             return true;
         };

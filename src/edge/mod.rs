@@ -27,6 +27,7 @@ use crate::protocol::route::{self, Endpoint, Route};
 use crate::protocol::types::canonical_ip;
 use crate::service::{Action, Scratch, Tracker};
 use crate::stats_access;
+use crate::time::UnixTime;
 use config::StoreKind;
 use durable::DoOps;
 use kv::OpCounts;
@@ -74,8 +75,8 @@ fn isolate<T>(f: impl FnOnce(&mut Isolate) -> T) -> T {
     })
 }
 
-fn now() -> u32 {
-    (worker::Date::now().as_millis() / 1000) as u32
+fn now() -> UnixTime {
+    UnixTime::from_secs(worker::Date::now().as_millis() / 1000)
 }
 
 fn bencoded(status: u16, body: Vec<u8>) -> worker::Result<Response> {

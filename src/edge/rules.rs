@@ -13,6 +13,7 @@
 //! can read them. Owns
 //! where the rules come from and when they are reread; what they decide is the core's.
 
+use crate::time::UnixTime;
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -83,7 +84,7 @@ impl Sources {
 
 /// The rules an isolate holds, and when they were read.
 struct Held {
-    read_at: u32,
+    read_at: UnixTime,
     access: Arc<Access>,
 }
 
@@ -168,11 +169,11 @@ async fn load(kv: Option<&KvStore>, s: &Sources, reads: &mut u32) -> Result<Acce
 
 /// The access rules in force at `now`: the isolate's own while they are fresh (rules from vars
 /// stay fresh for the isolate's life), else read again. `Err` is the reason to give the client.
-pub async fn current(env: &Env, kv: Option<&KvStore>, now: u32) -> Result<Current, String> {
+pub async fn current(env: &Env, kv: Option<&KvStore>, now: UnixTime) -> Result<Current, String> {
     let sources = sources(env).map_err(|e| format!("tracker misconfigured: {e}"))?;
     let held = HELD.with_borrow(|h| {
         h.as_ref().map(|h| {
-            let fresh = !sources.reads_kv() || now.saturating_sub(h.read_at) < sources.refresh;
+            let fresh = !sources.reads_kv() || now.since(h.read_at) < sources.refresh;
             (fresh, h.access.clone())
         })
     });

@@ -2,6 +2,7 @@
 //! behind the one [`PeerStore`] seam, and what each request cost in the store's own units.
 //! Owns the choice and the delegation only.
 
+use crate::time::UnixTime;
 use rand_core::Rng;
 use worker::Env;
 
@@ -72,7 +73,7 @@ impl PeerStore for EdgeStore {
     async fn announce(
         &self,
         a: &PeerAnnounce,
-        now: u32,
+        now: UnixTime,
         rng: &mut impl Rng,
         peers: &mut Vec<u8>,
     ) -> Result<SwarmCounts, AnnounceError> {
@@ -85,7 +86,7 @@ impl PeerStore for EdgeStore {
     async fn scrape(
         &self,
         hashes: &[InfoHash],
-        now: u32,
+        now: UnixTime,
         out: &mut Vec<SwarmCounts>,
     ) -> Result<(), StoreError> {
         match self {
@@ -94,7 +95,7 @@ impl PeerStore for EdgeStore {
         }
     }
 
-    async fn expire(&self, now: u32) -> Result<(), StoreError> {
+    async fn expire(&self, now: UnixTime) -> Result<(), StoreError> {
         match self {
             EdgeStore::Kv(s) => s.expire(now).await,
             EdgeStore::DurableObject(s) => s.expire(now).await,

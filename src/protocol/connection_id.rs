@@ -7,6 +7,7 @@
 //! MACs are compared in constant time. Unlike XBT, the secret never depends on the address; unlike
 //! opentracker, ids do expire.
 
+use crate::time::UnixTime;
 use std::hash::Hasher;
 use std::net::IpAddr;
 
@@ -32,9 +33,9 @@ impl ConnectionIds {
         }
     }
 
-    fn mac(&self, issued: u32, ip: IpAddr) -> [u8; 4] {
+    fn mac(&self, issued: UnixTime, ip: IpAddr) -> [u8; 4] {
         let mut h = SipHasher24::new_with_key(&self.key);
-        h.write(&issued.to_be_bytes());
+        h.write(&issued.secs().to_be_bytes());
         match canonical_ip(ip) {
             IpAddr::V4(v4) => h.write(&v4.octets()),
             IpAddr::V6(v6) => h.write(&v6.octets()),
@@ -43,18 +44,18 @@ impl ConnectionIds {
         (full as u32).to_be_bytes()
     }
 
-    /// The id to hand a client connecting from `ip` at `now` (Unix seconds).
-    pub fn issue(&self, now: u32, ip: IpAddr) -> [u8; 8] {
+    /// The id to hand a client connecting from `ip` at `now`.
+    pub fn issue(&self, now: UnixTime, ip: IpAddr) -> [u8; 8] {
         let mut id = [0u8; 8];
-        id[..4].copy_from_slice(&now.to_be_bytes());
+        id[..4].copy_from_slice(&now.secs().to_be_bytes());
         id[4..].copy_from_slice(&self.mac(now, ip));
         id
     }
 
     /// Whether `id` was issued by us, to `ip`, no more than the allowed age ago.
-    pub fn is_valid(&self, id: [u8; 8], now: u32, ip: IpAddr) -> bool {
-        let issued = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
-        let fresh = issued <= now && now - issued <= self.max_age;
+    pub fn is_valid(&self, id: [u8; 8], now: UnixTime, ip: IpAddr) -> bool {
+        let issued = UnixTime(u32::from_be_bytes([id[0], id[1], id[2], id[3]]));
+        let fresh = issued <= now && now.since(issued) <= self.max_age;
         // Always compute the MAC, so timing says nothing about which check failed.
         let mac_ok = bool::from(self.mac(issued, ip).ct_eq(&id[4..]));
         fresh & mac_ok
@@ -71,7 +72,7 @@ mod tests {
         ConnectionIds::new(*b"0123456789abcdef", 120, 0)
     }
 
-    const NOW: u32 = 1_700_000_000;
+    const NOW: UnixTime = UnixTime(1_700_000_000);
 
     #[test]
     fn accepts_its_own_id_from_the_same_ip() {

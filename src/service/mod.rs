@@ -6,6 +6,7 @@
 //! bytes. Owns the order of those steps and error mapping; may not touch sockets, clocks, entropy
 //! or any particular store.
 
+use crate::time::UnixTime;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -183,7 +184,7 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
         req: &AnnounceRequest,
         client: IpAddr,
         transport_max: usize,
-        now: u32,
+        now: UnixTime,
         rng: &mut impl Rng,
         peers: &mut Vec<u8>,
     ) -> Result<(Family, SwarmCounts, Option<StoreError>), Full> {
@@ -217,7 +218,7 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
         query: &[u8],
         passkey: Option<&[u8]>,
         client: IpAddr,
-        now: u32,
+        now: UnixTime,
         rng: &mut impl Rng,
         scratch: &mut Scratch,
     ) -> (Vec<u8>, Outcome) {
@@ -275,7 +276,7 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
         query: &[u8],
         passkey: Option<&[u8]>,
         client: IpAddr,
-        now: u32,
+        now: UnixTime,
         scratch: &mut Scratch,
     ) -> (Vec<u8>, Outcome) {
         if let Err(e) = http::parse_scrape(
@@ -310,7 +311,7 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
 
     /// Fills `scratch.counts` for `scratch.hashes`: what the store gave when it gave one entry
     /// per hash (a store that failed for some hashes gives zeros for those), zeros otherwise.
-    async fn scrape(&self, now: u32, scratch: &mut Scratch) -> Option<StoreError> {
+    async fn scrape(&self, now: UnixTime, scratch: &mut Scratch) -> Option<StoreError> {
         scratch.counts.clear();
         let result = self
             .store
@@ -333,7 +334,7 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
         &self,
         packet: &[u8],
         client: IpAddr,
-        now: u32,
+        now: UnixTime,
         rng: &mut impl Rng,
         scratch: &mut Scratch,
         out: &mut Vec<u8>,
@@ -412,7 +413,7 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
         announce: &AnnounceRequest,
         transaction_id: u32,
         client: IpAddr,
-        now: u32,
+        now: UnixTime,
         rng: &mut impl Rng,
         scratch: &mut Scratch,
         out: &mut Vec<u8>,
@@ -458,7 +459,7 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
     async fn udp_scrape(
         &self,
         transaction_id: u32,
-        now: u32,
+        now: UnixTime,
         scratch: &mut Scratch,
         out: &mut Vec<u8>,
     ) -> Outcome {
@@ -542,7 +543,7 @@ mod tests {
         fn announce(
             &self,
             _: &PeerAnnounce,
-            _: u32,
+            _: UnixTime,
             _: &mut impl Rng,
             peers: &mut Vec<u8>,
         ) -> impl Future<Output = Result<SwarmCounts, AnnounceError>> {
@@ -552,7 +553,7 @@ mod tests {
         fn scrape(
             &self,
             _: &[InfoHash],
-            _: u32,
+            _: UnixTime,
             out: &mut Vec<SwarmCounts>,
         ) -> impl Future<Output = Result<(), StoreError>> {
             out.push(SwarmCounts {
@@ -562,7 +563,7 @@ mod tests {
             });
             std::future::ready(Err(StoreError("backend down".into())))
         }
-        fn expire(&self, _: u32) -> impl Future<Output = Result<(), StoreError>> {
+        fn expire(&self, _: UnixTime) -> impl Future<Output = Result<(), StoreError>> {
             std::future::ready(Ok(()))
         }
     }
@@ -596,7 +597,7 @@ mod tests {
             starting_seeder().as_bytes(),
             None,
             "10.0.0.1".parse().unwrap(),
-            1,
+            UnixTime(1),
             &mut rng,
             &mut Scratch::default(),
         ));
@@ -612,7 +613,7 @@ mod tests {
             b"info_hash=AAAAAAAAAAAAAAAAAAAA&info_hash=BBBBBBBBBBBBBBBBBBBB",
             None,
             "10.0.0.1".parse().unwrap(),
-            1,
+            UnixTime(1),
             &mut Scratch::default(),
         ));
         assert_eq!(
@@ -629,7 +630,7 @@ mod tests {
             b"info_hash=AAAAAAAAAAAAAAAAAAAA",
             None,
             "10.0.0.1".parse().unwrap(),
-            1,
+            UnixTime(1),
             &mut Scratch::default(),
         ));
         assert_eq!(
@@ -653,7 +654,7 @@ mod tests {
             starting_seeder().as_bytes(),
             None,
             "10.0.0.1".parse().unwrap(),
-            1,
+            UnixTime(1),
             &mut rng,
             &mut Scratch::default(),
         ));
@@ -670,7 +671,7 @@ mod tests {
         let outcome = now_or_never(t.udp(
             &packet,
             "10.0.0.1".parse().unwrap(),
-            1,
+            UnixTime(1),
             &mut rng,
             &mut scratch,
             &mut out,
@@ -694,7 +695,8 @@ mod tests {
         let client = "10.0.0.1".parse().unwrap();
         let announce = |t: &Tracker<Broken>, scratch: &mut Scratch, rng: &mut SmallRng| {
             let query = starting_seeder();
-            now_or_never(t.http_announce(query.as_bytes(), None, client, 1, rng, scratch)).1
+            now_or_never(t.http_announce(query.as_bytes(), None, client, UnixTime(1), rng, scratch))
+                .1
         };
         let open = tracker();
         open.set_access(Access::open());

@@ -4,6 +4,7 @@
 //! which peers come back, which counts. Run it natively for the memory store and under wasm for
 //! the edge's KV store. Time is passed explicitly, so expiry is tested without waiting.
 
+use crate::time::UnixTime;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
@@ -26,7 +27,7 @@ pub fn policy() -> Policy {
     }
 }
 
-const T0: u32 = 1_750_000_000;
+const T0: UnixTime = UnixTime(1_750_000_000);
 const HASH: InfoHash = InfoHash([0x11; 20]);
 
 fn peer(ip: &str, port: u16) -> PeerAddr {
@@ -48,7 +49,12 @@ struct Reply {
     peers: BTreeSet<Vec<u8>>,
 }
 
-async fn call<S: PeerStore>(store: &S, a: PeerAnnounce, now: u32, rng: &mut impl Rng) -> Reply {
+async fn call<S: PeerStore>(
+    store: &S,
+    a: PeerAnnounce,
+    now: UnixTime,
+    rng: &mut impl Rng,
+) -> Reply {
     let mut buf = Vec::new();
     let counts = store
         .announce(&a, now, rng, &mut buf)
@@ -73,7 +79,7 @@ fn set(peers: &[PeerAddr]) -> BTreeSet<Vec<u8>> {
     peers.iter().map(|p| p.as_bytes().to_vec()).collect()
 }
 
-async fn scrape<S: PeerStore>(store: &S, hashes: &[InfoHash], now: u32) -> Vec<SwarmCounts> {
+async fn scrape<S: PeerStore>(store: &S, hashes: &[InfoHash], now: UnixTime) -> Vec<SwarmCounts> {
     let mut out = Vec::new();
     store.scrape(hashes, now, &mut out).await.expect("scrape");
     out

@@ -6,6 +6,7 @@
 //! walks the swarms. Owns memory layout and locking; policy comes in as [`Policy`] and random
 //! numbers as an RNG, and there is no clock here.
 
+use crate::time::UnixTime;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::BuildHasher;
@@ -74,8 +75,8 @@ pub struct SavedTorrent {
 pub struct SavedPeer {
     pub addr: PeerAddr,
     pub seeding: bool,
-    /// When it last announced (Unix seconds).
-    pub last_seen: u32,
+    /// When it last announced.
+    pub last_seen: UnixTime,
 }
 
 /// Swarms in process memory. `Sync`: share it between socket threads behind an `Arc`.
@@ -149,7 +150,7 @@ impl MemoryStore {
     pub fn announce_now(
         &self,
         a: &PeerAnnounce,
-        now: u32,
+        now: UnixTime,
         rng: &mut impl Rng,
         peers: &mut Vec<u8>,
     ) -> Result<SwarmCounts, Full> {
@@ -268,10 +269,10 @@ impl MemoryStore {
     /// Synchronous [`PeerStore::expire`]: one shard at a time, so announces wait at most for one
     /// shard's sweep. Torrents left without peers are dropped, or, with a completed count, kept
     /// for `completed_retention` after the sweep that first found them so.
-    pub fn expire_now(&self, now: u32) {
-        let now = self.latest_sweep.fetch_max(now, Ordering::Relaxed).max(now);
+    pub fn expire_now(&self, now: UnixTime) {
+        let now = UnixTime(self.latest_sweep.fetch_max(now.secs(), Ordering::Relaxed)).max(now);
         let timeout = self.policy.peer_timeout;
-        let today = ((now / 86_400) as u16).max(1);
+        let today = ((now.secs() / 86_400) as u16).max(1);
         let retention_days = self.policy.completed_retention.div_ceil(86_400);
         for shard in self.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
@@ -329,7 +330,7 @@ impl MemoryStore {
         &self,
         saved: SavedTorrent,
         peers: impl IntoIterator<Item = SavedPeer>,
-        now: u32,
+        now: UnixTime,
     ) -> usize {
         let SavedTorrent {
             hash,
@@ -356,7 +357,7 @@ impl MemoryStore {
         } in peers
         {
             let seen = last_seen.min(now);
-            if now - seen > timeout {
+            if now.since(seen) > timeout {
                 continue;
             }
             let status = PeerStatus::staying(seeding);
@@ -409,7 +410,7 @@ impl PeerStore for MemoryStore {
     fn announce(
         &self,
         a: &PeerAnnounce,
-        now: u32,
+        now: UnixTime,
         rng: &mut impl Rng,
         peers: &mut Vec<u8>,
     ) -> impl Future<Output = Result<SwarmCounts, AnnounceError>> {
@@ -422,14 +423,14 @@ impl PeerStore for MemoryStore {
     fn scrape(
         &self,
         hashes: &[InfoHash],
-        _now: u32,
+        _now: UnixTime,
         out: &mut Vec<SwarmCounts>,
     ) -> impl Future<Output = Result<(), StoreError>> {
         self.scrape_now(hashes, out);
         std::future::ready(Ok(()))
     }
 
-    fn expire(&self, now: u32) -> impl Future<Output = Result<(), StoreError>> {
+    fn expire(&self, now: UnixTime) -> impl Future<Output = Result<(), StoreError>> {
         self.expire_now(now);
         std::future::ready(Ok(()))
     }
@@ -475,7 +476,7 @@ mod tests {
                 want: 10,
             };
             store
-                .announce_now(&a, 1000, &mut rng, &mut Vec::new())
+                .announce_now(&a, UnixTime(1000), &mut rng, &mut Vec::new())
                 .map(|_| ())
         };
         join(1, "10.0.0.1", 1).unwrap();
@@ -501,7 +502,7 @@ mod tests {
         };
         let mut other_rng = rand::rngs::SmallRng::seed_from_u64(9);
         store
-            .announce_now(&stop, 1001, &mut other_rng, &mut Vec::new())
+            .announce_now(&stop, UnixTime(1001), &mut other_rng, &mut Vec::new())
             .unwrap();
         assert_eq!(join(4, "10.0.0.7", 1), Ok(()));
     }
@@ -526,21 +527,21 @@ mod tests {
                 want: 0,
             };
             store
-                .announce_now(&a, t0, &mut rng, &mut Vec::new())
+                .announce_now(&a, UnixTime(t0), &mut rng, &mut Vec::new())
                 .unwrap();
             let stop = PeerAnnounce {
                 event: Event::Stopped,
                 ..a
             };
             store
-                .announce_now(&stop, t0 + 1, &mut rng, &mut Vec::new())
+                .announce_now(&stop, UnixTime(t0 + 1), &mut rng, &mut Vec::new())
                 .unwrap();
         }
-        store.expire_now(t0 + 10);
+        store.expire_now(UnixTime(t0 + 10));
         assert_eq!(store.totals().torrents, 100, "the counts are kept a while");
-        store.expire_now(t0 + 2 * 86_400);
+        store.expire_now(UnixTime(t0 + 2 * 86_400));
         assert_eq!(store.totals().torrents, 100);
-        store.expire_now(t0 + 4 * 86_400);
+        store.expire_now(UnixTime(t0 + 4 * 86_400));
         assert_eq!(store.totals().torrents, 0, "and then forgotten");
     }
 
@@ -556,14 +557,14 @@ mod tests {
             want: 0,
         };
         store
-            .announce_now(&a, 100_100, &mut rng, &mut Vec::new())
+            .announce_now(&a, UnixTime(100_100), &mut rng, &mut Vec::new())
             .unwrap();
         // The clock steps back a minute: before, the peer's stamp looked 65,476 s old.
-        store.expire_now(100_040);
+        store.expire_now(UnixTime(100_040));
         assert_eq!(store.totals().seeders(), 1);
-        store.expire_now(100_100 - 500);
+        store.expire_now(UnixTime(100_100 - 500));
         assert_eq!(store.totals().seeders(), 1, "up to 10 minutes back");
-        store.expire_now(100_100 + conformance::policy().peer_timeout + 1);
+        store.expire_now(UnixTime(100_100 + conformance::policy().peer_timeout + 1));
         assert_eq!(store.totals().seeders(), 0, "and expiry still works");
     }
 
@@ -599,9 +600,9 @@ mod tests {
         let peer = |seeding| SavedPeer {
             addr: p,
             seeding,
-            last_seen: now,
+            last_seen: UnixTime(now),
         };
-        let n = store.restore(saved, [peer(true), peer(false)], now);
+        let n = store.restore(saved, [peer(true), peer(false)], UnixTime(now));
         assert_eq!((n, store.totals().peers()), (1, 1));
     }
 
@@ -616,16 +617,16 @@ mod tests {
             last_seen,
         };
         let peers = [
-            peer("10.0.0.1", true, now - 10),
-            peer("10.0.0.2", false, now - timeout - 1),
-            peer("2001:db8::1", false, now + 50),
+            peer("10.0.0.1", true, UnixTime(now - 10)),
+            peer("10.0.0.2", false, UnixTime(now - timeout - 1)),
+            peer("2001:db8::1", false, UnixTime(now + 50)),
         ];
         let saved = SavedTorrent {
             hash: InfoHash([5; 20]),
             downloaded: 7,
             quiet_since: 0,
         };
-        assert_eq!(store.restore(saved, peers, now), 2);
+        assert_eq!(store.restore(saved, peers, UnixTime(now)), 2);
         let mut out = Vec::new();
         store.scrape_now(&[InfoHash([5; 20])], &mut out);
         assert_eq!(
@@ -661,7 +662,9 @@ mod tests {
                 seeding: i % 2 == 0,
                 want: 5,
             };
-            store.announce_now(&a, 1000, &mut rng, &mut peers).unwrap();
+            store
+                .announce_now(&a, UnixTime(1000), &mut rng, &mut peers)
+                .unwrap();
         }
         let v6 = PeerAnnounce {
             info_hash: InfoHash([9; 20]),
@@ -670,7 +673,9 @@ mod tests {
             seeding: false,
             want: 5,
         };
-        store.announce_now(&v6, 1100, &mut rng, &mut peers).unwrap();
+        store
+            .announce_now(&v6, UnixTime(1100), &mut rng, &mut peers)
+            .unwrap();
         assert_eq!(
             store.totals(),
             Totals {
@@ -681,7 +686,7 @@ mod tests {
                 leechers_v6: 1
             }
         );
-        store.expire_now(1000 + conformance::policy().peer_timeout + 1);
+        store.expire_now(UnixTime(1000 + conformance::policy().peer_timeout + 1));
         assert_eq!(
             store.totals(),
             Totals {

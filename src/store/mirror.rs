@@ -15,6 +15,7 @@
 //! nothing needs a timer to keep the object awake. Owns that bookkeeping; knows no SQL, clock,
 //! socket or wire format.
 
+use crate::time::UnixTime;
 use rand_core::Rng;
 
 use super::{Full, PeerAnnounce};
@@ -78,8 +79,8 @@ impl Knobs {
 pub struct Row {
     pub peer: PeerAddr,
     pub seeding: bool,
-    /// Unix seconds of the write: on reload, the peer counts as last seen then.
-    pub written: u32,
+    /// When the row was written: on reload, the peer counts as last seen then.
+    pub written: UnixTime,
 }
 
 /// What storage must do to mirror the swarm, in order.
@@ -97,7 +98,7 @@ pub enum Write {
 }
 
 /// Per-peer data beside the in-memory slot: when the peer's row was last written.
-type Written = u32;
+type Written = UnixTime;
 
 /// One torrent's swarm, mirrored.
 #[derive(Debug)]
@@ -108,17 +109,17 @@ pub struct MirroredSwarm {
     knobs: Knobs,
     /// A row older than this is rewritten at the peer's next announce.
     refresh_after: u32,
-    last_sweep: u32,
+    last_sweep: UnixTime,
     /// The latest `now` seen: time never runs backwards here (a clock stepped back would make
     /// fresh stamps look 18 h old).
-    last_now: u32,
+    last_now: UnixTime,
     /// Storage holds something (rows or a count), so emptying the swarm must clear it.
     stored: bool,
 }
 
 impl MirroredSwarm {
     /// An empty swarm with nothing stored.
-    pub fn new(knobs: Knobs, now: u32) -> Self {
+    pub fn new(knobs: Knobs, now: UnixTime) -> Self {
         MirroredSwarm {
             v4: PeerList::default(),
             v6: PeerList::default(),
@@ -138,7 +139,7 @@ impl MirroredSwarm {
         knobs: Knobs,
         rows: impl IntoIterator<Item = Row>,
         downloaded: u32,
-        now: u32,
+        now: UnixTime,
         writes: &mut Vec<Write>,
     ) -> Self {
         let mut swarm = MirroredSwarm::new(knobs, now);
@@ -146,7 +147,7 @@ impl MirroredSwarm {
         swarm.stored = true;
         for row in rows {
             let seen = row.written.min(now);
-            if now - seen > swarm.knobs.peer_timeout {
+            if now.since(seen) > swarm.knobs.peer_timeout {
                 writes.push(Write::Forget(row.peer));
                 continue;
             }
@@ -166,8 +167,8 @@ impl MirroredSwarm {
 
     /// Whether so much time passed since the last use that the swarm must be reloaded from
     /// storage before it answers again.
-    pub fn must_reload(&self, now: u32) -> bool {
-        now.saturating_sub(self.last_now) > RELOAD_AFTER
+    pub fn must_reload(&self, now: UnixTime) -> bool {
+        now.since(self.last_now) > RELOAD_AFTER
     }
 
     /// Records an announce (see [`super::PeerStore::announce`]), pushing what storage must do.
@@ -175,7 +176,7 @@ impl MirroredSwarm {
     pub fn announce(
         &mut self,
         a: &PeerAnnounce,
-        now: u32,
+        now: UnixTime,
         rng: &mut impl Rng,
         peers: &mut Vec<u8>,
         writes: &mut Vec<Write>,
@@ -222,7 +223,7 @@ impl MirroredSwarm {
 
     /// Counts over both families, for a scrape (after a due sweep, whose deletions go to
     /// `writes`).
-    pub fn counts(&mut self, now: u32, writes: &mut Vec<Write>) -> SwarmCounts {
+    pub fn counts(&mut self, now: UnixTime, writes: &mut Vec<Write>) -> SwarmCounts {
         let now = self.clock(now);
         self.sweep(now, writes);
         self.clear_if_empty(writes);
@@ -261,13 +262,13 @@ impl MirroredSwarm {
         self.downloaded
     }
 
-    fn clock(&mut self, now: u32) -> u32 {
+    fn clock(&mut self, now: UnixTime) -> UnixTime {
         self.last_now = self.last_now.max(now);
         self.last_now
     }
 
-    fn sweep(&mut self, now: u32, writes: &mut Vec<Write>) {
-        if now - self.last_sweep < SWEEP_EVERY {
+    fn sweep(&mut self, now: UnixTime, writes: &mut Vec<Write>) {
+        if now.since(self.last_sweep) < SWEEP_EVERY {
             return;
         }
         self.last_sweep = now;
@@ -293,7 +294,12 @@ impl MirroredSwarm {
 }
 
 /// Puts a stored peer back, last seen at `seen`, its row's write time as stored.
-fn load_into<const N: usize>(list: &mut PeerList<N, Written>, addr: [u8; N], row: &Row, seen: u32) {
+fn load_into<const N: usize>(
+    list: &mut PeerList<N, Written>,
+    addr: [u8; N],
+    row: &Row,
+    seen: UnixTime,
+) {
     if let (_, Some(at)) = list.announce(addr, PeerStatus::staying(row.seeding), seen) {
         *list.extra_mut(at) = row.written;
     }
@@ -306,7 +312,7 @@ fn announce_in<const N: usize>(
     list: &mut PeerList<N, Written>,
     addr: [u8; N],
     a: &PeerAnnounce,
-    now: u32,
+    now: UnixTime,
     refresh_after: u32,
     may_join: impl FnOnce(&PeerList<N, Written>) -> Result<(), Full>,
     rng: &mut impl Rng,
@@ -320,8 +326,7 @@ fn announce_in<const N: usize>(
         Some(at) => {
             let written = list.extra_mut(at);
             // A peer that joined or changed role was (re)inserted with `written == 0`.
-            if announced.delta != Delta::default() || now.saturating_sub(*written) >= refresh_after
-            {
+            if announced.delta != Delta::default() || now.since(*written) >= refresh_after {
                 *written = now;
                 writes.push(Write::Peer(Row {
                     peer: a.peer,

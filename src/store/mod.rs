@@ -12,6 +12,7 @@
 //! A store owns bookkeeping (who is in which swarm, since when, completed counts); the policy of
 //! what an announce means stays in [`crate::swarm`]. Stores may not parse or write wire formats.
 
+use crate::time::UnixTime;
 pub mod conformance;
 pub mod memory;
 pub mod mirror;
@@ -137,7 +138,7 @@ impl Totals {
     }
 }
 
-/// The storage seam. `now` is Unix seconds; randomness comes from `rng`.
+/// The storage seam. `now` comes from the home's clock; randomness comes from `rng`.
 pub trait PeerStore {
     /// Records `a` and appends up to `a.want` compact peers of the announcing peer's family to
     /// `peers` (leechers only for a seeder, never the peer itself). Returns the counts of that
@@ -146,7 +147,7 @@ pub trait PeerStore {
     fn announce(
         &self,
         a: &PeerAnnounce,
-        now: u32,
+        now: UnixTime,
         rng: &mut impl Rng,
         peers: &mut Vec<u8>,
     ) -> impl Future<Output = Result<SwarmCounts, AnnounceError>>;
@@ -157,13 +158,13 @@ pub trait PeerStore {
     fn scrape(
         &self,
         hashes: &[InfoHash],
-        now: u32,
+        now: UnixTime,
         out: &mut Vec<SwarmCounts>,
     ) -> impl Future<Output = Result<(), StoreError>>;
 
     /// Forgets peers that have not announced within the peer timeout. (A store whose backend
     /// expires entries by itself, as KV does with `expirationTtl`, may do nothing.)
-    fn expire(&self, now: u32) -> impl Future<Output = Result<(), StoreError>>;
+    fn expire(&self, now: UnixTime) -> impl Future<Output = Result<(), StoreError>>;
 }
 
 /// Drives a future that is expected to be ready at once (the memory store's) to completion.

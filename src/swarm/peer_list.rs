@@ -11,6 +11,7 @@
 //! one chunk, whatever the swarm's size; it turns back into one vector when it shrinks well below
 //! that size.
 
+use crate::time::UnixTime;
 use rand_core::Rng;
 
 use super::PeerStatus;
@@ -37,8 +38,9 @@ pub const FLAT_MAX: usize = 2 * chunks::CHUNK;
 /// A chunked list this small or smaller becomes one vector again.
 const FLAT_AGAIN: usize = chunks::CHUNK / 2;
 
-fn stamp(now: u32) -> u16 {
-    now as u16
+/// The low 16 bits of `now`: a slot's last-seen time, read back relative to a later `now`.
+fn stamp(now: UnixTime) -> u16 {
+    now.secs() as u16
 }
 
 /// Change in a swarm's seeder and leecher counts, for store-wide totals.
@@ -192,7 +194,7 @@ impl<const N: usize, X: Copy + Default> PeerList<N, X> {
         &mut self,
         addr: [u8; N],
         seeding: bool,
-        now: u32,
+        now: UnixTime,
         at: Option<PeerAt>,
     ) -> (PeerAt, Delta) {
         let slot = Slot {
@@ -246,7 +248,7 @@ impl<const N: usize, X: Copy + Default> PeerList<N, X> {
         &mut self,
         addr: [u8; N],
         status: PeerStatus,
-        now: u32,
+        now: UnixTime,
     ) -> (Announced, Option<PeerAt>) {
         match self.announce_admitting(addr, status, now, |_| Ok::<(), ()>(())) {
             Ok(done) => done,
@@ -260,7 +262,7 @@ impl<const N: usize, X: Copy + Default> PeerList<N, X> {
         &mut self,
         addr: [u8; N],
         status: PeerStatus,
-        now: u32,
+        now: UnixTime,
         may_join: impl FnOnce(&Self) -> Result<(), E>,
     ) -> Result<(Announced, Option<PeerAt>), E> {
         let stopped = status == PeerStatus::Stopped;
@@ -363,14 +365,14 @@ impl<const N: usize, X: Copy + Default> PeerList<N, X> {
     }
 
     /// Drops peers not seen for more than `timeout` seconds; gives back spare capacity.
-    pub fn expire(&mut self, now: u32, timeout: u32) -> Delta {
+    pub fn expire(&mut self, now: UnixTime, timeout: u32) -> Delta {
         self.expire_each(now, timeout, |_, _| {})
     }
 
     /// [`PeerList::expire`], calling `on_gone` with each dropped peer's address and role.
     pub fn expire_each(
         &mut self,
-        now: u32,
+        now: UnixTime,
         timeout: u32,
         mut on_gone: impl FnMut(&[u8; N], bool),
     ) -> Delta {
@@ -443,15 +445,15 @@ impl<const N: usize, X: Copy + Default> PeerList<N, X> {
             .flat_map(|(piece, seeding)| piece.iter().map(move |s| (s, seeding)))
     }
 
-    /// Every peer with its role and when it last announced (Unix seconds, recovered from the
-    /// 16-bit stamp relative to `now`), for snapshots.
-    pub fn iter_seen(&self, now: u32) -> impl Iterator<Item = (&[u8; N], bool, u32)> {
+    /// Every peer with its role and when it last announced (recovered from the 16-bit stamp
+    /// relative to `now`), for snapshots.
+    pub fn iter_seen(&self, now: UnixTime) -> impl Iterator<Item = (&[u8; N], bool, UnixTime)> {
         let stamp_now = stamp(now);
         self.slots().map(move |(s, seeding)| {
             (
                 &s.addr,
                 seeding,
-                now.wrapping_sub(u32::from(stamp_now.wrapping_sub(s.seen))),
+                now - u32::from(stamp_now.wrapping_sub(s.seen)),
             )
         })
     }

@@ -4,6 +4,7 @@
 
 use super::peer_list::{Delta, PeerList};
 use crate::protocol::types::SwarmCounts;
+use crate::time::UnixTime;
 
 /// One torrent: its IPv4 and IPv6 swarms and its completed count.
 #[derive(Clone, Debug, Default)]
@@ -37,7 +38,7 @@ impl Torrent {
     }
 
     /// Drops expired peers of both families.
-    pub fn expire(&mut self, now: u32, timeout: u32) -> Delta {
+    pub fn expire(&mut self, now: UnixTime, timeout: u32) -> Delta {
         let mut d = self.v4.expire(now, timeout);
         if let Some(v6) = &mut self.v6 {
             d += v6.expire(now, timeout);
@@ -65,9 +66,9 @@ mod tests {
     #[test]
     fn counts_cover_both_families() {
         let mut t = Torrent::default();
-        t.v4.announce([10, 0, 0, 1, 0x1a, 0xe1], PeerStatus::Seeding, 1);
+        t.v4.announce([10, 0, 0, 1, 0x1a, 0xe1], PeerStatus::Seeding, UnixTime(1));
         t.v6.get_or_insert_default()
-            .announce([1; 18], PeerStatus::Leeching, 1);
+            .announce([1; 18], PeerStatus::Leeching, UnixTime(1));
         t.downloaded = 4;
         assert_eq!(
             t.counts(),
@@ -77,7 +78,7 @@ mod tests {
                 downloaded: 4
             }
         );
-        t.expire(10_000, 100);
+        t.expire(UnixTime(10_000), 100);
         assert!(t.v6.is_none());
         assert!(!t.has_peers());
     }

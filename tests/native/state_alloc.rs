@@ -50,7 +50,8 @@ fn a_crafted_header_does_not_reserve_memory_for_what_it_claims() {
     }
     let crc = crc32fast::hash(&file);
     file.extend_from_slice(&crc.to_le_bytes());
-    let (refused, peak, _) = measure(|| state::decode_into(&file, &store, 1_750_000_000));
+    let (refused, peak, _) =
+        measure(|| state::decode_into(&file, &store, edgetracker::UnixTime(1_750_000_000)));
     assert_eq!(refused, Err("truncated".to_string()));
     // (The checksum pass reads in 64 KiB chunks; what matters is nothing near 48 MB.)
     assert!(
@@ -84,7 +85,7 @@ fn saving_and_loading_stream_instead_of_copying_the_swarms() {
     use rand::SeedableRng;
     let store = MemoryStore::new(Policy::default(), [2; 16]);
     let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
-    let now = 1_750_000_000;
+    let now = edgetracker::UnixTime(1_750_000_000);
     for i in 0..200_000u32 {
         let mut hash = [7u8; 20];
         hash[..4].copy_from_slice(&(i % 5000).to_be_bytes());

@@ -12,6 +12,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use edgetracker::UnixTime;
 use edgetracker::protocol::types::Family;
 #[cfg(not(target_os = "linux"))]
 use edgetracker::protocol::udp::MAX_REQUEST_LEN;
@@ -133,7 +134,7 @@ fn answer(
     shared: &Shared,
     packet: &[u8],
     from: SocketAddr,
-    now: u32,
+    now: UnixTime,
     rng: &mut SmallRng,
     scratch: &mut Scratch,
     reply: &mut Vec<u8>,

@@ -8,6 +8,7 @@
 //! stopped peer leaves at once, completed counts are exact, and the second peer of a new torrent
 //! finds the first.
 
+use crate::time::UnixTime;
 pub mod object;
 pub mod wire;
 
@@ -113,7 +114,7 @@ impl DurableObjectStore {
     async fn announce_inner(
         &self,
         a: &PeerAnnounce,
-        now: u32,
+        now: UnixTime,
         peers: &mut Vec<u8>,
     ) -> Result<SwarmCounts, AnnounceError> {
         let call = Call {
@@ -132,7 +133,7 @@ impl DurableObjectStore {
     async fn scrape_inner(
         &self,
         hashes: &[InfoHash],
-        now: u32,
+        now: UnixTime,
         out: &mut Vec<SwarmCounts>,
     ) -> Result<(), StoreError> {
         let calls = hashes.iter().map(|h| {
@@ -167,7 +168,7 @@ impl PeerStore for DurableObjectStore {
     fn announce(
         &self,
         a: &PeerAnnounce,
-        now: u32,
+        now: UnixTime,
         _rng: &mut impl Rng,
         peers: &mut Vec<u8>,
     ) -> impl Future<Output = Result<SwarmCounts, AnnounceError>> {
@@ -177,14 +178,14 @@ impl PeerStore for DurableObjectStore {
     fn scrape(
         &self,
         hashes: &[InfoHash],
-        now: u32,
+        now: UnixTime,
         out: &mut Vec<SwarmCounts>,
     ) -> impl Future<Output = Result<(), StoreError>> {
         self.scrape_inner(hashes, now, out)
     }
 
     /// Objects expire their peers lazily, when next asked: nothing to do, nothing kept awake.
-    fn expire(&self, _now: u32) -> impl Future<Output = Result<(), StoreError>> {
+    fn expire(&self, _now: UnixTime) -> impl Future<Output = Result<(), StoreError>> {
         std::future::ready(Ok(()))
     }
 }

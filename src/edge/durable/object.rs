@@ -29,6 +29,7 @@ use super::wire::{Call, Op, Reply, RowCounts, full_code};
 use crate::store::Full;
 use crate::store::mirror::{MirroredSwarm, Row, Write};
 use crate::swarm::PeerAddr;
+use crate::time::UnixTime;
 
 #[worker::durable_object]
 pub struct SwarmObject {
@@ -173,7 +174,7 @@ impl SwarmObject {
                 6 | 18 => peers.push(Row {
                     peer: peer_of(key),
                     seeding: seeding != 0,
-                    written: value,
+                    written: UnixTime(value),
                 }),
                 len => worker::console_error!("swarm object: skipped a key of {len} bytes"),
             }
@@ -206,7 +207,7 @@ impl SwarmObject {
                 Write::Peer(r) => {
                     self.create_table(sql, rows)?;
                     let seeding = SqlStorageValue::Integer(i64::from(r.seeding));
-                    let written = SqlStorageValue::Integer(i64::from(r.written));
+                    let written = SqlStorageValue::Integer(i64::from(r.written.secs()));
                     sql.exec(UPSERT, vec![blob(r.peer.as_bytes()), seeding, written])?
                 }
                 Write::Forget(p) => {

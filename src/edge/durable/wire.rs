@@ -19,11 +19,12 @@ use crate::protocol::types::{Event, InfoHash, SwarmCounts};
 use crate::store::mirror::Knobs;
 use crate::store::{Full, PeerAnnounce};
 use crate::swarm::PeerAddr;
+use crate::time::UnixTime;
 
 /// A call to a swarm object: what, when, and on which knobs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Call {
-    pub now: u32,
+    pub now: UnixTime,
     pub knobs: Knobs,
     pub op: Op,
 }
@@ -95,7 +96,7 @@ impl Call {
                 h
             }
         };
-        out.extend_from_slice(&self.now.to_be_bytes());
+        out.extend_from_slice(&self.now.secs().to_be_bytes());
         out.extend_from_slice(&self.knobs.peer_timeout.to_be_bytes());
         out.extend_from_slice(&self.knobs.announce_interval.to_be_bytes());
         out.extend_from_slice(&self.knobs.max_peers.to_be_bytes());
@@ -156,7 +157,11 @@ impl Call {
             }
             _ => return None,
         };
-        Some(Call { now, knobs, op })
+        Some(Call {
+            now: UnixTime(now),
+            knobs,
+            op,
+        })
     }
 }
 
@@ -214,7 +219,7 @@ mod tests {
 
     fn announce(peer: PeerAddr, event: Event) -> Call {
         Call {
-            now: 1_750_000_000,
+            now: UnixTime(1_750_000_000),
             knobs: KNOBS,
             op: Op::Announce(PeerAnnounce {
                 info_hash: InfoHash([9; 20]),
@@ -226,7 +231,7 @@ mod tests {
         }
     }
 
-    fn scrape(now: u32) -> Call {
+    fn scrape(now: UnixTime) -> Call {
         Call {
             now,
             knobs: KNOBS,
@@ -247,7 +252,7 @@ mod tests {
                 assert_eq!(Call::decode(&c.encode()), Some(c));
             }
         }
-        let s = scrape(5);
+        let s = scrape(UnixTime(5));
         assert_eq!(s.encode().len(), 41);
         assert_eq!(Call::decode(&s.encode()), Some(s));
     }
@@ -273,7 +278,7 @@ mod tests {
             None,
             "a timeout the 16-bit stamps cannot carry"
         );
-        let mut s = scrape(1).encode();
+        let mut s = scrape(UnixTime(1)).encode();
         s.push(0);
         assert_eq!(Call::decode(&s), None, "trailing bytes");
     }

@@ -2,6 +2,7 @@
 //! object "evicted" before every request so each answer comes from storage alone), and the
 //! writes each kind of announce costs.
 
+use crate::time::UnixTime;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -20,7 +21,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 /// What one object's storage holds.
 #[derive(Default, Debug, PartialEq)]
 struct Stored {
-    rows: BTreeMap<PeerAddr, (bool, u32)>,
+    rows: BTreeMap<PeerAddr, (bool, UnixTime)>,
     downloaded: u32,
 }
 
@@ -80,7 +81,7 @@ impl Objects {
     fn with<T>(
         &self,
         hash: InfoHash,
-        now: u32,
+        now: UnixTime,
         f: impl FnOnce(&mut MirroredSwarm, &mut Vec<Write>) -> T,
     ) -> T {
         let mut objects = self.objects.borrow_mut();
@@ -112,7 +113,7 @@ impl PeerStore for Objects {
     fn announce(
         &self,
         a: &PeerAnnounce,
-        now: u32,
+        now: UnixTime,
         rng: &mut impl Rng,
         peers: &mut Vec<u8>,
     ) -> impl Future<Output = Result<SwarmCounts, AnnounceError>> {
@@ -123,7 +124,7 @@ impl PeerStore for Objects {
     fn scrape(
         &self,
         hashes: &[InfoHash],
-        now: u32,
+        now: UnixTime,
         out: &mut Vec<SwarmCounts>,
     ) -> impl Future<Output = Result<(), StoreError>> {
         for h in hashes {
@@ -132,7 +133,7 @@ impl PeerStore for Objects {
         std::future::ready(Ok(()))
     }
 
-    fn expire(&self, _now: u32) -> impl Future<Output = Result<(), StoreError>> {
+    fn expire(&self, _now: UnixTime) -> impl Future<Output = Result<(), StoreError>> {
         std::future::ready(Ok(()))
     }
 }
@@ -149,7 +150,7 @@ fn conformance_answering_from_storage_alone() {
     now_or_never(conformance::run_all(|| Objects::new(true), &mut rng));
 }
 
-const T0: u32 = 1_750_000_000;
+const T0: UnixTime = UnixTime(1_750_000_000);
 const HASH: InfoHash = InfoHash([7; 20]);
 
 fn peer(i: u8) -> PeerAddr {
@@ -174,7 +175,11 @@ fn edge_policy() -> Policy {
     }
 }
 
-fn run(s: &mut MirroredSwarm, a: PeerAnnounce, now: u32) -> (SwarmCounts, Vec<u8>, Vec<Write>) {
+fn run(
+    s: &mut MirroredSwarm,
+    a: PeerAnnounce,
+    now: UnixTime,
+) -> (SwarmCounts, Vec<u8>, Vec<Write>) {
     let mut rng = SmallRng::seed_from_u64(3);
     let (mut peers, mut writes) = (Vec::new(), Vec::new());
     let counts = s
@@ -330,7 +335,7 @@ fn loading_drops_rows_past_the_timeout_and_keeps_the_rest() {
         [Row {
             peer: peer(1),
             seeding: false,
-            written: 1,
+            written: UnixTime(1),
         }],
         0,
         now,

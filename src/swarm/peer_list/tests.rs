@@ -74,21 +74,21 @@ fn slots_are_compact() {
 #[test]
 fn announce_inserts_updates_moves_and_removes() {
     let mut l = PeerList::<6>::default();
-    let (r, at) = l.announce(a(3), PeerStatus::Leeching, 100);
+    let (r, at) = l.announce(a(3), PeerStatus::Leeching, UnixTime(100));
     assert_eq!((r.delta, r.was_seeder), (Delta::one(false, 1), false));
     assert!(at.is_some());
-    l.announce(a(1), PeerStatus::Leeching, 100);
-    l.announce(a(2), PeerStatus::Seeding, 100);
+    l.announce(a(1), PeerStatus::Leeching, UnixTime(100));
+    l.announce(a(2), PeerStatus::Seeding, UnixTime(100));
     assert_eq!(peers(&l), vec![(a(1), false), (a(3), false), (a(2), true)]);
     assert_eq!((l.seeders(), l.leechers()), (1, 2));
 
     // Same role: only the stamp changes.
-    let (r, at) = l.announce(a(3), PeerStatus::Leeching, 200);
+    let (r, at) = l.announce(a(3), PeerStatus::Leeching, UnixTime(200));
     assert_eq!(r.delta, Delta::default());
     assert!(at.is_some());
 
     // Leecher finishes: moves to the seeder run.
-    let (r, _) = l.announce(a(1), PeerStatus::Seeding, 200);
+    let (r, _) = l.announce(a(1), PeerStatus::Seeding, UnixTime(200));
     assert_eq!(
         r,
         Announced {
@@ -102,7 +102,7 @@ fn announce_inserts_updates_moves_and_removes() {
     assert_eq!(peers(&l), vec![(a(3), false), (a(1), true), (a(2), true)]);
 
     // A known seeder re-announcing says so.
-    let (r, _) = l.announce(a(1), PeerStatus::Seeding, 201);
+    let (r, _) = l.announce(a(1), PeerStatus::Seeding, UnixTime(201));
     assert_eq!(
         r,
         Announced {
@@ -112,9 +112,9 @@ fn announce_inserts_updates_moves_and_removes() {
     );
 
     // Stopped removes; stopping an unknown peer changes nothing.
-    let (r, at) = l.announce(a(2), PeerStatus::Stopped, 200);
+    let (r, at) = l.announce(a(2), PeerStatus::Stopped, UnixTime(200));
     assert_eq!((r.delta, at), (Delta::one(true, -1), None));
-    let (r, _) = l.announce(a(9), PeerStatus::Stopped, 200);
+    let (r, _) = l.announce(a(9), PeerStatus::Stopped, UnixTime(200));
     assert_eq!(r.delta, Delta::default());
     assert_eq!(peers(&l), vec![(a(3), false), (a(1), true)]);
 }
@@ -123,16 +123,16 @@ fn announce_inserts_updates_moves_and_removes() {
 fn seeders_get_only_leechers_and_nobody_gets_themselves() {
     let mut l = PeerList::<6>::default();
     for i in 0..10 {
-        l.announce(a(i), PeerStatus::staying(i % 2 == 0), 1);
+        l.announce(a(i), PeerStatus::staying(i % 2 == 0), UnixTime(1));
     }
     let mut rng = SmallRng::seed_from_u64(9);
-    let (_, me) = l.announce(a(0), PeerStatus::Seeding, 1);
+    let (_, me) = l.announce(a(0), PeerStatus::Seeding, UnixTime(1));
     let mut out = Vec::new();
     l.select(me, true, 50, &mut rng, &mut out);
     let got: Vec<u8> = out.chunks(6).map(|c| c[3]).collect();
     assert_eq!(got, vec![1, 3, 5, 7, 9]);
 
-    let (_, me) = l.announce(a(1), PeerStatus::Leeching, 1);
+    let (_, me) = l.announce(a(1), PeerStatus::Leeching, UnixTime(1));
     out.clear();
     l.select(me, false, 50, &mut rng, &mut out);
     let mut got: Vec<u8> = out.chunks(6).map(|c| c[3]).collect();
@@ -144,12 +144,15 @@ fn seeders_get_only_leechers_and_nobody_gets_themselves() {
 fn expiry_drops_stale_peers_across_stamp_wraparound() {
     let mut l = PeerList::<6>::default();
     let t0 = 65_000u32; // stamps wrap at 65,536
-    l.announce(a(1), PeerStatus::Leeching, t0);
-    l.announce(a(2), PeerStatus::Seeding, t0 + 1000);
-    l.announce(a(3), PeerStatus::Leeching, t0 + 1000);
-    assert_eq!(l.expire(t0 + 1000 + 100, 900), Delta::one(false, -1));
+    l.announce(a(1), PeerStatus::Leeching, UnixTime(t0));
+    l.announce(a(2), PeerStatus::Seeding, UnixTime(t0 + 1000));
+    l.announce(a(3), PeerStatus::Leeching, UnixTime(t0 + 1000));
+    assert_eq!(
+        l.expire(UnixTime(t0 + 1000 + 100), 900),
+        Delta::one(false, -1)
+    );
     assert_eq!(peers(&l), vec![(a(3), false), (a(2), true)]);
-    let d = l.expire(t0 + 3000, 900);
+    let d = l.expire(UnixTime(t0 + 3000), 900);
     assert_eq!(
         d,
         Delta {
@@ -163,9 +166,12 @@ fn expiry_drops_stale_peers_across_stamp_wraparound() {
 #[test]
 fn last_seen_is_recovered_from_the_stamp() {
     let mut l = PeerList::<6>::default();
-    l.announce(a(1), PeerStatus::Seeding, 65_530); // stamps wrap at 65,536
-    l.announce(a(2), PeerStatus::Leeching, 66_000);
-    let seen: Vec<(u8, bool, u32)> = l.iter_seen(66_100).map(|(a, s, t)| (a[3], s, t)).collect();
+    l.announce(a(1), PeerStatus::Seeding, UnixTime(65_530)); // stamps wrap at 65,536
+    l.announce(a(2), PeerStatus::Leeching, UnixTime(66_000));
+    let seen: Vec<(u8, bool, u32)> = l
+        .iter_seen(UnixTime(66_100))
+        .map(|(a, s, t)| (a[3], s, t.secs()))
+        .collect();
     assert_eq!(seen, vec![(2, false, 66_000), (1, true, 65_530)]);
 }
 
@@ -176,7 +182,7 @@ fn large_swarms_are_chunked_and_shrink_back() {
     let mut l = PeerList::<6>::default();
     let n = 20 * CHUNK as u32;
     for i in (0..n).rev() {
-        l.announce(a(i), PeerStatus::staying(i % 3 == 0), 1);
+        l.announce(a(i), PeerStatus::staying(i % 3 == 0), UnixTime(1));
     }
     assert!(l.is_chunked());
     check(&l);
@@ -184,13 +190,13 @@ fn large_swarms_are_chunked_and_shrink_back() {
     assert_eq!(l.seeders(), n.div_ceil(3));
     // Every peer is found where it is: re-announcing changes nothing.
     for i in (0..n).step_by(97) {
-        let (r, at) = l.announce(a(i), PeerStatus::staying(i % 3 == 0), 2);
+        let (r, at) = l.announce(a(i), PeerStatus::staying(i % 3 == 0), UnixTime(2));
         assert_eq!((r.delta, r.was_seeder), (Delta::default(), i % 3 == 0));
         assert!(at.is_some());
     }
     // Most leave, from the front (each leave empties the first chunk a little more).
     for i in 0..n - 100 {
-        l.announce(a(i), PeerStatus::Stopped, 3);
+        l.announce(a(i), PeerStatus::Stopped, UnixTime(3));
         if i % 501 == 0 {
             check(&l);
         }
@@ -209,10 +215,10 @@ fn chunked_expiry_keeps_the_fresh_and_the_layout() {
     for i in 0..n {
         // Every seventh peer is fresh at the first sweep.
         let seen = if i % 7 == 0 { 5_000 } else { 1_000 };
-        l.announce(a(i), PeerStatus::staying(i % 2 == 0), seen);
+        l.announce(a(i), PeerStatus::staying(i % 2 == 0), UnixTime(seen));
     }
     assert!(l.is_chunked());
-    let d = l.expire(5_100, 1_000);
+    let d = l.expire(UnixTime(5_100), 1_000);
     check(&l);
     assert_eq!(-(d.seeders + d.leechers), i64::from(n - n.div_ceil(7)));
     assert!(
@@ -221,9 +227,9 @@ fn chunked_expiry_keeps_the_fresh_and_the_layout() {
     );
     assert!(l.is_chunked(), "{} peers stay chunked", l.len());
     for i in (0..n).step_by(49) {
-        l.announce(a(i), PeerStatus::staying(i % 2 == 0), 9_000);
+        l.announce(a(i), PeerStatus::staying(i % 2 == 0), UnixTime(9_000));
     }
-    l.expire(9_100, 1_000);
+    l.expire(UnixTime(9_100), 1_000);
     check(&l);
     assert_eq!(l.len() as u32, n.div_ceil(49));
     assert!(!l.is_chunked(), "{} peers are one vector again", l.len());
@@ -234,12 +240,12 @@ fn chunked_lists_count_one_address_across_chunk_edges() {
     let mut l = PeerList::<6>::default();
     // 3,000 peers of distinct addresses, then 40 ports of one address in the middle.
     for i in 0..FLAT_MAX as u32 + 1_000 {
-        l.announce(a(i * 2), PeerStatus::Leeching, 1);
+        l.announce(a(i * 2), PeerStatus::Leeching, UnixTime(1));
     }
     let mut addr = a(2_000);
     for port in 0..40u16 {
         addr[4..].copy_from_slice(&port.to_be_bytes());
-        l.announce(addr, PeerStatus::staying(port % 2 == 0), 1);
+        l.announce(addr, PeerStatus::staying(port % 2 == 0), UnixTime(1));
     }
     assert!(l.is_chunked());
     check(&l);
@@ -290,7 +296,7 @@ fn chunked_selection_is_uniform_and_keeps_the_rules() {
     let n = 40_000u32;
     let mut l = PeerList::<6>::default();
     for i in 0..n {
-        l.announce(a(i), PeerStatus::staying(i % 4 == 0), 1);
+        l.announce(a(i), PeerStatus::staying(i % 4 == 0), UnixTime(1));
     }
     assert!(l.is_chunked());
     for (how, want) in [
@@ -300,8 +306,8 @@ fn chunked_selection_is_uniform_and_keeps_the_rules() {
         (Sampling::Drawing, 3),
     ] {
         let mut rng = SmallRng::seed_from_u64(want as u64);
-        let (_, leecher) = l.announce(a(1), PeerStatus::Leeching, 1);
-        let (_, seeder) = l.announce(a(0), PeerStatus::Seeding, 1);
+        let (_, leecher) = l.announce(a(1), PeerStatus::Leeching, UnixTime(1));
+        let (_, seeder) = l.announce(a(0), PeerStatus::Seeding, UnixTime(1));
         let mut hits = vec![0u32; n as usize];
         let draws = 20 * n as usize / want;
         let mut out = Vec::new();
@@ -383,7 +389,7 @@ proptest! {
                     let addr = a(u32::from(peer));
                     let before = model.get(&addr).copied();
                     let status = if stopped { PeerStatus::Stopped } else { PeerStatus::staying(seeding) };
-                    let (r, _) = l.announce(addr, status, clock);
+                    let (r, _) = l.announce(addr, status, UnixTime(clock));
                     let want_delta = match (before, stopped) {
                         (Some((was, _)), true) => Delta::one(was, -1),
                         (None, true) => Delta::default(),
@@ -396,7 +402,7 @@ proptest! {
                 }
                 Op::Expire { at } => {
                     let timeout = u32::from(at);
-                    l.expire(clock, timeout);
+                    l.expire(UnixTime(clock), timeout);
                     model.retain(|_, (_, seen)| clock - *seen <= timeout);
                 }
             }
