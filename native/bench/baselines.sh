@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# edgetracker against the field, side by side in one run: aquatic_udp 0.9 and opentracker.
+#
+#   native/bench/baselines.sh [ROUNDS] [SECONDS]     # default 3 rounds of 20 s; ONLY="udp" or "mem"
+#
+# - udp: aquatic_udp_load_test 0.9.0 (defaults: 1 M torrents, 2 M peers) against each tracker
+#   for SECONDS; responses per second, and responses per tracker CPU-second (the load tester
+#   saturates its core before the trackers do, so the second is the tracker's own speed).
+# - mem: 1 M peers over 100 k torrents announced over UDP (native/examples/bench_udp_fill.rs),
+#   then the tracker's resident memory growth per peer.
+# Rounds are interleaved (round r runs every tracker once, in a rotating order) so that the
+# shared machine's noise hits all alike; each round prints its ratios, and the end their medians.
+#
+# Needs nothing outside the checkout. Installs what is missing from the registries: from
+# crates.io aquatic_udp_load_test and aquatic_udp 0.9.0 (into $BENCH_TOOLS, default
+# ~/.cache/edgetracker-bench), from Debian opentracker (apt, as root; without it that column is
+# skipped). Every tracker starts empty (ours with no state file), listens on 127.0.0.1 only, is
+# pinned to core 0 with the load on core 1, and is stopped by its PID.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rounds=${1:-3}
+secs=${2:-20}
+only=${ONLY:-"udp mem"}
+port=${PORT:-34270}
+AQUATIC_VERSION=0.9.0
+tools=${BENCH_TOOLS:-$HOME/.cache/edgetracker-bench}
+export PATH="$tools/bin:$PATH"
+
+install() { cargo install --locked --quiet --version "$AQUATIC_VERSION" --root "$tools" "$@"; }
+command -v aquatic_udp_load_test >/dev/null || install aquatic_udp_load_test
+# aquatic_udp's default features pull a metrics crate that no longer builds on current Rust;
+# prometheus export is not needed to measure it.
+command -v aquatic_udp >/dev/null || install --no-default-features --features mimalloc aquatic_udp
+if ! command -v opentracker >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opentracker >/dev/null ||
+        echo "opentracker could not be installed: its column is skipped" >&2
+fi
+trackers="edgetracker aquatic_udp"
+command -v opentracker >/dev/null && trackers="$trackers opentracker"
+
+cargo build --release --quiet -p edgetracker-native --bin edgetracker --example bench_udp_fill
+ours=$PWD/target/release/edgetracker
+fill=$PWD/target/release/examples/bench_udp_fill
+
+work=$(mktemp -d)
+chmod 755 "$work"
+stop() {
+    local pid
+    pid=$(cat "$work/pid" 2>/dev/null) || return 0
+    [ -n "$pid" ] || return 0
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    : >"$work/pid"
+}
+trap 'stop; rm -rf "$work"' EXIT
+
+# Debian builds opentracker to serve whitelisted torrents only: whitelist exactly the load
+# tester's torrents (the filler uses the first 100 k of the same list).
+"$fill" hashes 1000000 >"$work/whitelist.txt"
+aquatic_udp -p >"$work/aquatic.toml"
+sed -i -e "s|^socket_workers = .*|socket_workers = 1|" \
+    -e "s|^address = .*|address = \"127.0.0.1:$port\"|" "$work/aquatic.toml"
+grep -q "^address = \"127.0.0.1:$port\"" "$work/aquatic.toml" ||
+    { echo "aquatic_udp's printed config has no 'address' key to set" >&2; exit 1; }
+mkdir -m 755 "$work/ot"
+cp "$work/whitelist.txt" "$work/ot/whitelist.txt"
+chmod 644 "$work/ot/whitelist.txt"
+cat >"$work/ot/opentracker.conf" <<EOF
+listen.udp.workers 1
+listen.udp 127.0.0.1:$port
+listen.tcp 127.0.0.1:$port
+access.whitelist ./whitelist.txt
+tracker.rootdir $work/ot
+tracker.user nobody
+EOF
+aquatic_udp_load_test -p >"$work/load.toml"
+sed -i -e "s|^server_address = .*|server_address = \"127.0.0.1:$port\"|" \
+    -e "s|^duration = .*|duration = $secs|" -e "s|^summarize_last = .*|summarize_last = 0|" \
+    "$work/load.toml"
+ticks=$(getconf CLK_TCK)
+
+# start NAME: the tracker on core 0, its PID in $work/pid, once it answers UDP.
+start() {
+    case $1 in
+    edgetracker)
+        # The load tester sends every peer from four addresses: lift the per-address cap.
+        EDGETRACKER__STATE__FILE="" EDGETRACKER__TRACKER__MAX_PEERS_PER_ADDRESS=1000000 \
+            taskset -c 0 "$ours" --listen 127.0.0.1 --port "$port" --log-level warn \
+            >"$work/tracker.log" 2>&1 &
+        ;;
+    aquatic_udp) taskset -c 0 aquatic_udp -c "$work/aquatic.toml" >"$work/tracker.log" 2>&1 & ;;
+    opentracker)
+        (cd "$work/ot" && exec taskset -c 0 opentracker -f "$work/ot/opentracker.conf") \
+            >"$work/tracker.log" 2>&1 &
+        ;;
+    esac
+    echo $! >"$work/pid"
+    for _ in $(seq 100); do
+        ss -Hlnu "sport = :$port" | grep -q . && break
+        sleep 0.1
+    done
+    sleep 1 # opentracker reads its whitelist after binding
+    kill -0 "$(cat "$work/pid")" 2>/dev/null || { cat "$work/tracker.log" >&2; exit 1; }
+}
+
+cpu_secs() { awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$(cat "$work/pid")/stat"; }
+rss_kb() { awk '$1 == "VmRSS:" {print $2}' "/proc/$(cat "$work/pid")/status"; }
+
+# udp NAME: "responses_per_s responses_per_tracker_cpu_s"
+udp() {
+    start "$1"
+    local cpu0 cpu1 rps
+    cpu0=$(cpu_secs)
+    timeout $((secs + 60)) taskset -c 1 aquatic_udp_load_test -c "$work/load.toml" >"$work/load.out" 2>&1
+    cpu1=$(cpu_secs)
+    stop
+    rps=$(sed -n 's/^Average responses per second: //p' "$work/load.out")
+    [ -n "$rps" ] || { cat "$work/load.out" "$work/tracker.log" >&2; exit 1; }
+    awk -v r="$rps" -v c="$cpu1" -v c0="$cpu0" -v s="$secs" 'BEGIN { printf "%.0f %.0f\n", r, r * s / (c - c0) }'
+}
+
+# mem NAME: resident bytes per peer after 1 M peers over 100 k torrents.
+mem() {
+    start "$1"
+    local before after
+    before=$(rss_kb)
+    taskset -c 1 "$fill" fill "127.0.0.1:$port" 1000000 100000 >"$work/fill.out" 2>&1 ||
+        { cat "$work/fill.out" "$work/tracker.log" >&2; stop; exit 1; }
+    after=$(rss_kb)
+    stop
+    awk -v a="$after" -v b="$before" 'BEGIN { printf "%.1f\n", (a - b) * 1024 / 1000000 }'
+}
+
+declare -A result
+echo "== $rounds rounds; trackers: $trackers; tracker on core 0, load on core 1"
+for r in $(seq 1 "$rounds"); do
+    # Rotate the order, so no tracker always meets a warmer or cooler machine.
+    set -- $trackers
+    for _ in $(seq 2 "$r"); do set -- "${@:2}" "$1"; done
+    order="$*"
+    for kind in $only; do
+        line="round $r $kind:"
+        for t in $order; do
+            v=$($kind "$t")
+            result[$kind,$t]+="$v;"
+            line+=" $t $v |"
+        done
+        echo "$line"
+    done
+done
+
+# Medians of each tracker's figures and of the per-round ratios against ours.
+median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+echo
+for kind in $only; do
+    fields=1; [ "$kind" = udp ] && fields="1 2"
+    for f in $fields; do
+        case "$kind.$f" in
+        udp.1) what="responses/s (higher is better)" ;;
+        udp.2) what="responses per tracker CPU-second (higher is better)" ;;
+        mem.1) what="resident bytes per peer (lower is better)" ;;
+        esac
+        echo "$kind: $what"
+        ourv=$(echo "${result[$kind,edgetracker]}" | tr ';' '\n' | grep . | cut -d' ' -f"$f")
+        for t in $trackers; do
+            vals=$(echo "${result[$kind,$t]}" | tr ';' '\n' | grep . | cut -d' ' -f"$f")
+            printf '  %-12s %s   median %s\n' "$t" "$(echo $vals)" "$(echo $vals | median)"
+            [ "$t" = edgetracker ] && continue
+            # Ratio edgetracker:baseline, > 1 where edgetracker is better.
+            ratios=$(paste <(echo "$ourv") <(echo "$vals") | awk -v k="$kind" \
+                '{ printf "%.2f ", (k == "mem") ? $2 / $1 : $1 / $2 }')
+            printf '    ratio edgetracker vs %s, per round: %s  median %s\n' "$t" "$ratios" "$(echo $ratios | median)"
+        done
+    done
+done
