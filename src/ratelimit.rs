@@ -8,13 +8,13 @@
 //! The edge, whose requests are spread over many isolates, plugs in Cloudflare's Rate Limiting
 //! API instead (`src/edge`).
 
-use crate::time::UnixTime;
 use std::collections::HashMap;
 use std::future::{Future, ready};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 
 use crate::protocol::types::canonical_ip;
+use crate::time::UnixTime;
 
 /// Who counts as one client: its IPv4 address, or its IPv6 /64. An ISP hands a subscriber at
 /// least a /64, and a host can rotate through it at will (privacy addresses), so limiting single

@@ -23,6 +23,7 @@ pub struct Config {
     pub access: AccessSection,
     pub state: StateSection,
     pub stats: StatsSection,
+    pub webtorrent: WebtorrentSection,
     pub log: LogSection,
 }
 
@@ -163,6 +164,53 @@ impl Default for StateSection {
         StateSection {
             file: Some("edgetracker.state".into()),
             save_interval: 300,
+        }
+    }
+}
+
+/// WebTorrent: browsers' WebSocket tracker protocol at `ws://host:port/announce`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebtorrentSection {
+    /// Accept WebSocket upgrades on the announce paths.
+    pub enabled: bool,
+    /// `interval` handed to WebTorrent clients (their offers expire within a minute, so it is
+    /// short).
+    pub announce_interval: u32,
+    /// A peer silent this long leaves its swarms, socket or not.
+    pub peer_timeout: u32,
+    /// Most offers one announce may carry.
+    pub max_offers: usize,
+    /// Most swarms one connection may be in.
+    pub max_torrents_per_connection: usize,
+    /// Seconds a WebSocket may go without a message before it is closed.
+    pub idle_timeout: u64,
+    /// Messages waiting for one connection that reads slowly; more are dropped (and counted).
+    pub send_queue: usize,
+}
+
+impl Default for WebtorrentSection {
+    fn default() -> Self {
+        let rtc = edgetracker::swarm::rtc::RtcPolicy::default();
+        WebtorrentSection {
+            enabled: true,
+            announce_interval: rtc.announce_interval,
+            peer_timeout: rtc.peer_timeout,
+            max_offers: rtc.max_offers,
+            max_torrents_per_connection: rtc.max_torrents_per_connection,
+            idle_timeout: 300,
+            send_queue: 64,
+        }
+    }
+}
+
+impl WebtorrentSection {
+    pub fn policy(&self) -> edgetracker::swarm::rtc::RtcPolicy {
+        edgetracker::swarm::rtc::RtcPolicy {
+            announce_interval: self.announce_interval,
+            peer_timeout: self.peer_timeout,
+            max_offers: self.max_offers,
+            max_torrents_per_connection: self.max_torrents_per_connection,
         }
     }
 }
@@ -335,6 +383,24 @@ token = ""
 # Seconds between samples of the page's chart of torrents and peers over the last hour.
 history_interval = 60
 
+[webtorrent]
+# Browsers (WebTorrent) announce over a WebSocket on the HTTP port: ws://host:2710/announce, or
+# ws://host:2710/<passkey>/announce on a private tracker (wss:// behind a TLS-terminating proxy).
+# The tracker forwards their WebRTC offers and answers; the same access rules and rate limit
+# apply. Connections count toward [network]'s connection caps.
+enabled = true
+# interval handed to browsers: their offers expire within a minute, so it is short.
+announce_interval = 120
+# A browser silent this long leaves its swarms.
+peer_timeout = 360
+# Offers one announce may carry (each goes to a different peer) and swarms one socket may join.
+max_offers = 10
+max_torrents_per_connection = 64
+# Seconds a WebSocket may stay silent before it is closed.
+idle_timeout = 300
+# Messages waiting for one slow reader; past this, new ones for it are dropped (and counted).
+send_queue = 64
+
 [log]
 # A tracing filter: "warn", "info", "debug", "edgetracker_native=debug". Nothing per request is
 # logged at info. RUST_LOG, when set, wins.
@@ -486,6 +552,25 @@ impl Config {
             return Err(format!(
                 "[tracker] peer_timeout + cleanup_interval must be at most {STAMP_SPAN} s (last-seen stamps wrap every 18 h)"
             ));
+        }
+        let ws = &self.webtorrent;
+        if ws.announce_interval == 0 || ws.peer_timeout < ws.announce_interval {
+            return Err(
+                "[webtorrent] announce_interval must be positive and at most peer_timeout".into(),
+            );
+        }
+        if u64::from(ws.announce_interval) >= ws.idle_timeout {
+            return Err(
+                "[webtorrent] idle_timeout must be longer than announce_interval (a browser's socket is silent between announces)".into(),
+            );
+        }
+        if !(1..=100).contains(&ws.max_offers) {
+            return Err("[webtorrent] max_offers must be between 1 and 100".into());
+        }
+        if ws.max_torrents_per_connection == 0 || ws.send_queue == 0 {
+            return Err(
+                "[webtorrent] max_torrents_per_connection and send_queue must be at least 1".into(),
+            );
         }
         let proxies = self.trusted_proxies()?;
         if !self.network.trusted_proxy_header.is_empty() && proxies.is_empty() {

@@ -99,6 +99,10 @@ fn expire(shared: &Shared) {
     let began = Instant::now();
     shared.tracker.store.expire_now(unix_now());
     shared.tracker.limiter().prune(unix_now());
+    shared
+        .ws
+        .swarms
+        .expire(unix_now(), shared.ws.policy.peer_timeout);
     if let Some(full) = &shared.full_scrape {
         full.prune(unix_now());
     }

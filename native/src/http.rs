@@ -32,7 +32,7 @@ use tokio::sync::watch;
 
 use crate::connections::{Activity, Watched};
 use crate::{Shared, thread_rng, unix_now};
-use crate::{page, stats};
+use crate::{page, stats, ws};
 
 /// Binds a TCP listener; `[::]` is IPv6-only so `0.0.0.0` can be bound beside it.
 pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
@@ -119,8 +119,12 @@ async fn accept_loop(
             let activity = Activity::new();
             let io = TokioIo::new(Watched::new(stream, activity.clone()));
             let service_shared = shared.clone();
-            let service = hyper::service::service_fn(move |req| {
-                let response = handle(&req, remote, &service_shared);
+            // A WebSocket upgrade hands the connection to a task of its own; its handle lands
+            // here so that the connection stays admitted (counted) while the socket lives.
+            let websocket = Arc::new(std::sync::Mutex::new(None));
+            let upgraded = websocket.clone();
+            let service = hyper::service::service_fn(move |mut req| {
+                let response = handle(&mut req, remote, &service_shared, &upgraded);
                 async move { Ok::<_, Infallible>(response) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -128,7 +132,8 @@ async fn accept_loop(
                 .header_read_timeout(Duration::from_secs(10))
                 .max_buf_size(network.http_max_header_bytes)
                 .keep_alive(true)
-                .serve_connection(io, service);
+                .serve_connection(io, service)
+                .with_upgrades();
             tokio::select! {
                 served = conn => if let Err(e) = served {
                     tracing::debug!(%remote, "http connection: {e}");
@@ -137,6 +142,10 @@ async fn accept_loop(
                     shared.connections.counted_idle_close();
                     tracing::debug!(%remote, "http connection closed: nothing moved for {idle_limit:?}");
                 }
+            }
+            let socket = websocket.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(socket) = socket {
+                let _ = socket.await;
             }
         });
     }
@@ -273,13 +282,29 @@ fn is_trusted_proxy(shared: &Shared, remote: SocketAddr) -> bool {
 static UNTRUSTED_HEADER_SEEN: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
-fn handle(req: &Request<Incoming>, remote: SocketAddr, shared: &Shared) -> Response<Full<Bytes>> {
+fn handle(
+    req: &mut Request<Incoming>,
+    remote: SocketAddr,
+    shared: &Arc<Shared>,
+    websocket: &std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return failure(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported");
     }
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let (path, query) = split_target(target.as_bytes());
     if let Some(route) = route::route(path) {
+        if route.endpoint == Endpoint::Announce
+            && shared.config.webtorrent.enabled
+            && ws::is_upgrade(req)
+        {
+            let client = match client_ip(req, remote, shared) {
+                Ok(ip) => ip,
+                Err(reason) => return failure(StatusCode::BAD_REQUEST, &reason),
+            };
+            let passkey = route.passkey.map(<[u8]>::to_vec);
+            return ws::upgrade(req, client, passkey, shared, websocket);
+        }
         return tracker_request(req, remote, shared, route, query);
     }
     match path {
@@ -484,11 +509,13 @@ fn stats_response(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
             shared.stats.prometheus(&totals, uptime)
-                + &stats::connections_prometheus(&shared.connections.counts()),
+                + &stats::connections_prometheus(&shared.connections.counts())
+                + &shared.ws.prometheus(),
         ),
         StatsFormat::Json => {
             let mut json = shared.stats.json(&totals, uptime);
             json["http_connections"] = serde_json::json!(shared.connections.counts());
+            json["webtorrent"] = shared.ws.json();
             let body = serde_json::to_vec_pretty(&json).unwrap_or_default();
             response(StatusCode::OK, "application/json", body)
         }

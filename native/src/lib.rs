@@ -15,6 +15,7 @@ pub mod page;
 pub mod state;
 pub mod stats;
 pub mod udp;
+pub mod ws;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -78,6 +79,8 @@ pub struct Shared {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Open HTTP connections and their caps.
     pub connections: Arc<connections::Connections>,
+    /// WebTorrent: swarms of browsers and their sockets' queues.
+    pub ws: ws::Hub,
     pub config: Config,
 }
 
@@ -227,6 +230,12 @@ pub fn start(config: Config) -> io::Result<Running> {
             .full_scrape
             .then(|| full_scrape::FullScrape::new(config.tracker.full_scrape_interval)),
         started: Instant::now(),
+        ws: ws::Hub::new(
+            &config.webtorrent,
+            random_bytes(),
+            config.tracker.policy.max_torrents as usize,
+            config.tracker.policy.max_peers_per_torrent as usize,
+        ),
         trusted_proxies: config.trusted_proxies().map_err(io::Error::other)?,
         connections: Arc::new(connections::Connections::new(
             max_connections,

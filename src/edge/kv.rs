@@ -17,7 +17,6 @@
 //! peer selection is the core's. The completed count is a read-modify-write: two completions of
 //! one torrent within KV's propagation delay can count once (documented; counts are advisory).
 
-use crate::time::UnixTime;
 use std::cell::Cell;
 use std::future::Future;
 
@@ -29,6 +28,7 @@ use super::{hex, unhex};
 use crate::protocol::types::{Event, InfoHash, SwarmCounts};
 use crate::store::{AnnounceError, Full, PeerAnnounce, PeerStore, StoreError};
 use crate::swarm::{PeerAddr, Policy, select};
+use crate::time::UnixTime;
 
 /// The KV binding of wrangler.toml.
 pub const BINDING: &str = "SWARMS";

@@ -6,12 +6,12 @@
 //! like the native limiter by [`client_key`] (IPv4 address, IPv6 /64). Without the binding
 //! announces are not limited. Owns the binding call only; when to ask is the service's.
 
-use crate::time::UnixTime;
 use std::net::IpAddr;
 
 use worker::{Env, RateLimiter};
 
 use crate::ratelimit::{AnnounceGate, client_key};
+use crate::time::UnixTime;
 
 /// The binding name in wrangler.toml's `[[ratelimits]]`.
 pub const BINDING: &str = "ANNOUNCE_LIMITER";

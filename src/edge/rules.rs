@@ -13,7 +13,6 @@
 //! can read them. Owns
 //! where the rules come from and when they are reread; what they decide is the core's.
 
-use crate::time::UnixTime;
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -21,6 +20,7 @@ use worker::Env;
 use worker::kv::KvStore;
 
 use crate::access::{Access, ListMode};
+use crate::time::UnixTime;
 
 /// Where one list comes from.
 enum Source {

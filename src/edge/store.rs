@@ -2,7 +2,6 @@
 //! behind the one [`PeerStore`] seam, and what each request cost in the store's own units.
 //! Owns the choice and the delegation only.
 
-use crate::time::UnixTime;
 use rand_core::Rng;
 use worker::Env;
 
@@ -12,6 +11,7 @@ use super::kv::{self, KvPeerStore, OpCounts};
 use crate::protocol::types::{InfoHash, SwarmCounts};
 use crate::store::{AnnounceError, PeerAnnounce, PeerStore, StoreError};
 use crate::swarm::Policy;
+use crate::time::UnixTime;
 
 /// The Durable Object namespace binding of wrangler.toml.
 pub const DO_BINDING: &str = "SWARM_OBJECTS";

@@ -7,10 +7,10 @@
 //! MACs are compared in constant time. Unlike XBT, the secret never depends on the address; unlike
 //! opentracker, ids do expire.
 
-use crate::time::UnixTime;
 use std::hash::Hasher;
 use std::net::IpAddr;
 
+use crate::time::UnixTime;
 use siphasher::sip::SipHasher24;
 use subtle::ConstantTimeEq;
 

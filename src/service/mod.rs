@@ -6,7 +6,8 @@
 //! bytes. Owns the order of those steps and error mapping; may not touch sockets, clocks, entropy
 //! or any particular store.
 
-use crate::time::UnixTime;
+pub mod ws;
+
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -23,6 +24,7 @@ use crate::protocol::udp::{self, Request};
 use crate::ratelimit::{AnnounceGate, Limiter, RateLimit};
 use crate::store::{AnnounceError, Full, PeerAnnounce, PeerStore, StoreError};
 use crate::swarm::Policy;
+use crate::time::UnixTime;
 
 /// What a request was, for per-kind counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -4,7 +4,6 @@
 //! which peers come back, which counts. Run it natively for the memory store and under wasm for
 //! the edge's KV store. Time is passed explicitly, so expiry is tested without waiting.
 
-use crate::time::UnixTime;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
@@ -13,6 +12,7 @@ use rand_core::Rng;
 use super::{AnnounceError, Full, PeerAnnounce, PeerStore};
 use crate::protocol::types::{Event, InfoHash, SwarmCounts};
 use crate::swarm::{PeerAddr, Policy};
+use crate::time::UnixTime;
 
 /// The policy the suite's stores must be built with (its timeouts are what the cases assume).
 /// A timeout of 3 × interval, as the edge ships, so stores that skip rewriting fresh entries

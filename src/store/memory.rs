@@ -6,7 +6,6 @@
 //! walks the swarms. Owns memory layout and locking; policy comes in as [`Policy`] and random
 //! numbers as an RNG, and there is no clock here.
 
-use crate::time::UnixTime;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::BuildHasher;
@@ -22,11 +21,12 @@ use crate::swarm::Policy;
 use crate::swarm::peer_list::Delta;
 use crate::swarm::torrent::Torrent;
 use crate::swarm::{PeerAddr, PeerStatus};
+use crate::time::UnixTime;
 
 /// Keyed SipHash-1-3 for the torrent maps. Info hashes come from the network, so an unkeyed
 /// hash would let anyone fill one bucket chain; the key comes from the caller (no entropy here).
 #[derive(Clone, Copy)]
-struct KeyedHasher([u8; 16]);
+pub(crate) struct KeyedHasher(pub(crate) [u8; 16]);
 
 impl BuildHasher for KeyedHasher {
     type Hasher = SipHasher13;

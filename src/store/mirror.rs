@@ -15,13 +15,13 @@
 //! nothing needs a timer to keep the object awake. Owns that bookkeeping; knows no SQL, clock,
 //! socket or wire format.
 
-use crate::time::UnixTime;
 use rand_core::Rng;
 
 use super::{Full, PeerAnnounce};
 use crate::protocol::types::{Event, SwarmCounts};
 use crate::swarm::peer_list::{Delta, PeerList};
 use crate::swarm::{PeerAddr, PeerStatus, Policy};
+use crate::time::UnixTime;
 
 /// Seconds between lazy expiry sweeps: an expired peer may be served this much past its timeout.
 pub const SWEEP_EVERY: u32 = 30;

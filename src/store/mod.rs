@@ -3,6 +3,7 @@
 //! [`PeerStore`] is the one interface every backend implements (this crate's [`memory`] store,
 //! the edge's Workers KV and Durable Object stores) and [`conformance`] is the one suite every
 //! backend must pass. [`mirror`] is the Durable Object store's swarm logic without its I/O.
+//! [`rtc`] holds WebTorrent swarms in memory (peers known by their connections, not addresses).
 //! Methods return futures so a remote store (KV) fits the same seam; the memory store's futures
 //! are `std::future::Ready`. The native servers poll the service's futures once, on the socket
 //! thread ([`now_or_never`]): no executor, no task, no waiting, since nothing in them can pend;
@@ -12,10 +13,10 @@
 //! A store owns bookkeeping (who is in which swarm, since when, completed counts); the policy of
 //! what an announce means stays in [`crate::swarm`]. Stores may not parse or write wire formats.
 
-use crate::time::UnixTime;
 pub mod conformance;
 pub mod memory;
 pub mod mirror;
+pub mod rtc;
 
 use std::fmt;
 use std::future::Future;
@@ -24,6 +25,7 @@ use rand_core::Rng;
 
 use crate::protocol::types::{Event, InfoHash, SwarmCounts};
 use crate::swarm::{PeerAddr, PeerStatus};
+use crate::time::UnixTime;
 
 /// An announce as a store sees it: already validated, addressed and sized by policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

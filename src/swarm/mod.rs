@@ -8,6 +8,7 @@ pub mod chunks;
 pub mod peer;
 pub mod peer_list;
 pub mod policy;
+pub mod rtc;
 pub mod select;
 pub mod torrent;
 

@@ -8,7 +8,6 @@
 //! stopped peer leaves at once, completed counts are exact, and the second peer of a new torrent
 //! finds the first.
 
-use crate::time::UnixTime;
 pub mod object;
 pub mod wire;
 
@@ -22,6 +21,7 @@ use crate::protocol::types::{InfoHash, SwarmCounts};
 use crate::store::mirror::Knobs;
 use crate::store::{AnnounceError, PeerAnnounce, PeerStore, StoreError};
 use crate::swarm::Policy;
+use crate::time::UnixTime;
 use wire::{Call, Op, Reply};
 
 /// What this store's calls cost, as Durable Objects are billed.

@@ -2,7 +2,6 @@
 //! object "evicted" before every request so each answer comes from storage alone), and the
 //! writes each kind of announce costs.
 
-use crate::time::UnixTime;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -15,6 +14,7 @@ use super::*;
 use crate::protocol::types::{InfoHash, SwarmCounts};
 use crate::store::conformance;
 use crate::store::{AnnounceError, PeerStore, StoreError, now_or_never};
+use crate::time::UnixTime;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 

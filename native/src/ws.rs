@@ -1,0 +1,347 @@
+//! WebTorrent over WebSocket: the upgrade on the announce paths, one task per socket, and the
+//! hub that carries forwarded offers and answers from one socket's task to another's.
+//!
+//! A socket's task reads text frames, hands each to the core ([`Tracker::ws_message`]), sends the
+//! reply, and pushes forwarded messages into the receivers' queues (bounded: a peer that does
+//! not read loses new messages, counted, rather than growing the tracker's memory). Frames are
+//! capped at [`MAX_MESSAGE`]; a socket silent for `idle_timeout` is closed, and a closed socket's
+//! peers leave every swarm they joined. Owns sockets, queues and counters; what a message means
+//! is the core's.
+//!
+//! [`Tracker::ws_message`]: edgetracker::service::Tracker::ws_message
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use edgetracker::protocol::ws::{MAX_MESSAGE, WsAction, write_failure};
+use edgetracker::service::Scratch;
+use edgetracker::service::ws::{WsConnection, WsOut, WsOutcome};
+use edgetracker::store::now_or_never;
+use edgetracker::store::rtc::RtcSwarms;
+use edgetracker::swarm::rtc::{ConnId, RtcPolicy};
+use futures_util::{SinkExt, StreamExt};
+use hyper::body::Incoming;
+use hyper::header::{CONNECTION, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use rand::rngs::SmallRng;
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use crate::config::WebtorrentSection;
+use crate::{Shared, thread_rng, unix_now};
+
+const QUEUE_SHARDS: usize = 16;
+
+/// Each open socket's queue of messages from other sockets, by connection.
+type Queues = HashMap<ConnId, mpsc::Sender<String>>;
+
+/// The WebTorrent swarms, every open socket's queue, and the counters.
+pub struct Hub {
+    pub swarms: RtcSwarms,
+    pub policy: RtcPolicy,
+    queues: Box<[Mutex<Queues>]>,
+    next_id: AtomicU64,
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    open: AtomicU64,
+    opened: AtomicU64,
+    messages: AtomicU64,
+    errors: AtomicU64,
+    rate_limited: AtomicU64,
+    refused_at_cap: AtomicU64,
+    offers_forwarded: AtomicU64,
+    answers_forwarded: AtomicU64,
+    dropped: AtomicU64,
+    closed_idle: AtomicU64,
+}
+
+impl Hub {
+    pub fn new(
+        config: &WebtorrentSection,
+        hash_key: [u8; 16],
+        max_torrents: usize,
+        max_peers_per_torrent: usize,
+    ) -> Hub {
+        Hub {
+            swarms: RtcSwarms::new(hash_key, max_torrents, max_peers_per_torrent),
+            policy: config.policy(),
+            queues: (0..QUEUE_SHARDS).map(|_| Mutex::default()).collect(),
+            next_id: AtomicU64::new(1),
+            counters: Counters::default(),
+        }
+    }
+
+    fn queues(
+        &self,
+        id: ConnId,
+    ) -> std::sync::MutexGuard<'_, HashMap<ConnId, mpsc::Sender<String>>> {
+        self.queues[id as usize % QUEUE_SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `text` for connection `to`; dropped (and counted) if its queue is full or it
+    /// has closed.
+    fn deliver(&self, to: ConnId, text: String) {
+        let sent = self
+            .queues(to)
+            .get(&to)
+            .is_some_and(|q| q.try_send(text).is_ok());
+        if !sent {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn count(&self, outcome: &WsOutcome) {
+        let c = &self.counters;
+        c.messages.fetch_add(1, Ordering::Relaxed);
+        if outcome.error.is_some() {
+            c.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if outcome.rate_limited {
+            c.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
+        if outcome.full {
+            c.refused_at_cap.fetch_add(1, Ordering::Relaxed);
+        }
+        c.offers_forwarded
+            .fetch_add(outcome.offers_forwarded as u64, Ordering::Relaxed);
+        c.answers_forwarded
+            .fetch_add(outcome.answers_forwarded as u64, Ordering::Relaxed);
+    }
+
+    /// Counters and swarm totals for `/stats`.
+    pub fn json(&self) -> serde_json::Value {
+        let c = &self.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (torrents, peers) = self.swarms.totals();
+        serde_json::json!({
+            "connections": load(&c.open),
+            "connections_opened": load(&c.opened),
+            "connections_closed_idle": load(&c.closed_idle),
+            "messages": load(&c.messages),
+            "errors": load(&c.errors),
+            "rate_limited": load(&c.rate_limited),
+            "refused_at_cap": load(&c.refused_at_cap),
+            "offers_forwarded": load(&c.offers_forwarded),
+            "answers_forwarded": load(&c.answers_forwarded),
+            "messages_dropped": load(&c.dropped),
+            "torrents": torrents,
+            "peers": peers,
+        })
+    }
+
+    /// The same in Prometheus text form.
+    pub fn prometheus(&self) -> String {
+        let mut out = String::new();
+        let json = self.json();
+        for (key, kind, help) in [
+            ("connections", "gauge", "Open WebSocket connections."),
+            (
+                "connections_opened",
+                "counter",
+                "WebSocket connections opened.",
+            ),
+            (
+                "connections_closed_idle",
+                "counter",
+                "WebSocket connections closed for silence.",
+            ),
+            ("messages", "counter", "WebTorrent messages received."),
+            (
+                "errors",
+                "counter",
+                "WebTorrent messages refused with an error.",
+            ),
+            (
+                "rate_limited",
+                "counter",
+                "WebTorrent messages refused by the rate limit.",
+            ),
+            (
+                "refused_at_cap",
+                "counter",
+                "WebTorrent announces refused at a cap.",
+            ),
+            (
+                "offers_forwarded",
+                "counter",
+                "WebRTC offers forwarded to peers.",
+            ),
+            (
+                "answers_forwarded",
+                "counter",
+                "WebRTC answers forwarded to peers.",
+            ),
+            (
+                "messages_dropped",
+                "counter",
+                "Messages for a peer dropped: its queue was full or it had gone.",
+            ),
+            ("torrents", "gauge", "Torrents with WebTorrent peers."),
+            ("peers", "gauge", "WebTorrent peers in swarms."),
+        ] {
+            let name = format!("edgetracker_webtorrent_{key}");
+            let name = if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name
+            };
+            out += &format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n",
+                json[key]
+            );
+        }
+        out
+    }
+}
+
+/// Whether `req` asks to become a WebSocket.
+pub fn is_upgrade(req: &Request<Incoming>) -> bool {
+    let has = |name, token: &str| {
+        req.headers().get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    has(UPGRADE, "websocket") && has(CONNECTION, "upgrade")
+}
+
+/// Answers an upgrade request with 101 and serves the socket in a task of its own, whose handle
+/// goes to `task` (the connection's, so that its admission lasts as long as the socket).
+pub fn upgrade(
+    req: &mut Request<Incoming>,
+    client: IpAddr,
+    passkey: Option<Vec<u8>>,
+    shared: &Arc<Shared>,
+    task: &Mutex<Option<tokio::task::JoinHandle<()>>>,
+) -> Response<http_body_util::Full<hyper::body::Bytes>> {
+    let bad = |reason: &str| {
+        let mut r = Response::new(http_body_util::Full::from(
+            edgetracker::protocol::bencode::write_failure(reason),
+        ));
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        r
+    };
+    let version_ok = req
+        .headers()
+        .get("sec-websocket-version")
+        .is_some_and(|v| v == "13");
+    let Some(key) = req.headers().get(SEC_WEBSOCKET_KEY).filter(|_| version_ok) else {
+        return bad("a WebSocket upgrade needs Sec-WebSocket-Key and Sec-WebSocket-Version: 13");
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(req);
+    let shared = shared.clone();
+    let handle = tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => serve(TokioIo::new(upgraded), client, passkey, shared).await,
+            Err(e) => tracing::debug!("websocket upgrade failed: {e}"),
+        }
+    });
+    *task.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+    let mut r = Response::new(http_body_util::Full::default());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = r.headers_mut();
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(
+        SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).expect("base64 is a header value"),
+    );
+    r
+}
+
+thread_local! {
+    static LOCAL: RefCell<(SmallRng, Scratch)> = RefCell::new((thread_rng(), Scratch::default()));
+}
+
+async fn serve<S>(io: S, client: IpAddr, passkey: Option<Vec<u8>>, shared: Arc<Shared>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let hub = &shared.ws;
+    let settings = &shared.config.webtorrent;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+    let (mut sink, mut stream) = socket.split();
+    let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
+    let (queue, mut queued) = mpsc::channel::<String>(settings.send_queue);
+    hub.queues(id).insert(id, queue);
+    hub.counters.open.fetch_add(1, Ordering::Relaxed);
+    hub.counters.opened.fetch_add(1, Ordering::Relaxed);
+    let mut conn = WsConnection::new(id, passkey, client);
+    let idle = Duration::from_secs(settings.idle_timeout);
+    let mut out = WsOut::default();
+    loop {
+        tokio::select! {
+            incoming = tokio::time::timeout(idle, stream.next()) => {
+                let message = match incoming {
+                    Err(_) => {
+                        hub.counters.closed_idle.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    Ok(None) => break,
+                    Ok(Some(Err(e))) => {
+                        // Oversized frames, protocol violations, resets: the socket is done.
+                        tracing::debug!(%client, "websocket: {e}");
+                        break;
+                    }
+                    Ok(Some(Ok(message))) => message,
+                };
+                let reply = match message {
+                    Message::Text(text) => {
+                        let outcome = LOCAL.with_borrow_mut(|(rng, scratch)| {
+                            now_or_never(shared.tracker.ws_message(
+                                &hub.swarms, &hub.policy, &mut conn, text.as_str(), unix_now(), rng, scratch, &mut out,
+                            ))
+                        });
+                        hub.count(&outcome);
+                        for (to, text) in out.forwards.drain(..) {
+                            hub.deliver(to, text);
+                        }
+                        out.reply.take()
+                    }
+                    Message::Binary(_) => Some(write_failure(
+                        Some(WsAction::Announce),
+                        None,
+                        "binary frames are not part of the protocol: send JSON text",
+                    )),
+                    Message::Close(_) => break,
+                    // Pings are answered by the socket itself at the next flush.
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => None,
+                };
+                let sent = match reply {
+                    Some(text) => sink.send(Message::text(text)).await,
+                    None => sink.flush().await,
+                };
+                if sent.is_err() {
+                    break;
+                }
+            }
+            Some(text) = queued.recv() => {
+                if sink.send(Message::text(text)).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    hub.queues(id).remove(&id);
+    hub.counters.open.fetch_sub(1, Ordering::Relaxed);
+    conn.close(&hub.swarms);
+    let _ = sink.close().await;
+}

@@ -1,0 +1,280 @@
+//! WebTorrent messages in, messages out: what a home does with a WebSocket text frame.
+//!
+//! The home hands over the frame, the [`WsConnection`] it arrived on (its id, passkey and
+//! client address, and the swarms it joined), `now` and an RNG; it gets back the reply for the
+//! sender and the messages to forward to other connections ([`WsOut`]), and delivers them. The
+//! same access rules, rate limit and caps apply as to HTTP and UDP announces. Owns the order of
+//! the steps; may not touch sockets, clocks or entropy.
+
+use std::net::IpAddr;
+
+use rand_core::Rng;
+
+use super::{Scratch, Tracker};
+use crate::protocol::types::{Event, InfoHash, PeerId};
+use crate::protocol::ws::{self, Announce, ClientMessage, ScrapeCounts, WsAction, WsError};
+use crate::ratelimit::AnnounceGate;
+use crate::store::PeerStore;
+use crate::store::rtc::RtcSwarms;
+use crate::swarm::rtc::{ConnId, RtcAnnounce, RtcPolicy, RtcRefusal};
+use crate::time::UnixTime;
+
+/// One WebSocket, as the core needs to know it.
+#[derive(Debug)]
+pub struct WsConnection {
+    pub id: ConnId,
+    /// The passkey of the URL the socket was opened on (`/<passkey>/announce`).
+    pub passkey: Option<Vec<u8>>,
+    pub client: IpAddr,
+    /// The swarms this connection is in, as which peer: left when it closes.
+    joined: Vec<(InfoHash, PeerId)>,
+}
+
+impl WsConnection {
+    pub fn new(id: ConnId, passkey: Option<Vec<u8>>, client: IpAddr) -> Self {
+        WsConnection {
+            id,
+            passkey,
+            client,
+            joined: Vec::new(),
+        }
+    }
+
+    /// The socket closed: its peers leave every swarm they joined through it.
+    pub fn close(&mut self, swarms: &RtcSwarms) {
+        for (hash, peer_id) in self.joined.drain(..) {
+            swarms.leave(&hash, &peer_id, self.id);
+        }
+    }
+
+    /// Swarms this connection is in.
+    pub fn joined(&self) -> usize {
+        self.joined.len()
+    }
+}
+
+/// What to send: the reply to the sender, and messages for other connections.
+#[derive(Debug, Default)]
+pub struct WsOut {
+    pub reply: Option<String>,
+    pub forwards: Vec<(ConnId, String)>,
+}
+
+impl WsOut {
+    pub fn clear(&mut self) {
+        self.reply = None;
+        self.forwards.clear();
+    }
+}
+
+/// How a message went, for stats and logs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WsOutcome {
+    pub action: Option<WsAction>,
+    /// Why the message was refused (the reply says so).
+    pub error: Option<String>,
+    pub rate_limited: bool,
+    /// Refused at a cap (torrents, peers in a swarm, swarms per connection).
+    pub full: bool,
+    pub offers_forwarded: usize,
+    pub answers_forwarded: usize,
+}
+
+fn refused(out: &mut WsOut, err: &WsError) -> WsOutcome {
+    out.reply = Some(ws::write_error(err));
+    WsOutcome {
+        action: match err {
+            WsError::Invalid { action, .. } => Some(*action),
+            _ => None,
+        },
+        error: Some(err.reason()),
+        ..WsOutcome::default()
+    }
+}
+
+fn failure(out: &mut WsOut, action: WsAction, hash: Option<&InfoHash>, reason: &str) -> WsOutcome {
+    out.reply = Some(ws::write_failure(Some(action), hash, reason));
+    WsOutcome {
+        action: Some(action),
+        error: Some(reason.to_string()),
+        ..WsOutcome::default()
+    }
+}
+
+const RATE_LIMITED: &str = "rate limited: too many announces from your address, slow down";
+const TOO_MANY_TORRENTS: &str = "too many torrents on one connection";
+const NOT_IN_SWARM: &str = "answer from a peer that is not in the swarm";
+
+impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
+    /// Handles one text frame from `conn`: fills `out` (cleared first) with what to send.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn ws_message(
+        &self,
+        swarms: &RtcSwarms,
+        policy: &RtcPolicy,
+        conn: &mut WsConnection,
+        text: &str,
+        now: UnixTime,
+        rng: &mut impl Rng,
+        scratch: &mut Scratch,
+        out: &mut WsOut,
+    ) -> WsOutcome {
+        out.clear();
+        let message = match ws::parse(text, policy.max_offers) {
+            Ok(message) => message,
+            Err(err) => return refused(out, &err),
+        };
+        match message {
+            ClientMessage::Announce(a) => {
+                // Answers cost a token too: each one is a message pushed to another peer.
+                if !self.limiter.permit(conn.client, now).await {
+                    let mut outcome =
+                        failure(out, WsAction::Announce, Some(&a.info_hash), RATE_LIMITED);
+                    outcome.rate_limited = true;
+                    return outcome;
+                }
+                if let Err(refusal) =
+                    self.admit(&mut scratch.access, conn.passkey.as_deref(), &[a.info_hash])
+                {
+                    return failure(
+                        out,
+                        WsAction::Announce,
+                        Some(&a.info_hash),
+                        refusal.reason(),
+                    );
+                }
+                if a.answer.is_some() {
+                    forward_answer(swarms, conn, &a, out)
+                } else {
+                    announce(swarms, policy, conn, &a, now, rng, out)
+                }
+            }
+            ClientMessage::Scrape(s) => {
+                let action = WsAction::Scrape;
+                if s.info_hashes.is_empty() {
+                    return failure(out, action, None, "full scrape is not available here");
+                }
+                if s.info_hashes.len() > self.policy.scrape_max_hashes as usize {
+                    return failure(out, action, None, "too many info_hash values in one scrape");
+                }
+                if let Err(refusal) =
+                    self.admit(&mut scratch.access, conn.passkey.as_deref(), &s.info_hashes)
+                {
+                    return failure(out, action, None, refusal.reason());
+                }
+                let files: Vec<(InfoHash, ScrapeCounts)> = s
+                    .info_hashes
+                    .iter()
+                    .map(|h| {
+                        let c = swarms.counts(h);
+                        let counts = ScrapeCounts {
+                            complete: c.complete,
+                            incomplete: c.incomplete,
+                            downloaded: c.downloaded,
+                        };
+                        (*h, counts)
+                    })
+                    .collect();
+                out.reply = Some(ws::write_scrape_reply(&files));
+                WsOutcome {
+                    action: Some(action),
+                    ..WsOutcome::default()
+                }
+            }
+        }
+    }
+}
+
+fn forward_answer(
+    swarms: &RtcSwarms,
+    conn: &WsConnection,
+    a: &Announce,
+    out: &mut WsOut,
+) -> WsOutcome {
+    let answer = a.answer.as_ref().expect("an answer");
+    let action = WsAction::Announce;
+    // Only a member may answer, from its own connection: nobody else can push messages at a
+    // peer by naming it.
+    if swarms.conn_of(&a.info_hash, &a.peer_id) != Some(conn.id) {
+        return failure(out, action, Some(&a.info_hash), NOT_IN_SWARM);
+    }
+    let mut outcome = WsOutcome {
+        action: Some(action),
+        ..WsOutcome::default()
+    };
+    // An offerer that has left is no error: the answer had nowhere to go.
+    if let Some(to) = swarms.conn_of(&a.info_hash, &answer.to_peer_id) {
+        out.forwards
+            .push((to, ws::write_answer(&a.info_hash, &a.peer_id, answer)));
+        outcome.answers_forwarded = 1;
+    }
+    outcome
+}
+
+fn announce(
+    swarms: &RtcSwarms,
+    policy: &RtcPolicy,
+    conn: &mut WsConnection,
+    a: &Announce,
+    now: UnixTime,
+    rng: &mut impl Rng,
+    out: &mut WsOut,
+) -> WsOutcome {
+    let action = WsAction::Announce;
+    let member = (a.info_hash, a.peer_id);
+    let already = conn.joined.contains(&member);
+    if !already
+        && a.event != Event::Stopped
+        && conn.joined.len() >= policy.max_torrents_per_connection
+    {
+        let mut outcome = failure(out, action, Some(&a.info_hash), TOO_MANY_TORRENTS);
+        outcome.full = true;
+        return outcome;
+    }
+    let offers = a
+        .offers
+        .len()
+        .min(a.numwant.map_or(usize::MAX, |n| n as usize));
+    let announce = RtcAnnounce {
+        peer_id: a.peer_id,
+        conn: conn.id,
+        event: a.event,
+        seeding: a.seeding(),
+        offers,
+    };
+    let mut recipients = Vec::with_capacity(offers);
+    let hold = policy.announce_interval;
+    let (done, counts) =
+        match swarms.announce(&a.info_hash, &announce, now, hold, rng, &mut recipients) {
+            Ok(done) => done,
+            Err(refusal) => {
+                let mut outcome = failure(out, action, Some(&a.info_hash), refusal.reason());
+                outcome.full = refusal != RtcRefusal::PeerIdTaken;
+                return outcome;
+            }
+        };
+    if done.joined && !already {
+        conn.joined.push(member);
+    }
+    if done.left || a.event == Event::Stopped {
+        conn.joined.retain(|m| *m != member);
+    }
+    for (to, offer) in recipients.iter().zip(&a.offers) {
+        out.forwards
+            .push((*to, ws::write_offer(&a.info_hash, &a.peer_id, offer)));
+    }
+    out.reply = Some(ws::write_announce_reply(
+        &a.info_hash,
+        policy.announce_interval,
+        counts.complete,
+        counts.incomplete,
+    ));
+    WsOutcome {
+        action: Some(action),
+        offers_forwarded: recipients.len(),
+        ..WsOutcome::default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,252 @@
+//! The WebTorrent service through the tracker: messages as clients send them, what comes out.
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use serde_json::{Value, json};
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use super::*;
+use crate::access::{Access, ListMode};
+use crate::protocol::ws::to_binary_string as bin;
+use crate::ratelimit::RateLimit;
+use crate::store::memory::MemoryStore;
+use crate::store::now_or_never;
+use crate::swarm::Policy;
+
+const T0: UnixTime = UnixTime(1_750_000_000);
+const HASH: [u8; 20] = [0xab; 20];
+
+struct World {
+    tracker: Tracker<MemoryStore>,
+    swarms: RtcSwarms,
+    policy: RtcPolicy,
+    rng: SmallRng,
+    scratch: Scratch,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            tracker: Tracker::new(
+                MemoryStore::new(Policy::default(), [1; 16]),
+                Policy::default(),
+            ),
+            swarms: RtcSwarms::new([2; 16], 1000, 1000),
+            policy: RtcPolicy::default(),
+            rng: SmallRng::seed_from_u64(5),
+            scratch: Scratch::default(),
+        }
+    }
+
+    fn send(&mut self, conn: &mut WsConnection, message: &Value) -> (WsOut, WsOutcome) {
+        let mut out = WsOut::default();
+        let outcome = now_or_never(self.tracker.ws_message(
+            &self.swarms,
+            &self.policy,
+            conn,
+            &message.to_string(),
+            T0,
+            &mut self.rng,
+            &mut self.scratch,
+            &mut out,
+        ));
+        (out, outcome)
+    }
+}
+
+fn conn(id: ConnId) -> WsConnection {
+    WsConnection::new(id, None, format!("10.0.0.{id}").parse().unwrap())
+}
+
+fn peer(n: u8) -> String {
+    bin(&[n; 20])
+}
+
+fn announce(n: u8, left: u64, offers: usize) -> Value {
+    json!({
+        "action": "announce",
+        "info_hash": bin(&HASH),
+        "peer_id": peer(n),
+        "left": left,
+        "event": "started",
+        "numwant": offers,
+        "offers": (0..offers).map(|i| json!({
+            "offer_id": format!("{n:02x}{i:038x}"),
+            "offer": {"type": "offer", "sdp": format!("sdp of {n}/{i}")},
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn parsed(text: &str) -> Value {
+    serde_json::from_str(text).unwrap()
+}
+
+#[test]
+fn two_peers_exchange_an_offer_and_an_answer() {
+    let mut w = World::new();
+    let (mut a, mut b) = (conn(1), conn(2));
+    let (out, _) = w.send(&mut a, &announce(1, 100, 0));
+    assert_eq!(
+        parsed(out.reply.as_deref().unwrap()),
+        json!({"action": "announce", "interval": 120, "info_hash": bin(&HASH), "complete": 0, "incomplete": 1})
+    );
+    assert!(out.forwards.is_empty());
+    // B joins with two offers: one goes to A (the only other peer), the other nowhere.
+    let (out, outcome) = w.send(&mut b, &announce(2, 0, 2));
+    assert_eq!(outcome.offers_forwarded, 1);
+    assert_eq!(parsed(out.reply.as_deref().unwrap())["complete"], json!(1));
+    assert_eq!(out.forwards.len(), 1);
+    let (to, text) = &out.forwards[0];
+    assert_eq!(*to, 1);
+    let offer = parsed(text);
+    assert_eq!(
+        offer,
+        json!({"action": "announce", "info_hash": bin(&HASH), "peer_id": peer(2),
+               "offer_id": format!("02{:038x}", 0), "offer": {"type": "offer", "sdp": "sdp of 2/0"}})
+    );
+    // A answers: the answer goes to B's connection, and A gets no reply.
+    let answer = json!({
+        "action": "announce", "info_hash": bin(&HASH), "peer_id": peer(1),
+        "to_peer_id": peer(2), "offer_id": offer["offer_id"], "answer": {"type": "answer", "sdp": "a's answer"},
+    });
+    let (out, outcome) = w.send(&mut a, &answer);
+    assert_eq!((outcome.answers_forwarded, outcome.error), (1, None));
+    assert_eq!(out.reply, None);
+    assert_eq!(out.forwards.len(), 1);
+    assert_eq!(out.forwards[0].0, 2);
+    assert_eq!(
+        parsed(&out.forwards[0].1),
+        json!({"action": "announce", "info_hash": bin(&HASH), "peer_id": peer(1),
+               "offer_id": offer["offer_id"], "answer": {"type": "answer", "sdp": "a's answer"}})
+    );
+}
+
+#[test]
+fn only_a_member_may_answer_from_its_own_connection() {
+    let mut w = World::new();
+    let (mut a, mut b, mut stranger) = (conn(1), conn(2), conn(3));
+    w.send(&mut a, &announce(1, 100, 0));
+    w.send(&mut b, &announce(2, 100, 0));
+    let answer = |from: u8| {
+        json!({"action": "announce", "info_hash": bin(&HASH), "peer_id": peer(from),
+               "to_peer_id": peer(2), "offer_id": "x", "answer": {"type": "answer", "sdp": "spam"}})
+    };
+    // Neither as a peer id it never announced, nor as a member's id from another connection.
+    for from in [3, 1] {
+        let (out, outcome) = w.send(&mut stranger, &answer(from));
+        assert!(out.forwards.is_empty());
+        assert_eq!(outcome.error.as_deref(), Some(NOT_IN_SWARM));
+        assert_eq!(
+            parsed(out.reply.as_deref().unwrap())["failure reason"],
+            json!(NOT_IN_SWARM)
+        );
+    }
+}
+
+#[test]
+fn scrape_counts_and_a_closed_socket_leaves() {
+    let mut w = World::new();
+    let (mut a, mut b) = (conn(1), conn(2));
+    w.send(&mut a, &announce(1, 0, 0));
+    w.send(&mut b, &announce(2, 5, 0));
+    let scrape = json!({"action": "scrape", "info_hash": [bin(&HASH), bin(&[1; 20])]});
+    let (out, _) = w.send(&mut a, &scrape);
+    assert_eq!(
+        parsed(out.reply.as_deref().unwrap()),
+        json!({"action": "scrape", "files": {
+            bin(&HASH): {"complete": 1, "incomplete": 1, "downloaded": 0},
+            bin(&[1; 20]): {"complete": 0, "incomplete": 0, "downloaded": 0},
+        }})
+    );
+    b.close(&w.swarms);
+    assert_eq!(b.joined(), 0);
+    let (out, _) = w.send(&mut a, &scrape);
+    assert_eq!(
+        parsed(out.reply.as_deref().unwrap())["files"][bin(&HASH)]["incomplete"],
+        json!(0)
+    );
+    // Stopped leaves too, and the connection forgets the swarm.
+    let mut stop = announce(1, 0, 0);
+    stop["event"] = json!("stopped");
+    w.send(&mut a, &stop);
+    assert_eq!((a.joined(), w.swarms.totals()), (0, (0, 0)));
+}
+
+#[test]
+fn access_rules_rate_limits_and_caps_refuse_with_a_reason() {
+    let mut w = World::new();
+    w.tracker.set_access(
+        Access::open()
+            .with_list(ListMode::Deny, &crate::protocol::hex::encode(&HASH))
+            .unwrap(),
+    );
+    let mut a = conn(1);
+    let (out, outcome) = w.send(&mut a, &announce(1, 0, 0));
+    let reply = parsed(out.reply.as_deref().unwrap());
+    assert!(
+        reply["failure reason"]
+            .as_str()
+            .unwrap()
+            .contains("deny list"),
+        "{reply}"
+    );
+    assert_eq!(reply["info_hash"], json!(bin(&HASH)));
+    assert!(outcome.error.is_some() && w.swarms.totals() == (0, 0));
+
+    // Swarms per connection.
+    let mut w = World::new();
+    w.policy.max_torrents_per_connection = 2;
+    let mut a = conn(1);
+    for i in 0..3u8 {
+        let mut m = announce(1, 0, 0);
+        m["info_hash"] = json!(bin(&[i; 20]));
+        let (out, outcome) = w.send(&mut a, &m);
+        assert_eq!(outcome.full, i == 2, "{:?}", out.reply);
+    }
+    assert_eq!((a.joined(), w.swarms.totals()), (2, (2, 2)));
+
+    // The announce rate limit counts answers too.
+    let mut w = World::new();
+    w.tracker = Tracker::new(
+        MemoryStore::new(Policy::default(), [1; 16]),
+        Policy::default(),
+    )
+    .with_rate_limit(RateLimit {
+        per_minute: 1,
+        burst: 2,
+    });
+    let mut a = conn(1);
+    w.send(&mut a, &announce(1, 0, 0));
+    w.send(&mut a, &announce(1, 0, 0));
+    let (out, outcome) = w.send(&mut a, &announce(1, 0, 0));
+    assert!(outcome.rate_limited);
+    assert_eq!(
+        parsed(out.reply.as_deref().unwrap())["failure reason"],
+        json!(RATE_LIMITED)
+    );
+}
+
+#[test]
+fn malformed_frames_get_a_reason_and_change_nothing() {
+    let mut w = World::new();
+    let mut a = conn(1);
+    for text in ["", "{", "{\"action\":\"announce\"}", "[]", "\"announce\""] {
+        let mut out = WsOut::default();
+        let outcome = now_or_never(w.tracker.ws_message(
+            &w.swarms,
+            &w.policy,
+            &mut a,
+            text,
+            T0,
+            &mut w.rng,
+            &mut w.scratch,
+            &mut out,
+        ));
+        assert!(outcome.error.is_some(), "{text:?}");
+        assert!(parsed(out.reply.as_deref().unwrap())["failure reason"].is_string());
+    }
+    let (_, outcome) = w.send(&mut a, &announce(1, 0, 11));
+    assert_eq!(outcome.error.as_deref(), Some("too many offers"));
+    assert_eq!(w.swarms.totals(), (0, 0));
+}

@@ -1,0 +1,158 @@
+//! WebTorrent swarms in memory, for a home that holds every peer's WebSocket itself (native).
+//!
+//! Sharded by info hash like [`super::memory::MemoryStore`], each shard a map of
+//! [`RtcSwarm`]s behind its own mutex; keyed hashing throughout, since info hashes and peer ids
+//! come from the network. Caps the torrents held (a new torrent past the cap is refused) and the
+//! peers per swarm. An emptied swarm is dropped with its completed count: a WebTorrent swarm
+//! lives as long as some browser has it open. Owns the collection and its caps; what one
+//! announce does is [`crate::swarm::rtc`]'s.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rand_core::Rng;
+
+use super::memory::KeyedHasher;
+use crate::protocol::types::{InfoHash, PeerId};
+use crate::swarm::rtc::{ConnId, RtcAnnounce, RtcAnnounced, RtcCounts, RtcRefusal, RtcSwarm};
+use crate::time::UnixTime;
+
+const SHARDS: usize = 64;
+
+type Shard = HashMap<InfoHash, RtcSwarm<KeyedHasher>, KeyedHasher>;
+
+pub struct RtcSwarms {
+    shards: Box<[Mutex<Shard>]>,
+    shard_hasher: KeyedHasher,
+    peer_hasher: KeyedHasher,
+    max_torrents: usize,
+    max_peers_per_torrent: usize,
+    torrents: AtomicUsize,
+    peers: AtomicUsize,
+}
+
+impl RtcSwarms {
+    /// `hash_key` keys the maps against collision attacks: draw it at random.
+    pub fn new(hash_key: [u8; 16], max_torrents: usize, max_peers_per_torrent: usize) -> Self {
+        let derive = |x: u8| {
+            let mut k = hash_key;
+            k.iter_mut().for_each(|b| *b ^= x);
+            KeyedHasher(k)
+        };
+        RtcSwarms {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::with_hasher(derive(0x36))))
+                .collect(),
+            shard_hasher: derive(0x5c),
+            peer_hasher: derive(0x6a),
+            max_torrents,
+            max_peers_per_torrent,
+            torrents: AtomicUsize::new(0),
+            peers: AtomicUsize::new(0),
+        }
+    }
+
+    fn shard(&self, hash: &InfoHash) -> std::sync::MutexGuard<'_, Shard> {
+        use std::hash::BuildHasher;
+        let i = (self.shard_hasher.hash_one(hash) % SHARDS as u64) as usize;
+        // A panic while a shard was locked cannot leave it worse than losing the tracker.
+        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// [`RtcSwarm::announce`] in torrent `hash` (created if new and under the torrent cap), with
+    /// the swarm's counts after it.
+    pub fn announce(
+        &self,
+        hash: &InfoHash,
+        a: &RtcAnnounce,
+        now: UnixTime,
+        hold: u32,
+        rng: &mut impl Rng,
+        recipients: &mut Vec<ConnId>,
+    ) -> Result<(RtcAnnounced, RtcCounts), RtcRefusal> {
+        let mut shard = self.shard(hash);
+        let swarm = match shard.get_mut(hash) {
+            Some(swarm) => swarm,
+            None => {
+                if a.event == crate::protocol::types::Event::Stopped {
+                    return Ok((RtcAnnounced::default(), RtcCounts::default()));
+                }
+                if self.torrents.load(Ordering::Relaxed) >= self.max_torrents {
+                    return Err(RtcRefusal::TooManyTorrents);
+                }
+                self.torrents.fetch_add(1, Ordering::Relaxed);
+                shard
+                    .entry(*hash)
+                    .or_insert_with(|| RtcSwarm::with_hasher(self.peer_hasher))
+            }
+        };
+        let before = swarm.len();
+        let result = swarm.announce(a, now, hold, self.max_peers_per_torrent, rng, recipients);
+        let (after, counts) = (swarm.len(), swarm.counts());
+        self.settle(&mut shard, hash, before, after);
+        result.map(|done| (done, counts))
+    }
+
+    /// Keeps the peer count, and drops the swarm if it emptied.
+    fn settle(&self, shard: &mut Shard, hash: &InfoHash, before: usize, after: usize) {
+        if after > before {
+            self.peers.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.peers.fetch_sub(before - after, Ordering::Relaxed);
+        }
+        if after == 0 {
+            shard.remove(hash);
+            self.torrents.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The connection of `peer_id` in torrent `hash`, to forward an answer to it.
+    pub fn conn_of(&self, hash: &InfoHash, peer_id: &PeerId) -> Option<ConnId> {
+        self.shard(hash).get(hash)?.conn_of(peer_id)
+    }
+
+    /// The counts of torrent `hash` (zeros if unknown).
+    pub fn counts(&self, hash: &InfoHash) -> RtcCounts {
+        self.shard(hash)
+            .get(hash)
+            .map(RtcSwarm::counts)
+            .unwrap_or_default()
+    }
+
+    /// [`RtcSwarm::leave`]: a connection closed.
+    pub fn leave(&self, hash: &InfoHash, peer_id: &PeerId, conn: ConnId) {
+        let mut shard = self.shard(hash);
+        if let Some(swarm) = shard.get_mut(hash)
+            && swarm.leave(peer_id, conn)
+        {
+            let after = swarm.len();
+            self.settle(&mut shard, hash, after + 1, after);
+        }
+    }
+
+    /// Drops members silent for more than `timeout` seconds, one shard at a time.
+    pub fn expire(&self, now: UnixTime, timeout: u32) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let mut gone_torrents = 0;
+            let mut gone_peers = 0;
+            shard.retain(|_, swarm| {
+                gone_peers += swarm.expire(now, timeout);
+                let keep = !swarm.is_empty();
+                gone_torrents += usize::from(!keep);
+                keep
+            });
+            self.peers.fetch_sub(gone_peers, Ordering::Relaxed);
+            self.torrents.fetch_sub(gone_torrents, Ordering::Relaxed);
+        }
+    }
+
+    /// Torrents and peers held.
+    pub fn totals(&self) -> (usize, usize) {
+        (
+            self.torrents.load(Ordering::Relaxed),
+            self.peers.load(Ordering::Relaxed),
+        )
+    }
+}

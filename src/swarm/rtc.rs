@@ -1,0 +1,290 @@
+//! One WebTorrent swarm: browser peers, known by peer id and the connection that carries them.
+//!
+//! A WebTorrent peer has no address to hand out. The tracker forwards its WebRTC offers to other
+//! peers of the swarm, and their answers back, over the WebSocket each peer keeps open; so a
+//! member is a peer id and the home's handle of its connection ([`ConnId`]). Members are kept in
+//! one vector per role (a seeder's offers go to leechers only) with an index by peer id: a join,
+//! a leave or a lookup is O(1), and choosing whom to hand offers to is [`select::indices`] over
+//! the candidates, uniform and without repeats.
+//!
+//! Peer ids are the clients' own and anyone can claim one: a member keeps its id against any
+//! other connection until it has been silent for the announce interval (a client that
+//! reconnects after a dropped socket gets it back at its next announce). Owns who is in one
+//! swarm; knows nothing of JSON, sockets, locks or the other swarms.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use rand_core::Rng;
+
+use super::PeerStatus;
+use super::select;
+use crate::protocol::types::{Event, PeerId};
+use crate::time::UnixTime;
+
+/// The home's handle of a WebSocket connection.
+pub type ConnId = u64;
+
+/// The WebTorrent knobs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RtcPolicy {
+    /// Seconds between a client's announces (`interval`). Browsers' offers expire within a
+    /// minute, so a peer meets newcomers mostly through its own announces: short, as the
+    /// public WebTorrent trackers run it.
+    pub announce_interval: u32,
+    /// A member silent this long is dropped, socket or not.
+    pub peer_timeout: u32,
+    /// Most offers one announce may carry (each is handed to a different peer).
+    pub max_offers: usize,
+    /// Most swarms one connection may be in at once.
+    pub max_torrents_per_connection: usize,
+}
+
+impl Default for RtcPolicy {
+    fn default() -> Self {
+        RtcPolicy {
+            announce_interval: 120,
+            peer_timeout: 360,
+            max_offers: 10,
+            max_torrents_per_connection: 64,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Member {
+    peer_id: PeerId,
+    conn: ConnId,
+    seen: UnixTime,
+}
+
+/// An announce into a WebTorrent swarm.
+#[derive(Clone, Copy, Debug)]
+pub struct RtcAnnounce {
+    pub peer_id: PeerId,
+    pub conn: ConnId,
+    pub event: Event,
+    pub seeding: bool,
+    /// Peers to hand an offer to: the offers the client sent (at most what it wants).
+    pub offers: usize,
+}
+
+/// Why an announce changed nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RtcRefusal {
+    /// Another connection announced this peer id within the announce interval.
+    PeerIdTaken,
+    /// The swarm holds its cap of peers.
+    Full,
+    /// The tracker holds its cap of torrents (a new torrent only).
+    TooManyTorrents,
+}
+
+impl RtcRefusal {
+    pub fn reason(self) -> &'static str {
+        match self {
+            RtcRefusal::PeerIdTaken => "peer_id in use by another connection",
+            RtcRefusal::Full => "torrent full: no room for another peer in this swarm",
+            RtcRefusal::TooManyTorrents => "tracker full: no room for another torrent",
+        }
+    }
+}
+
+/// What an announce did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RtcAnnounced {
+    /// The peer was not in the swarm before.
+    pub joined: bool,
+    /// The peer was in the swarm and left it (`stopped`).
+    pub left: bool,
+}
+
+/// The swarm's seeders, leechers and completions, for replies and scrapes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RtcCounts {
+    pub complete: u32,
+    pub incomplete: u32,
+    pub downloaded: u32,
+}
+
+/// One torrent's WebTorrent peers. `H` hashes peer ids (keyed: they come from the network).
+#[derive(Debug)]
+pub struct RtcSwarm<H> {
+    /// Leechers, then seeders.
+    roles: [Vec<Member>; 2],
+    /// Where each member is: its role (seeding) and index in that role's vector.
+    index: HashMap<PeerId, (bool, u32), H>,
+    downloaded: u32,
+}
+
+impl<H: BuildHasher> RtcSwarm<H> {
+    pub fn with_hasher(hasher: H) -> Self {
+        RtcSwarm {
+            roles: [Vec::new(), Vec::new()],
+            index: HashMap::with_hasher(hasher),
+            downloaded: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    pub fn counts(&self) -> RtcCounts {
+        RtcCounts {
+            complete: self.roles[1].len() as u32,
+            incomplete: self.roles[0].len() as u32,
+            downloaded: self.downloaded,
+        }
+    }
+
+    /// The connection holding `peer_id`, to forward an answer to it.
+    pub fn conn_of(&self, peer_id: &PeerId) -> Option<ConnId> {
+        let &(seeding, i) = self.index.get(peer_id)?;
+        Some(self.roles[usize::from(seeding)][i as usize].conn)
+    }
+
+    fn remove(&mut self, peer_id: &PeerId) -> Option<Member> {
+        let (seeding, i) = self.index.remove(peer_id)?;
+        let role = &mut self.roles[usize::from(seeding)];
+        let gone = role.swap_remove(i as usize);
+        if let Some(moved) = role.get(i as usize) {
+            self.index.insert(moved.peer_id, (seeding, i));
+        }
+        Some(gone)
+    }
+
+    fn insert(&mut self, member: Member, seeding: bool) {
+        let role = &mut self.roles[usize::from(seeding)];
+        self.index
+            .insert(member.peer_id, (seeding, role.len() as u32));
+        role.push(member);
+    }
+
+    /// Records an announce, and appends to `recipients` up to `a.offers` other members to hand
+    /// an offer each: leechers only for a seeder, anyone for a leecher, chosen at random. A peer
+    /// new to the swarm is refused when it holds `max_peers`; a peer id announced from another
+    /// connection within `hold` seconds is refused.
+    pub fn announce(
+        &mut self,
+        a: &RtcAnnounce,
+        now: UnixTime,
+        hold: u32,
+        max_peers: usize,
+        rng: &mut impl Rng,
+        recipients: &mut Vec<ConnId>,
+    ) -> Result<RtcAnnounced, RtcRefusal> {
+        let status = PeerStatus::new(a.event, a.seeding);
+        let known = self.index.get(&a.peer_id).map(|&(seeding, i)| {
+            let m = self.roles[usize::from(seeding)][i as usize];
+            (seeding, m)
+        });
+        if let Some((_, m)) = known
+            && m.conn != a.conn
+            && now.since(m.seen) < hold
+        {
+            return Err(RtcRefusal::PeerIdTaken);
+        }
+        let was_seeder = known.is_some_and(|(seeding, _)| seeding);
+        if status == PeerStatus::Stopped {
+            return Ok(RtcAnnounced {
+                joined: false,
+                left: self.remove(&a.peer_id).is_some(),
+            });
+        }
+        if known.is_none() && self.len() >= max_peers {
+            return Err(RtcRefusal::Full);
+        }
+        let member = Member {
+            peer_id: a.peer_id,
+            conn: a.conn,
+            seen: now,
+        };
+        match known {
+            Some((seeding, _)) if seeding == a.seeding => {
+                let (_, i) = self.index[&a.peer_id];
+                self.roles[usize::from(seeding)][i as usize] = member;
+            }
+            _ => {
+                self.remove(&a.peer_id);
+                self.insert(member, a.seeding);
+            }
+        }
+        if a.event == Event::Completed && !was_seeder {
+            self.downloaded = self.downloaded.saturating_add(1);
+        }
+        self.choose(&a.peer_id, a.seeding, a.offers, rng, recipients);
+        Ok(RtcAnnounced {
+            joined: known.is_none(),
+            left: false,
+        })
+    }
+
+    /// Up to `want` members other than `requester`, at random: leechers only for a seeder.
+    fn choose(
+        &self,
+        requester: &PeerId,
+        seeding: bool,
+        want: usize,
+        rng: &mut impl Rng,
+        out: &mut Vec<ConnId>,
+    ) {
+        let (leechers, seeders) = (&self.roles[0], &self.roles[1]);
+        let requester_at = self.index.get(requester).map(|&(s, i)| {
+            if s {
+                leechers.len() + i as usize
+            } else {
+                i as usize
+            }
+        });
+        select::for_requester(
+            leechers.len(),
+            leechers.len() + seeders.len(),
+            requester_at,
+            seeding,
+            want,
+            rng,
+            |i| {
+                let m = match leechers.get(i) {
+                    Some(m) => m,
+                    None => &seeders[i - leechers.len()],
+                };
+                out.push(m.conn);
+            },
+        );
+    }
+
+    /// Removes `peer_id` if `conn` still holds it (its socket closed); true if it was removed.
+    pub fn leave(&mut self, peer_id: &PeerId, conn: ConnId) -> bool {
+        if self.conn_of(peer_id) == Some(conn) {
+            self.remove(peer_id);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Drops members silent for more than `timeout` seconds (a client whose socket lives on
+    /// but who stopped announcing); returns how many.
+    pub fn expire(&mut self, now: UnixTime, timeout: u32) -> usize {
+        let before = self.len();
+        let stale: Vec<PeerId> = self
+            .roles
+            .iter()
+            .flatten()
+            .filter(|m| now.since(m.seen) > timeout)
+            .map(|m| m.peer_id)
+            .collect();
+        for p in &stale {
+            self.remove(p);
+        }
+        before - self.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,286 @@
+//! WebTorrent over real WebSockets on 127.0.0.1 and ::1: browsers' messages as the npm
+//! `bittorrent-tracker` client sends them, through the native binary's HTTP port.
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::*;
+use edgetracker::access::ListMode;
+use serde_json::{Value, json};
+use tungstenite::{Message, WebSocket};
+
+type Socket = WebSocket<TcpStream>;
+
+fn bin(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| char::from(b)).collect()
+}
+
+const HASH: [u8; 20] = [0xab; 20];
+
+fn open(addr: SocketAddr, path: &str) -> Result<Socket, String> {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let url = format!("ws://{addr}{path}");
+    tungstenite::client(url.as_str(), stream)
+        .map(|(socket, _)| socket)
+        .map_err(|e| e.to_string())
+}
+
+fn send(s: &mut Socket, m: &Value) {
+    s.send(Message::text(m.to_string())).unwrap();
+}
+
+/// The next text message (bounded by the socket's 5 s read timeout).
+fn recv(s: &mut Socket) -> Value {
+    loop {
+        match s.read().expect("a message within 5 s") {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+fn announce(peer: u8, left: u64, offers: usize) -> Value {
+    json!({
+        "action": "announce",
+        "info_hash": bin(&HASH),
+        "peer_id": bin(&[peer; 20]),
+        "uploaded": 0,
+        "downloaded": 0,
+        "left": left,
+        "event": "started",
+        "numwant": offers,
+        "offers": (0..offers).map(|i| json!({
+            "offer_id": format!("{peer:02x}{i:038x}"),
+            "offer": {"type": "offer", "sdp": format!("v=0\r\no=- {peer} {i} IN IP4 127.0.0.1\r\n")},
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn scrape(s: &mut Socket) -> Value {
+    send(s, &json!({"action": "scrape", "info_hash": bin(&HASH)}));
+    recv(s)["files"][bin(&HASH)].clone()
+}
+
+/// Polls `check` until it holds (closing a socket is noticed by the tracker asynchronously).
+fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn stats(t: &edgetracker_native::Running) -> Value {
+    let (_, _, body) = http_get(http_addr(t, false), "/stats?format=json", &[]);
+    serde_json::from_slice::<Value>(&body).unwrap()["webtorrent"].clone()
+}
+
+#[test]
+fn two_browsers_exchange_an_offer_and_an_answer_over_ipv4_and_ipv6() {
+    let t = tracker();
+    let mut a = open(http_addr(&t, false), "/announce").unwrap();
+    let mut b = open(http_addr(&t, true), "/announce").unwrap();
+    send(&mut a, &announce(1, 1000, 0));
+    assert_eq!(
+        recv(&mut a),
+        json!({"action": "announce", "interval": 120, "info_hash": bin(&HASH), "complete": 0, "incomplete": 1})
+    );
+    send(&mut b, &announce(2, 0, 3));
+    let reply = recv(&mut b);
+    assert_eq!(
+        (reply["complete"].clone(), reply["incomplete"].clone()),
+        (json!(1), json!(1))
+    );
+    // A, the only other peer, gets exactly one of B's offers.
+    let offer = recv(&mut a);
+    assert_eq!(offer["peer_id"], json!(bin(&[2; 20])));
+    assert_eq!(offer["info_hash"], json!(bin(&HASH)));
+    assert_eq!(offer["offer"]["type"], json!("offer"));
+    assert!(
+        offer["offer"]["sdp"]
+            .as_str()
+            .unwrap()
+            .starts_with("v=0\r\no=- 2 ")
+    );
+    send(
+        &mut a,
+        &json!({
+            "action": "announce", "info_hash": bin(&HASH), "peer_id": bin(&[1; 20]),
+            "to_peer_id": offer["peer_id"], "offer_id": offer["offer_id"],
+            "answer": {"type": "answer", "sdp": "v=0\r\nanswer from 1\r\n"},
+        }),
+    );
+    let answer = recv(&mut b);
+    assert_eq!(
+        answer,
+        json!({"action": "announce", "info_hash": bin(&HASH), "peer_id": bin(&[1; 20]),
+               "offer_id": offer["offer_id"], "answer": {"type": "answer", "sdp": "v=0\r\nanswer from 1\r\n"}})
+    );
+    let s = stats(&t);
+    assert_eq!(
+        (
+            &s["connections"],
+            &s["offers_forwarded"],
+            &s["answers_forwarded"],
+            &s["peers"]
+        ),
+        (&json!(2), &json!(1), &json!(1), &json!(2)),
+        "{s}"
+    );
+    t.shutdown();
+}
+
+#[test]
+fn stopped_and_a_closed_socket_leave_the_swarm() {
+    let t = tracker();
+    let addr = http_addr(&t, false);
+    let mut a = open(addr, "/announce").unwrap();
+    let mut b = open(addr, "/announce").unwrap();
+    let mut watcher = open(addr, "/announce").unwrap();
+    send(&mut a, &announce(1, 0, 0));
+    recv(&mut a);
+    send(&mut b, &announce(2, 5, 0));
+    recv(&mut b);
+    assert_eq!(
+        scrape(&mut watcher),
+        json!({"complete": 1, "incomplete": 1, "downloaded": 0})
+    );
+    let mut stop = announce(2, 5, 0);
+    stop["event"] = json!("stopped");
+    send(&mut b, &stop);
+    recv(&mut b);
+    assert_eq!(scrape(&mut watcher)["incomplete"], json!(0));
+    a.close(None).unwrap();
+    drop(a);
+    assert!(
+        eventually(|| scrape(&mut watcher)["complete"] == json!(0)),
+        "a closed socket's peer leaves"
+    );
+    assert!(eventually(|| stats(&t)["connections"] == json!(2)));
+    t.shutdown();
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("edgetracker-ws-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn access_rules_apply_to_browsers() {
+    let d = dir("deny");
+    let list = d.join("deny.txt");
+    std::fs::write(
+        &list,
+        HASH.iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n",
+    )
+    .unwrap();
+    let t = tracker_with(|c| {
+        c.access.list_mode = ListMode::Deny;
+        c.access.list_file = Some(list.clone());
+    });
+    let mut a = open(http_addr(&t, false), "/announce").unwrap();
+    send(&mut a, &announce(1, 0, 0));
+    let reply = recv(&mut a);
+    assert!(
+        reply["failure reason"]
+            .as_str()
+            .unwrap()
+            .contains("deny list"),
+        "{reply}"
+    );
+    assert_eq!(stats(&t)["peers"], json!(0));
+    t.shutdown();
+
+    let keys = d.join("passkeys.txt");
+    std::fs::write(&keys, "sesame-0123456789\n").unwrap();
+    let t = tracker_with(|c| c.access.passkeys_file = Some(keys.clone()));
+    let addr = http_addr(&t, true);
+    let mut wrong = open(addr, "/guess-0123456789/announce").unwrap();
+    send(&mut wrong, &announce(1, 0, 0));
+    assert!(recv(&mut wrong)["failure reason"].is_string());
+    let mut member = open(addr, "/sesame-0123456789/announce").unwrap();
+    send(&mut member, &announce(1, 0, 0));
+    assert_eq!(recv(&mut member)["complete"], json!(1));
+    t.shutdown();
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
+fn bad_frames_get_a_reason_or_a_close_and_the_tracker_serves_on() {
+    let t = tracker();
+    let addr = http_addr(&t, false);
+    let mut s = open(addr, "/announce").unwrap();
+    for text in [
+        "not json",
+        "{}",
+        r#"{"action":"announce","info_hash":"short"}"#,
+    ] {
+        s.send(Message::text(text)).unwrap();
+        assert!(recv(&mut s)["failure reason"].is_string(), "{text}");
+    }
+    s.send(Message::binary(vec![1, 2, 3])).unwrap();
+    assert!(recv(&mut s)["failure reason"].is_string());
+    let too_many = announce(1, 0, 11);
+    send(&mut s, &too_many);
+    assert_eq!(recv(&mut s)["failure reason"], json!("too many offers"));
+    // A frame past 64 KiB closes the socket.
+    let _ = s.send(Message::text("x".repeat(70 * 1024)));
+    let closed = loop {
+        match s.read() {
+            Ok(Message::Close(_)) | Err(_) => break true,
+            Ok(_) => continue,
+        }
+    };
+    assert!(closed);
+    // Others are served as before, and plain HTTP announces still work on the same path.
+    let mut other = open(addr, "/announce").unwrap();
+    send(&mut other, &announce(2, 0, 0));
+    assert_eq!(recv(&mut other)["complete"], json!(1));
+    let (status, _, body) = http_get(
+        addr,
+        "/announce?info_hash=%ab%ab%ab%ab%ab%ab%ab%ab%ab%ab%ab%ab%ab%ab%ab%ab%ab%ab%ab%ab&peer_id=-qB0000-000000000000&port=6881&uploaded=0&downloaded=0&left=0&compact=1",
+        &[],
+    );
+    assert_eq!(status, 200);
+    assert!(
+        body.starts_with(b"d8:complete"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    t.shutdown();
+}
+
+#[test]
+fn a_silent_socket_is_closed_and_its_peer_leaves() {
+    let t = tracker_with(|c| {
+        c.webtorrent.announce_interval = 1;
+        c.webtorrent.peer_timeout = 60;
+        c.webtorrent.idle_timeout = 2;
+    });
+    let mut a = open(http_addr(&t, false), "/announce").unwrap();
+    send(&mut a, &announce(1, 0, 0));
+    recv(&mut a);
+    assert!(eventually(
+        || stats(&t)["connections_closed_idle"] == json!(1)
+    ));
+    assert_eq!(stats(&t)["peers"], json!(0));
+    t.shutdown();
+}
+
+#[test]
+fn disabled_webtorrent_refuses_the_upgrade() {
+    let t = tracker_with(|c| c.webtorrent.enabled = false);
+    assert!(open(http_addr(&t, false), "/announce").is_err());
+    t.shutdown();
+}
