@@ -15,12 +15,12 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use edgetracker::protocol::ws::{MAX_MESSAGE, WsAction, write_failure};
 use edgetracker::service::Scratch;
-use edgetracker::service::ws::{WsConnection, WsOut, WsOutcome};
+use edgetracker::service::ws::{WsConnection, WsHome, WsOut, WsOutcome};
 use edgetracker::store::now_or_never;
 use edgetracker::store::rtc::RtcSwarms;
 use edgetracker::swarm::rtc::{ConnId, RtcPolicy};
@@ -31,6 +31,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rand::rngs::SmallRng;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -42,7 +43,7 @@ use crate::{Shared, thread_rng, unix_now};
 const QUEUE_SHARDS: usize = 16;
 
 /// Each open socket's queue of messages from other sockets, by connection.
-type Queues = HashMap<ConnId, mpsc::Sender<String>>;
+type Queues = HashMap<ConnId, (mpsc::Sender<String>, Arc<AtomicUsize>)>;
 
 /// The WebTorrent swarms, every open socket's queue, and the counters.
 pub struct Hub {
@@ -83,23 +84,29 @@ impl Hub {
         }
     }
 
-    fn queues(
-        &self,
-        id: ConnId,
-    ) -> std::sync::MutexGuard<'_, HashMap<ConnId, mpsc::Sender<String>>> {
+    fn queues(&self, id: ConnId) -> std::sync::MutexGuard<'_, Queues> {
         self.queues[id as usize % QUEUE_SHARDS]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues `text` for connection `to`; dropped (and counted) if its queue is full or it
-    /// has closed.
+    /// Queues `text` for connection `to`; dropped (and counted) if its queue is full (in
+    /// messages or in bytes) or it has closed.
     fn deliver(&self, to: ConnId, text: String) {
-        let sent = self
-            .queues(to)
-            .get(&to)
-            .is_some_and(|q| q.try_send(text).is_ok());
-        if !sent {
+        let len = text.len();
+        let queued = match self.queues(to).get(&to) {
+            Some((queue, bytes)) if bytes.load(Ordering::Relaxed) + len <= QUEUE_BYTES => {
+                // Counted before it is queued, so the reader's subtraction never comes first.
+                bytes.fetch_add(len, Ordering::Relaxed);
+                let sent = queue.try_send(text).is_ok();
+                if !sent {
+                    bytes.fetch_sub(len, Ordering::Relaxed);
+                }
+                sent
+            }
+            _ => false,
+        };
+        if !queued {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -268,6 +275,31 @@ thread_local! {
     static LOCAL: RefCell<(SmallRng, Scratch)> = RefCell::new((thread_rng(), Scratch::default()));
 }
 
+/// How often a socket is pinged: often enough that proxies in front (nginx closes idle
+/// connections after 60 s, Cloudflare after about 100) keep it open between announces.
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// A socket that sends nothing at all, not even a pong, for this long is dead (half-open).
+const DEAD_AFTER: Duration = Duration::from_secs(75);
+/// A write that takes longer (a client that stopped reading) closes the socket.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes waiting in one socket's queue at most, whatever the message count.
+const QUEUE_BYTES: usize = 256 * 1024;
+
+/// A socket's place in the hub; dropping it (however the task ends) takes the socket's peers out
+/// of their swarms and its queue out of the hub.
+struct Registered<'a> {
+    hub: &'a Hub,
+    conn: WsConnection,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.hub.queues(self.conn.id).remove(&self.conn.id);
+        self.hub.counters.open.fetch_sub(1, Ordering::Relaxed);
+        self.conn.close(&self.hub.swarms);
+    }
+}
+
 async fn serve<S>(io: S, client: IpAddr, passkey: Option<Vec<u8>>, shared: Arc<Shared>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -281,67 +313,93 @@ where
     let (mut sink, mut stream) = socket.split();
     let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
     let (queue, mut queued) = mpsc::channel::<String>(settings.send_queue);
-    hub.queues(id).insert(id, queue);
+    let queued_bytes = Arc::new(AtomicUsize::new(0));
+    hub.queues(id).insert(id, (queue, queued_bytes.clone()));
     hub.counters.open.fetch_add(1, Ordering::Relaxed);
     hub.counters.opened.fetch_add(1, Ordering::Relaxed);
-    let mut conn = WsConnection::new(id, passkey, client);
+    let mut socket = Registered {
+        hub,
+        conn: WsConnection::new(id, passkey, client),
+    };
     let idle = Duration::from_secs(settings.idle_timeout);
+    // Only messages move the idle deadline: pings and pongs keep a socket alive, not a peer.
+    let mut idle_deadline = Instant::now() + idle;
+    let mut heard = Instant::now();
+    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     let mut out = WsOut::default();
+    let is_open = |c: ConnId| hub.queues(c).contains_key(&c);
     loop {
-        tokio::select! {
-            incoming = tokio::time::timeout(idle, stream.next()) => {
+        let send = tokio::select! {
+            incoming = stream.next() => {
+                heard = Instant::now();
                 let message = match incoming {
-                    Err(_) => {
-                        hub.counters.closed_idle.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
-                    Ok(None) => break,
-                    Ok(Some(Err(e))) => {
+                    None => break,
+                    Some(Err(e)) => {
                         // Oversized frames, protocol violations, resets: the socket is done.
                         tracing::debug!(%client, "websocket: {e}");
                         break;
                     }
-                    Ok(Some(Ok(message))) => message,
+                    Some(Ok(message)) => message,
                 };
-                let reply = match message {
+                match message {
                     Message::Text(text) => {
+                        idle_deadline = Instant::now() + idle;
+                        let home = WsHome {
+                            swarms: &hub.swarms,
+                            policy: &hub.policy,
+                            is_open: &is_open,
+                        };
                         let outcome = LOCAL.with_borrow_mut(|(rng, scratch)| {
                             now_or_never(shared.tracker.ws_message(
-                                &hub.swarms, &hub.policy, &mut conn, text.as_str(), unix_now(), rng, scratch, &mut out,
+                                &home,
+                                &mut socket.conn,
+                                text.as_str(),
+                                unix_now(),
+                                rng,
+                                scratch,
+                                &mut out,
                             ))
                         });
                         hub.count(&outcome);
                         for (to, text) in out.forwards.drain(..) {
                             hub.deliver(to, text);
                         }
-                        out.reply.take()
+                        out.reply.take().map(Message::text)
                     }
-                    Message::Binary(_) => Some(write_failure(
+                    Message::Binary(_) => Some(Message::text(write_failure(
                         Some(WsAction::Announce),
                         None,
                         "binary frames are not part of the protocol: send JSON text",
-                    )),
+                    ))),
                     Message::Close(_) => break,
                     // Pings are answered by the socket itself at the next flush.
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => None,
-                };
-                let sent = match reply {
-                    Some(text) => sink.send(Message::text(text)).await,
-                    None => sink.flush().await,
-                };
-                if sent.is_err() {
+                }
+            }
+            () = tokio::time::sleep_until(idle_deadline) => {
+                hub.counters.closed_idle.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            _ = ping.tick() => {
+                if heard.elapsed() > DEAD_AFTER {
+                    hub.counters.closed_idle.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
+                Some(Message::Ping(Default::default()))
             }
             Some(text) = queued.recv() => {
-                if sink.send(Message::text(text)).await.is_err() {
-                    break;
-                }
+                queued_bytes.fetch_sub(text.len(), Ordering::Relaxed);
+                Some(Message::text(text))
             }
+        };
+        let sent = match send {
+            Some(message) => tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await,
+            None => tokio::time::timeout(SEND_TIMEOUT, sink.flush()).await,
+        };
+        if !matches!(sent, Ok(Ok(()))) {
+            break;
         }
     }
-    hub.queues(id).remove(&id);
-    hub.counters.open.fetch_sub(1, Ordering::Relaxed);
-    conn.close(&hub.swarms);
-    let _ = sink.close().await;
+    drop(socket);
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
 }

@@ -6,11 +6,12 @@
 //! answers announces and scrapes, and forwards offers and answers as messages of its own.
 //! `info_hash` and `peer_id` are "binary strings": 20 characters, each a code point 0–255 standing
 //! for one byte (JavaScript's way of carrying bytes in a string). Offer ids and the `{type,
-//! sdp}` objects are the clients' own, forwarded as they came: current clients send 40-character
-//! hex offer ids and older ones 20-character binary strings, so the id is an opaque short string.
+//! sdp}` objects are the clients' own, forwarded as they came: the client sends 20 random bytes
+//! as a binary string (so any code point up to 255, `\u0000` included), and the tracker treats
+//! the id as an opaque short string.
 //!
-//! Where the clients and a document differ, the clients win: `event` may be absent, `"update"`
-//! or `"empty"` (a regular announce); numbers may be JSON floats or `null`; unknown fields are
+//! Where the clients and a document differ, the clients win: `event` may be absent, `"update"`,
+//! `"empty"` or `"paused"` (a regular announce, as the client's own event table has it); numbers may be JSON floats or `null`; unknown fields are
 //! ignored; `action` may also be the numbers 1 (announce) and 2 (scrape).
 //!
 //! Owns the message layouts and their validation. Sans-IO: text in, [`ClientMessage`] out; typed
@@ -24,7 +25,7 @@ use super::types::{Event, InfoHash, PeerId};
 /// Longest text frame a tracker should read: a browser's offer SDP is 1–4 KB, and a client sends
 /// at most ten of them.
 pub const MAX_MESSAGE: usize = 64 * 1024;
-/// Longest offer id forwarded (current clients: 40 hex characters).
+/// Longest offer id forwarded, in UTF-8 bytes (the clients' 20-byte binary string takes 20–40).
 pub const MAX_OFFER_ID: usize = 64;
 
 /// A client's message, validated.
@@ -245,7 +246,7 @@ pub fn parse(text: &str, max_offers: usize) -> Result<ClientMessage, WsError> {
                 .map(PeerId)
                 .ok_or_else(|| invalid("peer_id must be 20 bytes"))?;
             let event = match raw.event.as_deref() {
-                None | Some("" | "update" | "empty") => Event::None,
+                None | Some("" | "update" | "empty" | "paused") => Event::None,
                 Some("started") => Event::Started,
                 Some("completed") => Event::Completed,
                 Some("stopped") => Event::Stopped,

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use rand_core::Rng;
 
 use super::{Scratch, Tracker};
+use crate::access::Refusal;
 use crate::protocol::types::{Event, InfoHash, PeerId};
 use crate::protocol::ws::{self, Announce, ClientMessage, ScrapeCounts, WsAction, WsError};
 use crate::ratelimit::AnnounceGate;
@@ -52,6 +53,18 @@ impl WsConnection {
         self.joined.len()
     }
 }
+
+/// What the home lends the core for one message: the swarms, the knobs, and which connections
+/// are open (a peer id held by a closed connection may be claimed by a reconnecting client).
+pub struct WsHome<'a> {
+    pub swarms: &'a RtcSwarms,
+    pub policy: &'a RtcPolicy,
+    pub is_open: &'a dyn Fn(ConnId) -> bool,
+}
+
+/// Peer ids one connection may hold in one swarm: a page running a few clients shares one socket
+/// per tracker, but one socket may not fill a swarm with peers of its own.
+pub const MAX_PEERS_PER_SWARM_PER_CONNECTION: usize = 4;
 
 /// What to send: the reply to the sender, and messages for other connections.
 #[derive(Debug, Default)]
@@ -104,14 +117,14 @@ fn failure(out: &mut WsOut, action: WsAction, hash: Option<&InfoHash>, reason: &
 const RATE_LIMITED: &str = "rate limited: too many announces from your address, slow down";
 const TOO_MANY_TORRENTS: &str = "too many torrents on one connection";
 const NOT_IN_SWARM: &str = "answer from a peer that is not in the swarm";
+const TOO_MANY_PEERS: &str = "too many peers of one torrent on one connection";
 
 impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
     /// Handles one text frame from `conn`: fills `out` (cleared first) with what to send.
     #[allow(clippy::too_many_arguments)]
     pub async fn ws_message(
         &self,
-        swarms: &RtcSwarms,
-        policy: &RtcPolicy,
+        home: &WsHome<'_>,
         conn: &mut WsConnection,
         text: &str,
         now: UnixTime,
@@ -120,7 +133,8 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
         out: &mut WsOut,
     ) -> WsOutcome {
         out.clear();
-        let message = match ws::parse(text, policy.max_offers) {
+        let swarms = home.swarms;
+        let message = match ws::parse(text, home.policy.max_offers) {
             Ok(message) => message,
             Err(err) => return refused(out, &err),
         };
@@ -146,7 +160,7 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
                 if a.answer.is_some() {
                     forward_answer(swarms, conn, &a, out)
                 } else {
-                    announce(swarms, policy, conn, &a, now, rng, out)
+                    announce(home, conn, &a, now, rng, out)
                 }
             }
             ClientMessage::Scrape(s) => {
@@ -160,6 +174,14 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
                 if let Err(refusal) =
                     self.admit(&mut scratch.access, conn.passkey.as_deref(), &s.info_hashes)
                 {
+                    // A wrong passkey costs a token, as over HTTP: no free guessing.
+                    if refusal == Refusal::UnknownPasskey
+                        && !self.limiter.permit(conn.client, now).await
+                    {
+                        let mut outcome = failure(out, action, None, RATE_LIMITED);
+                        outcome.rate_limited = true;
+                        return outcome;
+                    }
                     return failure(out, action, None, refusal.reason());
                 }
                 let files: Vec<(InfoHash, ScrapeCounts)> = s
@@ -212,17 +234,27 @@ fn forward_answer(
 }
 
 fn announce(
-    swarms: &RtcSwarms,
-    policy: &RtcPolicy,
+    home: &WsHome<'_>,
     conn: &mut WsConnection,
     a: &Announce,
     now: UnixTime,
     rng: &mut impl Rng,
     out: &mut WsOut,
 ) -> WsOutcome {
+    let (swarms, policy) = (home.swarms, home.policy);
     let action = WsAction::Announce;
     let member = (a.info_hash, a.peer_id);
     let already = conn.joined.contains(&member);
+    let in_swarm = conn
+        .joined
+        .iter()
+        .filter(|(h, _)| *h == a.info_hash)
+        .count();
+    if !already && a.event != Event::Stopped && in_swarm >= MAX_PEERS_PER_SWARM_PER_CONNECTION {
+        let mut outcome = failure(out, action, Some(&a.info_hash), TOO_MANY_PEERS);
+        outcome.full = true;
+        return outcome;
+    }
     if !already
         && a.event != Event::Stopped
         && conn.joined.len() >= policy.max_torrents_per_connection
@@ -243,17 +275,22 @@ fn announce(
         offers,
     };
     let mut recipients = Vec::with_capacity(offers);
-    let hold = policy.announce_interval;
-    let (done, counts) =
-        match swarms.announce(&a.info_hash, &announce, now, hold, rng, &mut recipients) {
-            Ok(done) => done,
-            Err(refusal) => {
-                let mut outcome = failure(out, action, Some(&a.info_hash), refusal.reason());
-                outcome.full = refusal != RtcRefusal::PeerIdTaken;
-                return outcome;
-            }
-        };
-    if done.joined && !already {
+    let (done, counts) = match swarms.announce(
+        &a.info_hash,
+        &announce,
+        now,
+        home.is_open,
+        rng,
+        &mut recipients,
+    ) {
+        Ok(done) => done,
+        Err(refusal) => {
+            let mut outcome = failure(out, action, Some(&a.info_hash), refusal.reason());
+            outcome.full = refusal != RtcRefusal::PeerIdTaken;
+            return outcome;
+        }
+    };
+    if done.claimed && !already {
         conn.joined.push(member);
     }
     if done.left || a.event == Event::Stopped {

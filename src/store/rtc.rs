@@ -67,7 +67,7 @@ impl RtcSwarms {
         hash: &InfoHash,
         a: &RtcAnnounce,
         now: UnixTime,
-        hold: u32,
+        is_open: &dyn Fn(ConnId) -> bool,
         rng: &mut impl Rng,
         recipients: &mut Vec<ConnId>,
     ) -> Result<(RtcAnnounced, RtcCounts), RtcRefusal> {
@@ -78,17 +78,20 @@ impl RtcSwarms {
                 if a.event == crate::protocol::types::Event::Stopped {
                     return Ok((RtcAnnounced::default(), RtcCounts::default()));
                 }
-                if self.torrents.load(Ordering::Relaxed) >= self.max_torrents {
-                    return Err(RtcRefusal::TooManyTorrents);
-                }
-                self.torrents.fetch_add(1, Ordering::Relaxed);
+                // One atomic step, so threads creating torrents at once cannot overshoot the cap.
+                let max = self.max_torrents;
+                self.torrents
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        (n < max).then_some(n + 1)
+                    })
+                    .map_err(|_| RtcRefusal::TooManyTorrents)?;
                 shard
                     .entry(*hash)
                     .or_insert_with(|| RtcSwarm::with_hasher(self.peer_hasher))
             }
         };
         let before = swarm.len();
-        let result = swarm.announce(a, now, hold, self.max_peers_per_torrent, rng, recipients);
+        let result = swarm.announce(a, now, is_open, self.max_peers_per_torrent, rng, recipients);
         let (after, counts) = (swarm.len(), swarm.counts());
         self.settle(&mut shard, hash, before, after);
         result.map(|done| (done, counts))

@@ -7,10 +7,11 @@
 //! a leave or a lookup is O(1), and choosing whom to hand offers to is [`select::indices`] over
 //! the candidates, uniform and without repeats.
 //!
-//! Peer ids are the clients' own and anyone can claim one: a member keeps its id against any
-//! other connection until it has been silent for the announce interval (a client that
-//! reconnects after a dropped socket gets it back at its next announce). Owns who is in one
-//! swarm; knows nothing of JSON, sockets, locks or the other swarms.
+//! Peer ids are the clients' own, and any client in a swarm learns others' from the offers it is
+//! handed: a member keeps its id against every other connection for as long as its own
+//! connection is open (the home says which are), so nobody can take over a peer's answers or
+//! stop it. A client that reconnects gets its id back once its old socket is closed. Owns who is
+//! in one swarm; knows nothing of JSON, sockets, locks or the other swarms.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -95,6 +96,9 @@ impl RtcRefusal {
 pub struct RtcAnnounced {
     /// The peer was not in the swarm before.
     pub joined: bool,
+    /// The peer id is now held by this announce's connection and was not before (a join, or an
+    /// id taken over from a closed connection): the connection must leave it when it closes.
+    pub claimed: bool,
     /// The peer was in the swarm and left it (`stopped`).
     pub left: bool,
 }
@@ -167,13 +171,13 @@ impl<H: BuildHasher> RtcSwarm<H> {
 
     /// Records an announce, and appends to `recipients` up to `a.offers` other members to hand
     /// an offer each: leechers only for a seeder, anyone for a leecher, chosen at random. A peer
-    /// new to the swarm is refused when it holds `max_peers`; a peer id announced from another
-    /// connection within `hold` seconds is refused.
+    /// new to the swarm is refused when it holds `max_peers`; a peer id held by another
+    /// connection that `is_open` is refused (announce and stop alike).
     pub fn announce(
         &mut self,
         a: &RtcAnnounce,
         now: UnixTime,
-        hold: u32,
+        is_open: &dyn Fn(ConnId) -> bool,
         max_peers: usize,
         rng: &mut impl Rng,
         recipients: &mut Vec<ConnId>,
@@ -185,14 +189,16 @@ impl<H: BuildHasher> RtcSwarm<H> {
         });
         if let Some((_, m)) = known
             && m.conn != a.conn
-            && now.since(m.seen) < hold
+            && is_open(m.conn)
         {
             return Err(RtcRefusal::PeerIdTaken);
         }
+        let claimed = known.is_none_or(|(_, m)| m.conn != a.conn);
         let was_seeder = known.is_some_and(|(seeding, _)| seeding);
         if status == PeerStatus::Stopped {
             return Ok(RtcAnnounced {
                 joined: false,
+                claimed: false,
                 left: self.remove(&a.peer_id).is_some(),
             });
         }
@@ -220,6 +226,7 @@ impl<H: BuildHasher> RtcSwarm<H> {
         self.choose(&a.peer_id, a.seeding, a.offers, rng, recipients);
         Ok(RtcAnnounced {
             joined: known.is_none(),
+            claimed,
             left: false,
         })
     }

@@ -284,3 +284,44 @@ fn disabled_webtorrent_refuses_the_upgrade() {
     assert!(open(http_addr(&t, false), "/announce").is_err());
     t.shutdown();
 }
+
+/// A browser that stops reading while others' offers keep coming: its queue is bounded (the
+/// excess dropped and counted), and once a write to it stalls for 10 s its socket is closed and
+/// its peer leaves, instead of the tracker holding the socket, the task and the queue forever.
+#[test]
+fn a_socket_that_never_reads_is_bounded_then_closed() {
+    let t = tracker();
+    let addr = http_addr(&t, false);
+    let mut sleeper = open(addr, "/announce").unwrap();
+    send(&mut sleeper, &announce(1, 1000, 0));
+    recv(&mut sleeper);
+    let mut talker = open(addr, "/announce").unwrap();
+    // Each announce hands one 60 KB offer to the sleeper, who never reads again.
+    let big = "a=candidate ".repeat(5000);
+    let until = Instant::now() + Duration::from_secs(40);
+    let mut closed = false;
+    let mut sent = 0;
+    while Instant::now() < until {
+        let mut m = announce(2, 0, 1);
+        m["offers"][0]["offer"]["sdp"] = json!(big);
+        send(&mut talker, &m);
+        recv(&mut talker);
+        sent += 1;
+        if sent % 20 == 0 {
+            let s = stats(&t);
+            if s["peers"] == json!(1) {
+                assert!(s["messages_dropped"].as_u64().unwrap() > 0, "{s}");
+                closed = true;
+                break;
+            }
+        }
+        if sent > 400 {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    assert!(
+        closed,
+        "the sleeper's socket was closed after {sent} offers"
+    );
+    t.shutdown();
+}

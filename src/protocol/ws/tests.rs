@@ -82,6 +82,7 @@ fn what_clients_send_loosely_is_accepted() {
     for (event, want) in [
         (json!("update"), Event::None),
         (json!("empty"), Event::None),
+        (json!("paused"), Event::None),
         (json!("completed"), Event::Completed),
         (json!("stopped"), Event::Stopped),
         (Value::Null, Event::None),
@@ -173,7 +174,10 @@ fn malformed_messages_say_what_is_wrong() {
             }),
             "peer_id must be 20 bytes",
         ),
-        (announce(&|m| m["event"] = json!("paused")), "unknown event"),
+        (
+            announce(&|m| m["event"] = json!("seeding")),
+            "unknown event",
+        ),
         (
             announce(&|m| m["left"] = json!(-1)),
             "left must be a number of bytes",
@@ -341,4 +345,31 @@ proptest! {
         m[field] = value;
         let _ = parse(&m.to_string(), 10);
     }
+}
+
+/// The client's offer ids are 20 random bytes as a binary string: control characters and code
+/// points past 127 included. They come back out exactly as they went in.
+#[test]
+fn binary_offer_ids_are_forwarded_unchanged() {
+    let id = bin(&[
+        0, 1, 0x7f, 0x80, 0xff, b'"', b'\\', 0x1f, 9, 10, 13, 0xc3, 0xa9, 200, 100, 50, 25, 12, 6,
+        3,
+    ]);
+    let mut m = client_announce(1);
+    m["offers"][0]["offer_id"] = json!(id);
+    let ClientMessage::Announce(a) = parse(&m.to_string(), 10).unwrap() else {
+        panic!("an announce")
+    };
+    assert_eq!(a.offers[0].offer_id, id);
+    let sent: Value =
+        serde_json::from_str(&write_offer(&a.info_hash, &a.peer_id, &a.offers[0])).unwrap();
+    assert_eq!(sent["offer_id"], json!(id));
+    let answer = Answer {
+        to_peer_id: PeerId([1; 20]),
+        offer_id: id.clone(),
+        answer: sdp("answer", "x"),
+    };
+    let sent: Value =
+        serde_json::from_str(&write_answer(&a.info_hash, &a.peer_id, &answer)).unwrap();
+    assert_eq!(sent["offer_id"], json!(id));
 }

@@ -23,6 +23,8 @@ struct World {
     policy: RtcPolicy,
     rng: SmallRng,
     scratch: Scratch,
+    /// Connections whose sockets have closed.
+    closed: Vec<ConnId>,
 }
 
 impl World {
@@ -36,16 +38,25 @@ impl World {
             policy: RtcPolicy::default(),
             rng: SmallRng::seed_from_u64(5),
             scratch: Scratch::default(),
+            closed: Vec::new(),
         }
     }
 
     fn send(&mut self, conn: &mut WsConnection, message: &Value) -> (WsOut, WsOutcome) {
+        self.send_text(conn, &message.to_string())
+    }
+
+    fn send_text(&mut self, conn: &mut WsConnection, text: &str) -> (WsOut, WsOutcome) {
         let mut out = WsOut::default();
+        let home = WsHome {
+            swarms: &self.swarms,
+            policy: &self.policy,
+            is_open: &|c| !self.closed.contains(&c),
+        };
         let outcome = now_or_never(self.tracker.ws_message(
-            &self.swarms,
-            &self.policy,
+            &home,
             conn,
-            &message.to_string(),
+            text,
             T0,
             &mut self.rng,
             &mut self.scratch,
@@ -232,21 +243,85 @@ fn malformed_frames_get_a_reason_and_change_nothing() {
     let mut w = World::new();
     let mut a = conn(1);
     for text in ["", "{", "{\"action\":\"announce\"}", "[]", "\"announce\""] {
-        let mut out = WsOut::default();
-        let outcome = now_or_never(w.tracker.ws_message(
-            &w.swarms,
-            &w.policy,
-            &mut a,
-            text,
-            T0,
-            &mut w.rng,
-            &mut w.scratch,
-            &mut out,
-        ));
+        let (out, outcome) = w.send_text(&mut a, text);
         assert!(outcome.error.is_some(), "{text:?}");
         assert!(parsed(out.reply.as_deref().unwrap())["failure reason"].is_string());
     }
     let (_, outcome) = w.send(&mut a, &announce(1, 0, 11));
     assert_eq!(outcome.error.as_deref(), Some("too many offers"));
     assert_eq!(w.swarms.totals(), (0, 0));
+}
+
+#[test]
+fn a_reconnecting_client_claims_its_peer_id_and_leaves_it_on_close() {
+    let mut w = World::new();
+    let (mut old, mut new, mut thief) = (conn(1), conn(2), conn(3));
+    w.send(&mut old, &announce(1, 0, 0));
+    // While the old socket is open, nobody else may announce as peer 1 or stop it.
+    let (out, _) = w.send(&mut thief, &announce(1, 0, 0));
+    assert_eq!(
+        parsed(out.reply.as_deref().unwrap())["failure reason"],
+        json!("peer_id in use by another connection")
+    );
+    let mut stop = announce(1, 0, 0);
+    stop["event"] = json!("stopped");
+    w.send(&mut thief, &stop);
+    assert_eq!(w.swarms.totals(), (1, 1));
+    // The old socket is gone (its close not yet processed): the client's new socket takes the id
+    // over, and leaves it when it closes in turn.
+    w.closed.push(1);
+    let (out, _) = w.send(&mut new, &announce(1, 0, 0));
+    assert_eq!(parsed(out.reply.as_deref().unwrap())["complete"], json!(1));
+    assert_eq!(new.joined(), 1);
+    old.close(&w.swarms);
+    assert_eq!(
+        w.swarms.totals(),
+        (1, 1),
+        "the old close leaves the new holder in place"
+    );
+    new.close(&w.swarms);
+    assert_eq!(w.swarms.totals(), (0, 0));
+}
+
+#[test]
+fn one_connection_holds_few_peers_of_one_swarm() {
+    let mut w = World::new();
+    let mut a = conn(1);
+    for n in 1..=MAX_PEERS_PER_SWARM_PER_CONNECTION as u8 + 1 {
+        let (out, outcome) = w.send(&mut a, &announce(n, 0, 0));
+        let refused = n as usize > MAX_PEERS_PER_SWARM_PER_CONNECTION;
+        assert_eq!(outcome.full, refused, "{:?}", out.reply);
+    }
+    assert_eq!(w.swarms.totals(), (1, MAX_PEERS_PER_SWARM_PER_CONNECTION));
+}
+
+#[test]
+fn a_wrong_passkey_in_a_scrape_costs_a_token() {
+    let mut w = World::new();
+    w.tracker = Tracker::new(
+        MemoryStore::new(Policy::default(), [1; 16]),
+        Policy::default(),
+    )
+    .with_rate_limit(RateLimit {
+        per_minute: 1,
+        burst: 2,
+    });
+    w.tracker.set_access(
+        Access::open()
+            .with_passkeys("the-right-passkey-0123\n")
+            .unwrap(),
+    );
+    let mut guesser = WsConnection::new(
+        1,
+        Some(b"a-wrong-guess-0123456".to_vec()),
+        "10.0.0.9".parse().unwrap(),
+    );
+    let scrape = json!({"action": "scrape", "info_hash": bin(&HASH)});
+    let mut limited = 0;
+    for _ in 0..5 {
+        let (_, outcome) = w.send(&mut guesser, &scrape);
+        assert!(outcome.error.is_some());
+        limited += usize::from(outcome.rate_limited);
+    }
+    assert_eq!(limited, 3, "two guesses, then the limit");
 }

@@ -10,7 +10,6 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use super::*;
 
 const T0: UnixTime = UnixTime(1_750_000_000);
-const HOLD: u32 = 120;
 
 fn id(n: u8) -> PeerId {
     PeerId([n; 20])
@@ -37,7 +36,7 @@ fn run(
 ) -> Result<(RtcAnnounced, Vec<ConnId>), RtcRefusal> {
     let mut rng = SmallRng::seed_from_u64(u64::from(now.secs()) ^ a.conn);
     let mut out = Vec::new();
-    s.announce(&a, now, HOLD, 100, &mut rng, &mut out)
+    s.announce(&a, now, &|_| true, 100, &mut rng, &mut out)
         .map(|r| (r, out))
 }
 
@@ -87,7 +86,7 @@ fn recipients_are_chosen_uniformly() {
         s.announce(
             &announce(1, Event::None, false, 1),
             T0,
-            HOLD,
+            &|_| true,
             100,
             &mut rng,
             &mut out,
@@ -137,32 +136,45 @@ fn stopped_leaves_and_completed_counts_once() {
 }
 
 #[test]
-fn a_peer_id_is_held_by_its_connection() {
+fn a_peer_id_is_held_by_its_open_connection() {
     let mut s = swarm();
     run(&mut s, announce(1, Event::Started, false, 0), T0).unwrap();
     let thief = RtcAnnounce {
         conn: 666,
         ..announce(1, Event::None, true, 0)
     };
-    assert_eq!(run(&mut s, thief, T0 + 10), Err(RtcRefusal::PeerIdTaken));
-    let stop = RtcAnnounce {
-        event: Event::Stopped,
-        ..thief
-    };
-    assert_eq!(
-        run(&mut s, stop, T0 + 10),
-        Err(RtcRefusal::PeerIdTaken),
-        "nor stop it"
-    );
+    let mut rng = SmallRng::seed_from_u64(3);
+    let mut out = Vec::new();
+    let open = |c: ConnId| c == 1000;
+    // However long the holder has been silent, while its socket is open.
+    for later in [10, 10_000] {
+        let taken = s.announce(&thief, T0 + later, &open, 100, &mut rng, &mut out);
+        assert_eq!(taken, Err(RtcRefusal::PeerIdTaken));
+        let stop = RtcAnnounce {
+            event: Event::Stopped,
+            ..thief
+        };
+        let stopped = s.announce(&stop, T0 + later, &open, 100, &mut rng, &mut out);
+        assert_eq!(stopped, Err(RtcRefusal::PeerIdTaken), "nor stop it");
+    }
     assert_eq!(s.conn_of(&id(1)), Some(1000));
     assert!(
         !s.leave(&id(1), 666),
         "another connection's close leaves it in place"
     );
-    // Silent for the whole interval: the id goes to whoever announces it (a reconnected client).
-    run(&mut s, thief, T0 + HOLD).unwrap();
+    // The holder's socket closed (a client reconnecting): the id goes to the new connection,
+    // which must leave it when it closes in turn.
+    let closed = |c: ConnId| c != 1000;
+    let r = s
+        .announce(&thief, T0 + 20, &closed, 100, &mut rng, &mut out)
+        .unwrap();
+    assert_eq!((r.joined, r.claimed), (false, true));
     assert_eq!(s.conn_of(&id(1)), Some(666));
     assert_eq!(s.counts().complete, 1);
+    let again = s
+        .announce(&thief, T0 + 30, &closed, 100, &mut rng, &mut out)
+        .unwrap();
+    assert!(!again.claimed, "held already");
     assert!(
         !s.leave(&id(1), 1000),
         "the old connection's close no longer removes it"
@@ -180,7 +192,7 @@ fn the_swarm_cap_refuses_newcomers_only() {
         s.announce(
             &announce(n, Event::Started, false, 0),
             T0,
-            HOLD,
+            &|_| true,
             3,
             &mut rng,
             &mut out,
@@ -190,7 +202,7 @@ fn the_swarm_cap_refuses_newcomers_only() {
     let refused = s.announce(
         &announce(4, Event::Started, false, 0),
         T0,
-        HOLD,
+        &|_| true,
         3,
         &mut rng,
         &mut out,
@@ -199,7 +211,7 @@ fn the_swarm_cap_refuses_newcomers_only() {
     s.announce(
         &announce(2, Event::None, true, 0),
         T0,
-        HOLD,
+        &|_| true,
         3,
         &mut rng,
         &mut out,
@@ -234,9 +246,8 @@ proptest! {
                 0..=2 => {
                     let event = [Event::Started, Event::None, Event::Stopped][op as usize];
                     let a = RtcAnnounce { peer_id: id(n), conn, event, seeding, offers: 2 };
-                    let held = model
-                        .get(&n)
-                        .is_some_and(|&(c, _, seen)| c != conn && now.since(seen) < HOLD);
+                    // Every connection stays open here: an id is held by whoever announced it.
+                    let held = model.get(&n).is_some_and(|&(c, _, _)| c != conn);
                     let result = run(&mut s, a, now);
                     if held {
                         prop_assert_eq!(result, Err(RtcRefusal::PeerIdTaken));
