@@ -4,9 +4,10 @@
 #   tests/run.sh
 #
 # Installs what it needs first, skipping what is already there: the wasm32 target, Debian's
-# python3-libtorrent (real clients) and chromium (stats page screenshot), wasm-bindgen-cli (the version Cargo.lock pins), wasm-pack and
-# worker-build from crates.io, and the npm packages of package-lock.json (Miniflare, wrangler,
-# Node 22 for wrangler, esbuild and wasm-opt for worker-build). Nothing is fetched from anywhere
+# python3-libtorrent (real clients) and chromium (stats page screenshot, WebTorrent browsers), wasm-bindgen-cli (the version Cargo.lock pins), wasm-pack and
+# worker-build from crates.io, the npm packages of package-lock.json (Miniflare, wrangler,
+# Node 22 for wrangler, esbuild and wasm-opt for worker-build), and webtorrent's browser bundle
+# (npm pack). Nothing is fetched from anywhere
 # else: worker-build and wasm-pack are pointed at these tools instead of downloading their own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +60,22 @@ wasm-pack test --node
 step "real BitTorrent clients move a file through the native tracker (HTTP and UDP)"
 cargo build -p edgetracker-native
 /usr/bin/python3 tests/real_clients/transfer.py --binary target/debug/edgetracker --protocol both
+
+step "two WebTorrent browsers (headless Chromium) move a file through the native tracker over WebRTC"
+# webtorrent's own browser bundle, from the npm registry: the package's tarball only (`npm pack`,
+# no install scripts, none of its Node dependencies), pinned by version and checksum.
+WEBTORRENT_VERSION=3.0.21
+WEBTORRENT_INTEGRITY=sha512-PFgLphma0dsUWmbWrZ016Cja+j+3D3DXuhk09A5u9qVAzH1T4Vj1VZd8j+zb8sDwPv7NA7+qgPtDEN4iFd6wdw==
+webtorrent_dir=${TMPDIR:-/tmp}/edgetracker-tools-npm/webtorrent-$WEBTORRENT_VERSION
+if [ ! -f "$webtorrent_dir/package/dist/webtorrent.min.js" ]; then
+    mkdir -p "$webtorrent_dir"
+    (cd "$webtorrent_dir" && npm pack "webtorrent@$WEBTORRENT_VERSION" --json --silent >pack.json)
+    grep -q "\"integrity\": \"$WEBTORRENT_INTEGRITY\"" "$webtorrent_dir/pack.json" ||
+        { echo "webtorrent $WEBTORRENT_VERSION: unexpected checksum" >&2; exit 1; }
+    tar -xzf "$webtorrent_dir/webtorrent-$WEBTORRENT_VERSION.tgz" -C "$webtorrent_dir"
+fi
+/usr/bin/python3 tests/real_clients/browsers.py --binary target/debug/edgetracker \
+    --bundle "$webtorrent_dir/package/dist/webtorrent.min.js"
 
 step "the Worker: build it, then drive it in Miniflare (KV and SQLite-backed Durable Objects in memory)"
 worker-build --profile worker
