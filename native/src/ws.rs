@@ -282,6 +282,8 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 const DEAD_AFTER: Duration = Duration::from_secs(75);
 /// A write that takes longer (a client that stopped reading) closes the socket.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// tungstenite's read and write buffer sizes per socket.
+const SOCKET_BUFFER: usize = 4096;
 /// Bytes waiting in one socket's queue at most, whatever the message count.
 const QUEUE_BYTES: usize = 256 * 1024;
 
@@ -306,9 +308,14 @@ where
 {
     let hub = &shared.ws;
     let settings = &shared.config.webtorrent;
+    // tungstenite's default buffers are 128 KiB each way per socket; a browser's messages are a
+    // few KiB (an offer's SDP), so small buffers keep an idle socket cheap. Longer messages
+    // still arrive whole: the read buffer grows to the frame cap when one does.
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
-        .max_frame_size(Some(MAX_MESSAGE));
+        .max_frame_size(Some(MAX_MESSAGE))
+        .read_buffer_size(SOCKET_BUFFER)
+        .write_buffer_size(SOCKET_BUFFER);
     let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     let (mut sink, mut stream) = socket.split();
     let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
