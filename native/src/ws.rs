@@ -4,9 +4,10 @@
 //! A socket's task reads text frames, hands each to the core ([`Tracker::ws_message`]), sends the
 //! reply, and pushes forwarded messages into the receivers' queues (bounded: a peer that does
 //! not read loses new messages, counted, rather than growing the tracker's memory). Frames are
-//! capped at [`MAX_MESSAGE`]; a socket silent for `idle_timeout` is closed, and a closed socket's
-//! peers leave every swarm they joined. Owns sockets, queues and counters; what a message means
-//! is the core's.
+//! capped at [`MAX_MESSAGE`]. A socket is closed when it sends no message for `idle_timeout`,
+//! nothing at all (not even a pong to the pings sent every 30 s) for 75 s, or when a write to it
+//! stalls for 10 s; a closed socket's peers leave every swarm they joined. Owns sockets, queues
+//! and counters; what a message means is the core's.
 //!
 //! [`Tracker::ws_message`]: edgetracker::service::Tracker::ws_message
 
