@@ -283,6 +283,8 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 const DEAD_AFTER: Duration = Duration::from_secs(75);
 /// A write that takes longer (a client that stopped reading) closes the socket.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Queued messages written (and flushed) together at most.
+const BATCH: usize = 32;
 /// tungstenite's read and write buffer sizes per socket.
 const SOCKET_BUFFER: usize = 4096;
 /// Bytes waiting in one socket's queue at most, whatever the message count.
@@ -336,6 +338,7 @@ where
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     let mut out = WsOut::default();
     let is_open = |c: ConnId| hub.queues(c).contains_key(&c);
+    let mut batch = Vec::new();
     loop {
         let send = tokio::select! {
             incoming = stream.next() => {
@@ -397,14 +400,25 @@ where
             }
             Some(text) = queued.recv() => {
                 queued_bytes.fetch_sub(text.len(), Ordering::Relaxed);
+                // Whatever else is already waiting goes out in the same write.
+                for _ in 1..BATCH {
+                    let Ok(more) = queued.try_recv() else { break };
+                    queued_bytes.fetch_sub(more.len(), Ordering::Relaxed);
+                    batch.push(Message::text(more));
+                }
                 Some(Message::text(text))
             }
         };
-        let sent = match send {
-            Some(message) => tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await,
-            None => tokio::time::timeout(SEND_TIMEOUT, sink.flush()).await,
+        let write = async {
+            if let Some(message) = send {
+                sink.feed(message).await?;
+            }
+            for message in batch.drain(..) {
+                sink.feed(message).await?;
+            }
+            sink.flush().await
         };
-        if !matches!(sent, Ok(Ok(()))) {
+        if !matches!(tokio::time::timeout(SEND_TIMEOUT, write).await, Ok(Ok(()))) {
             break;
         }
     }
