@@ -42,18 +42,7 @@ cargo build --release --quiet -p edgetracker-native --bin edgetracker --example 
 ours=$PWD/target/release/edgetracker
 fill=$PWD/target/release/examples/bench_udp_fill
 
-work=$(mktemp -d)
-chmod 755 "$work"
-stop() {
-    local pid
-    pid=$(cat "$work/pid" 2>/dev/null) || return 0
-    [ -n "$pid" ] || return 0
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    : >"$work/pid"
-}
-trap 'stop; rm -rf "$work"' EXIT
+source "$PWD/native/bench/lib.sh"
 
 # Debian builds opentracker to serve whitelisted torrents only: whitelist exactly the load
 # tester's torrents (the filler uses the first 100 k of the same list).
@@ -78,7 +67,6 @@ aquatic_udp_load_test -p >"$work/load.toml"
 sed -i -e "s|^server_address = .*|server_address = \"127.0.0.1:$port\"|" \
     -e "s|^duration = .*|duration = $secs|" -e "s|^summarize_last = .*|summarize_last = 0|" \
     "$work/load.toml"
-ticks=$(getconf CLK_TCK)
 
 # start NAME: the tracker on core 0, its PID in $work/pid, once it answers UDP.
 start() {
@@ -104,8 +92,6 @@ start() {
     kill -0 "$(cat "$work/pid")" 2>/dev/null || { cat "$work/tracker.log" >&2; exit 1; }
 }
 
-cpu_secs() { awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$(cat "$work/pid")/stat"; }
-rss_kb() { awk '$1 == "VmRSS:" {print $2}' "/proc/$(cat "$work/pid")/status"; }
 
 # udp NAME: "responses_per_s responses_per_tracker_cpu_s"
 udp() {
@@ -151,7 +137,6 @@ for r in $(seq 1 "$rounds"); do
 done
 
 # Medians of each tracker's figures and of the per-round ratios against ours.
-median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 echo
 for kind in $only; do
     fields=1; [ "$kind" = udp ] && fields="1 2"

@@ -30,20 +30,9 @@ cargo build --release --quiet -p edgetracker-native --bin edgetracker --example 
 ours=$PWD/target/release/edgetracker
 load=$PWD/target/release/examples/bench_ws_load
 
-work=$(mktemp -d)
-stop() {
-    local pid
-    pid=$(cat "$work/pid" 2>/dev/null) || return 0
-    [ -n "$pid" ] || return 0
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    : >"$work/pid"
-}
-trap 'stop; rm -rf "$work"' EXIT
+source "$PWD/native/bench/lib.sh"
 aquatic_ws -p >"$work/aquatic.toml"
 sed -i -e "s|^address = .*|address = \"127.0.0.1:$port\"|" "$work/aquatic.toml"
-ticks=$(getconf CLK_TCK)
 
 start() {
     case $1 in
@@ -61,8 +50,6 @@ start() {
     done
     kill -0 "$(cat "$work/pid")" 2>/dev/null || { cat "$work/tracker.log" >&2; exit 1; }
 }
-cpu_secs() { awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$(cat "$work/pid")/stat"; }
-rss_kb() { awk '$1 == "VmRSS:" {print $2}' "/proc/$(cat "$work/pid")/status"; }
 
 # run NAME: "announces/s offers/s answers/s messages_per_cpu_s bytes_per_connection"
 run() {
@@ -101,7 +88,6 @@ for r in $(seq 1 "$rounds"); do
     echo "$line"
 done
 
-median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 echo
 field=0
 for what in "announce replies/s" "offers delivered/s" "answers delivered/s" "messages out per tracker CPU-second" "resident bytes per connection"; do

@@ -303,7 +303,8 @@ fn handle(
                 Err(reason) => return failure(StatusCode::BAD_REQUEST, &reason),
             };
             let passkey = route.passkey.map(<[u8]>::to_vec);
-            return ws::upgrade(req, client, passkey, shared, websocket);
+            return ws::upgrade(req, client, passkey, shared, websocket)
+                .unwrap_or_else(|reason| failure(StatusCode::BAD_REQUEST, reason));
         }
         return tracker_request(req, remote, shared, route, query);
     }

@@ -228,27 +228,21 @@ pub fn is_upgrade(req: &Request<Incoming>) -> bool {
 }
 
 /// Answers an upgrade request with 101 and serves the socket in a task of its own, whose handle
-/// goes to `task` (the connection's, so that its admission lasts as long as the socket).
+/// goes to `task` (the connection's, so that its admission lasts as long as the socket). An
+/// upgrade request it cannot take is an error naming what is missing.
 pub fn upgrade(
     req: &mut Request<Incoming>,
     client: IpAddr,
     passkey: Option<Vec<u8>>,
     shared: &Arc<Shared>,
     task: &Mutex<Option<tokio::task::JoinHandle<()>>>,
-) -> Response<http_body_util::Full<hyper::body::Bytes>> {
-    let bad = |reason: &str| {
-        let mut r = Response::new(http_body_util::Full::from(
-            edgetracker::protocol::bencode::write_failure(reason),
-        ));
-        *r.status_mut() = StatusCode::BAD_REQUEST;
-        r
-    };
+) -> Result<Response<http_body_util::Full<hyper::body::Bytes>>, &'static str> {
     let version_ok = req
         .headers()
         .get("sec-websocket-version")
         .is_some_and(|v| v == "13");
     let Some(key) = req.headers().get(SEC_WEBSOCKET_KEY).filter(|_| version_ok) else {
-        return bad("a WebSocket upgrade needs Sec-WebSocket-Key and Sec-WebSocket-Version: 13");
+        return Err("a WebSocket upgrade needs Sec-WebSocket-Key and Sec-WebSocket-Version: 13");
     };
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(req);
@@ -269,7 +263,7 @@ pub fn upgrade(
         SEC_WEBSOCKET_ACCEPT,
         HeaderValue::from_str(&accept).expect("base64 is a header value"),
     );
-    r
+    Ok(r)
 }
 
 thread_local! {

@@ -331,39 +331,46 @@ pub fn write_announce_reply(
 
 /// An offer from `from` (in swarm `info_hash`), as the peer it is handed to receives it.
 pub fn write_offer(info_hash: &InfoHash, from: &PeerId, offer: &Offer) -> String {
-    #[derive(Serialize)]
-    struct Forward<'a> {
-        action: &'a str,
-        info_hash: String,
-        peer_id: String,
-        offer_id: &'a str,
-        offer: &'a Sdp,
-    }
-    to_text(&Forward {
-        action: "announce",
-        info_hash: to_binary_string(&info_hash.0),
-        peer_id: to_binary_string(&from.0),
-        offer_id: &offer.offer_id,
-        offer: &offer.offer,
-    })
+    write_forward(info_hash, from, &offer.offer_id, Some(&offer.offer), None)
 }
 
 /// An answer from `from`, as the peer that made the offer receives it.
 pub fn write_answer(info_hash: &InfoHash, from: &PeerId, answer: &Answer) -> String {
+    write_forward(
+        info_hash,
+        from,
+        &answer.offer_id,
+        None,
+        Some(&answer.answer),
+    )
+}
+
+/// A forwarded offer or answer: the sender, the offer id, and the session description.
+fn write_forward(
+    info_hash: &InfoHash,
+    from: &PeerId,
+    offer_id: &str,
+    offer: Option<&Sdp>,
+    answer: Option<&Sdp>,
+) -> String {
     #[derive(Serialize)]
     struct Forward<'a> {
         action: &'a str,
         info_hash: String,
         peer_id: String,
         offer_id: &'a str,
-        answer: &'a Sdp,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offer: Option<&'a Sdp>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        answer: Option<&'a Sdp>,
     }
     to_text(&Forward {
         action: "announce",
         info_hash: to_binary_string(&info_hash.0),
         peer_id: to_binary_string(&from.0),
-        offer_id: &answer.offer_id,
-        answer: &answer.answer,
+        offer_id,
+        offer,
+        answer,
     })
 }
 

@@ -217,15 +217,16 @@ fn forward_answer(
     let action = WsAction::Announce;
     // Only a member may answer, from its own connection: nobody else can push messages at a
     // peer by naming it.
-    if swarms.conn_of(&a.info_hash, &a.peer_id) != Some(conn.id) {
+    let Some(to) = swarms.answer_route(&a.info_hash, &a.peer_id, conn.id, &answer.to_peer_id)
+    else {
         return failure(out, action, Some(&a.info_hash), NOT_IN_SWARM);
-    }
+    };
     let mut outcome = WsOutcome {
         action: Some(action),
         ..WsOutcome::default()
     };
     // An offerer that has left is no error: the answer had nowhere to go.
-    if let Some(to) = swarms.conn_of(&a.info_hash, &answer.to_peer_id) {
+    if let Some(to) = to {
         out.forwards
             .push((to, ws::write_answer(&a.info_hash, &a.peer_id, answer)));
         outcome.answers_forwarded = 1;

@@ -110,9 +110,19 @@ impl RtcSwarms {
         }
     }
 
-    /// The connection of `peer_id` in torrent `hash`, to forward an answer to it.
-    pub fn conn_of(&self, hash: &InfoHash, peer_id: &PeerId) -> Option<ConnId> {
-        self.shard(hash).get(hash)?.conn_of(peer_id)
+    /// Where an answer from `from` on connection `conn` goes, under one lock: `None` if `from`
+    /// is not a member held by `conn` (it may not answer), else the offerer's connection, if
+    /// it is still in the swarm.
+    pub fn answer_route(
+        &self,
+        hash: &InfoHash,
+        from: &PeerId,
+        conn: ConnId,
+        to: &PeerId,
+    ) -> Option<Option<ConnId>> {
+        let shard = self.shard(hash);
+        let swarm = shard.get(hash)?;
+        (swarm.conn_of(from) == Some(conn)).then(|| swarm.conn_of(to))
     }
 
     /// The counts of torrent `hash` (zeros if unknown).

@@ -162,11 +162,13 @@ impl<H: BuildHasher> RtcSwarm<H> {
         Some(gone)
     }
 
-    fn insert(&mut self, member: Member, seeding: bool) {
+    /// Adds `member` to a role; returns where it is.
+    fn insert(&mut self, member: Member, seeding: bool) -> (bool, u32) {
         let role = &mut self.roles[usize::from(seeding)];
-        self.index
-            .insert(member.peer_id, (seeding, role.len() as u32));
+        let at = (seeding, role.len() as u32);
+        self.index.insert(member.peer_id, at);
         role.push(member);
+        at
     }
 
     /// Records an announce, and appends to `recipients` up to `a.offers` other members to hand
@@ -183,18 +185,19 @@ impl<H: BuildHasher> RtcSwarm<H> {
         recipients: &mut Vec<ConnId>,
     ) -> Result<RtcAnnounced, RtcRefusal> {
         let status = PeerStatus::new(a.event, a.seeding);
+        // One lookup: where the peer is, and its member.
         let known = self.index.get(&a.peer_id).map(|&(seeding, i)| {
             let m = self.roles[usize::from(seeding)][i as usize];
-            (seeding, m)
+            (seeding, i, m)
         });
-        if let Some((_, m)) = known
+        if let Some((_, _, m)) = known
             && m.conn != a.conn
             && is_open(m.conn)
         {
             return Err(RtcRefusal::PeerIdTaken);
         }
-        let claimed = known.is_none_or(|(_, m)| m.conn != a.conn);
-        let was_seeder = known.is_some_and(|(seeding, _)| seeding);
+        let claimed = known.is_none_or(|(_, _, m)| m.conn != a.conn);
+        let was_seeder = known.is_some_and(|(seeding, _, _)| seeding);
         if status == PeerStatus::Stopped {
             return Ok(RtcAnnounced {
                 joined: false,
@@ -210,20 +213,20 @@ impl<H: BuildHasher> RtcSwarm<H> {
             conn: a.conn,
             seen: now,
         };
-        match known {
-            Some((seeding, _)) if seeding == a.seeding => {
-                let (_, i) = self.index[&a.peer_id];
+        let at = match known {
+            Some((seeding, i, _)) if seeding == a.seeding => {
                 self.roles[usize::from(seeding)][i as usize] = member;
+                (seeding, i)
             }
             _ => {
                 self.remove(&a.peer_id);
-                self.insert(member, a.seeding);
+                self.insert(member, a.seeding)
             }
-        }
+        };
         if a.event == Event::Completed && !was_seeder {
             self.downloaded = self.downloaded.saturating_add(1);
         }
-        self.choose(&a.peer_id, a.seeding, a.offers, rng, recipients);
+        self.choose(at, a.offers, rng, recipients);
         Ok(RtcAnnounced {
             joined: known.is_none(),
             claimed,
@@ -231,22 +234,20 @@ impl<H: BuildHasher> RtcSwarm<H> {
         })
     }
 
-    /// Up to `want` members other than `requester`, at random: leechers only for a seeder.
+    /// Up to `want` members other than the requester (at `(seeding, index)`), at random:
+    /// leechers only for a seeder.
     fn choose(
         &self,
-        requester: &PeerId,
-        seeding: bool,
+        (seeding, i): (bool, u32),
         want: usize,
         rng: &mut impl Rng,
         out: &mut Vec<ConnId>,
     ) {
         let (leechers, seeders) = (&self.roles[0], &self.roles[1]);
-        let requester_at = self.index.get(requester).map(|&(s, i)| {
-            if s {
-                leechers.len() + i as usize
-            } else {
-                i as usize
-            }
+        let requester_at = Some(if seeding {
+            leechers.len() + i as usize
+        } else {
+            i as usize
         });
         select::for_requester(
             leechers.len(),
