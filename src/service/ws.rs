@@ -10,8 +10,9 @@ use std::net::IpAddr;
 
 use rand_core::Rng;
 
-use super::{Scratch, Tracker};
+use super::{RATE_LIMITED, Scratch, Tracker};
 use crate::access::Refusal;
+use crate::protocol::http::RequestError;
 use crate::protocol::types::{Event, InfoHash, PeerId};
 use crate::protocol::ws::{self, Announce, ClientMessage, ScrapeCounts, WsAction, WsError};
 use crate::ratelimit::AnnounceGate;
@@ -114,7 +115,6 @@ fn failure(out: &mut WsOut, action: WsAction, hash: Option<&InfoHash>, reason: &
     }
 }
 
-const RATE_LIMITED: &str = "rate limited: too many announces from your address, slow down";
 const TOO_MANY_TORRENTS: &str = "too many torrents on one connection";
 const NOT_IN_SWARM: &str = "answer from a peer that is not in the swarm";
 const TOO_MANY_PEERS: &str = "too many peers of one torrent on one connection";
@@ -165,11 +165,17 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
             }
             ClientMessage::Scrape(s) => {
                 let action = WsAction::Scrape;
-                if s.info_hashes.is_empty() {
-                    return failure(out, action, None, "full scrape is not available here");
-                }
-                if s.info_hashes.len() > self.policy.scrape_max_hashes as usize {
-                    return failure(out, action, None, "too many info_hash values in one scrape");
+                // The same reasons as an HTTP scrape's.
+                let max = self.policy.scrape_max_hashes as usize;
+                let refused = if s.info_hashes.is_empty() {
+                    Some(RequestError::FullScrapeDisabled)
+                } else if s.info_hashes.len() > max {
+                    Some(RequestError::TooManyHashes { max })
+                } else {
+                    None
+                };
+                if let Some(e) = refused {
+                    return failure(out, action, None, &e.to_string());
                 }
                 if let Err(refusal) =
                     self.admit(&mut scratch.access, conn.passkey.as_deref(), &s.info_hashes)
