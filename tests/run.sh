@@ -87,7 +87,9 @@ for store in durable-object kv; do
     # The config is copied to a temporary directory, because wrangler keeps its .wrangler/ work
     # files beside the config: nothing is written into the checkout.
     state=$(mktemp -d)
-    sed "s|^main = .*|main = \"$PWD/build/worker/shim.mjs\"|" tests/edge/wrangler.test.toml >"$state/wrangler.toml"
+    # wrangler.toml itself, with the Worker built already (no [build]).
+    sed -e "s|^main = .*|main = \"$PWD/build/worker/shim.mjs\"|" -e '/^\[build\]$/,/^command = /d' \
+        wrangler.toml >"$state/wrangler.toml"
     /usr/bin/python3 tests/real_clients/transfer.py --protocol http \
         --tracker-cmd "npx --no-install wrangler dev --config $state/wrangler.toml --local --ip 127.0.0.1 --port {port} --persist-to $state/data --var SWARM_STORE:$store"
     rm -rf "$state"

@@ -554,23 +554,16 @@ impl Config {
             ));
         }
         let ws = &self.webtorrent;
-        if ws.announce_interval == 0 || ws.peer_timeout < ws.announce_interval {
-            return Err(
-                "[webtorrent] announce_interval must be positive and at most peer_timeout".into(),
-            );
-        }
+        ws.policy()
+            .validate()
+            .map_err(|e| format!("[webtorrent] {e}"))?;
         if u64::from(ws.announce_interval) >= ws.idle_timeout {
             return Err(
                 "[webtorrent] idle_timeout must be longer than announce_interval (a browser's socket is silent between announces)".into(),
             );
         }
-        if !(1..=100).contains(&ws.max_offers) {
-            return Err("[webtorrent] max_offers must be between 1 and 100".into());
-        }
-        if ws.max_torrents_per_connection == 0 || ws.send_queue == 0 {
-            return Err(
-                "[webtorrent] max_torrents_per_connection and send_queue must be at least 1".into(),
-            );
+        if ws.send_queue == 0 {
+            return Err("[webtorrent] send_queue must be at least 1".into());
         }
         let proxies = self.trusted_proxies()?;
         if !self.network.trusted_proxy_header.is_empty() && proxies.is_empty() {

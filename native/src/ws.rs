@@ -374,7 +374,7 @@ where
                     Message::Binary(_) => Some(Message::text(write_failure(
                         Some(WsAction::Announce),
                         None,
-                        "binary frames are not part of the protocol: send JSON text",
+                        edgetracker::protocol::ws::BINARY_REFUSED,
                     ))),
                     Message::Close(_) => break,
                     // Pings are answered by the socket itself at the next flush.

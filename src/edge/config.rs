@@ -4,6 +4,7 @@
 use worker::Env;
 
 use crate::swarm::Policy;
+use crate::swarm::rtc::RtcPolicy;
 
 /// The Worker's vars as text, by name: `env.var` in the Worker, a table in tests.
 pub trait Vars {
@@ -126,6 +127,41 @@ pub fn policy(vars: &impl Vars, store: StoreKind) -> Result<Policy, String> {
     Ok(p)
 }
 
+/// The most swarms one WebSocket may be in at the edge: a socket's swarms ride in its
+/// hibernation attachment, which holds 2,048 bytes (40 bytes a swarm, and the connection).
+pub const MAX_TORRENTS_PER_CONNECTION: usize = 40;
+
+/// The edge's WebTorrent knobs, or `None` when `WEBTORRENT = "off"` (on when unset). The
+/// defaults are the native tracker's, but for the swarms a socket may join (32, at most
+/// [`MAX_TORRENTS_PER_CONNECTION`]).
+pub fn webtorrent(vars: &impl Vars) -> Result<Option<RtcPolicy>, String> {
+    match vars.get("WEBTORRENT").as_deref().map(str::trim) {
+        None | Some("" | "on") => {}
+        Some("off") => return Ok(None),
+        Some(other) => {
+            return Err(format!(
+                "var WEBTORRENT must be \"on\" or \"off\", not {other:?}"
+            ));
+        }
+    }
+    let d = RtcPolicy::default();
+    let p = RtcPolicy {
+        announce_interval: var(vars, "WEBTORRENT_INTERVAL", d.announce_interval)?,
+        peer_timeout: var(vars, "WEBTORRENT_PEER_TIMEOUT", d.peer_timeout)?,
+        max_offers: var(vars, "WEBTORRENT_MAX_OFFERS", d.max_offers as u32)? as usize,
+        max_torrents_per_connection: var(vars, "WEBTORRENT_MAX_TORRENTS_PER_CONNECTION", 32)?
+            as usize,
+    };
+    p.validate()
+        .map_err(|e| format!("WEBTORRENT_* vars: {e}"))?;
+    if p.max_torrents_per_connection > MAX_TORRENTS_PER_CONNECTION {
+        return Err(format!(
+            "var WEBTORRENT_MAX_TORRENTS_PER_CONNECTION must be at most {MAX_TORRENTS_PER_CONNECTION} (a socket's swarms ride in its 2 KB hibernation attachment)"
+        ));
+    }
+    Ok(Some(p))
+}
+
 #[cfg(test)]
 mod tests {
     //! The defaults above are written down twice for operators: in wrangler.toml's `[vars]`
@@ -157,8 +193,16 @@ mod tests {
             "MAX_PEERS_PER_TORRENT" => durable.max_peers_per_torrent,
             "MAX_PEERS_PER_ADDRESS" => durable.max_peers_per_address,
             "COMPLETED_RETENTION" => durable.completed_retention,
+            "WEBTORRENT_INTERVAL" => rtc().announce_interval,
+            "WEBTORRENT_PEER_TIMEOUT" => rtc().peer_timeout,
+            "WEBTORRENT_MAX_OFFERS" => rtc().max_offers as u32,
+            "WEBTORRENT_MAX_TORRENTS_PER_CONNECTION" => rtc().max_torrents_per_connection as u32,
             _ => return None,
         })
+    }
+
+    fn rtc() -> RtcPolicy {
+        webtorrent(&HashMap::new()).unwrap().expect("on by default")
     }
 
     fn defaults() -> (Policy, Policy) {
@@ -201,7 +245,7 @@ mod tests {
             }
         }
         assert_eq!(
-            checked, 10,
+            checked, 14,
             "every policy var is in wrangler.toml: {vars:?}"
         );
         // What the file sets changes nothing: it only writes the defaults down.
@@ -243,6 +287,23 @@ mod tests {
             checked >= 8,
             "the README states the defaults ({checked} found)"
         );
+    }
+
+    #[test]
+    fn webtorrent_is_on_unless_off_and_its_knobs_are_checked() {
+        let with = |name: &str, value: &str| {
+            webtorrent(&HashMap::from([(name.to_string(), value.to_string())]))
+        };
+        assert_eq!(with("WEBTORRENT", "off"), Ok(None));
+        assert_eq!(with("WEBTORRENT", "on"), Ok(Some(rtc())));
+        assert!(with("WEBTORRENT", "yes").unwrap_err().contains("WEBTORRENT"));
+        let most = MAX_TORRENTS_PER_CONNECTION.to_string();
+        assert!(with("WEBTORRENT_MAX_TORRENTS_PER_CONNECTION", &most).is_ok());
+        let over = (MAX_TORRENTS_PER_CONNECTION + 1).to_string();
+        let err = with("WEBTORRENT_MAX_TORRENTS_PER_CONNECTION", &over).unwrap_err();
+        assert!(err.contains("attachment"), "{err}");
+        assert!(with("WEBTORRENT_MAX_OFFERS", "0").is_err());
+        assert!(with("WEBTORRENT_INTERVAL", "400").is_err(), "longer than the timeout");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod kv;
 mod limit;
 mod rules;
 mod store;
+pub mod webtorrent;
 
 use std::cell::RefCell;
 use std::net::IpAddr;
@@ -95,6 +96,10 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     };
     let (path, query) = split_target(target.as_bytes());
     if let Some(route) = route::route(path) {
+        if route.endpoint == Endpoint::Announce && webtorrent::wants_upgrade(&req, &env) {
+            let conn = isolate(|s| rand_core::Rng::next_u64(&mut s.rng));
+            return webtorrent::upgrade(&req, &env, route.passkey, conn).await;
+        }
         return tracker_request(&req, &env, route, query).await;
     }
     match path {

@@ -25,6 +25,9 @@ use super::types::{Event, InfoHash, PeerId};
 /// Longest text frame a tracker should read: a browser's offer SDP is 1–4 KB, and a client sends
 /// at most ten of them.
 pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// The failure reason for a binary frame: the protocol is JSON text.
+pub const BINARY_REFUSED: &str = "binary frames are not part of the protocol: send JSON text";
 /// Longest offer id forwarded, in UTF-8 bytes (the clients' 20-byte binary string takes 20–40).
 pub const MAX_OFFER_ID: usize = 64;
 

@@ -16,8 +16,8 @@ use crate::protocol::http::RequestError;
 use crate::protocol::types::{Event, InfoHash, PeerId};
 use crate::protocol::ws::{self, Announce, ClientMessage, ScrapeCounts, WsAction, WsError};
 use crate::ratelimit::AnnounceGate;
-use crate::store::PeerStore;
-use crate::store::rtc::RtcSwarms;
+use crate::store::rtc::{RtcStore, RtcSwarms};
+use crate::store::{PeerStore, StoreError};
 use crate::swarm::rtc::{ConnId, RtcAnnounce, RtcPolicy, RtcRefusal};
 use crate::time::UnixTime;
 
@@ -34,12 +34,28 @@ pub struct WsConnection {
 
 impl WsConnection {
     pub fn new(id: ConnId, passkey: Option<Vec<u8>>, client: IpAddr) -> Self {
+        Self::restore(id, passkey, client, Vec::new())
+    }
+
+    /// A connection as a home kept it between messages (the edge's socket objects forget
+    /// everything but what they stored when they hibernate).
+    pub fn restore(
+        id: ConnId,
+        passkey: Option<Vec<u8>>,
+        client: IpAddr,
+        joined: Vec<(InfoHash, PeerId)>,
+    ) -> Self {
         WsConnection {
             id,
             passkey,
             client,
-            joined: Vec::new(),
+            joined,
         }
+    }
+
+    /// The swarms this connection is in, and as which peer.
+    pub fn members(&self) -> &[(InfoHash, PeerId)] {
+        &self.joined
     }
 
     /// The socket closed: its peers leave every swarm they joined through it.
@@ -57,8 +73,8 @@ impl WsConnection {
 
 /// What the home lends the core for one message: the swarms, the knobs, and which connections
 /// are open (a peer id held by a closed connection may be claimed by a reconnecting client).
-pub struct WsHome<'a> {
-    pub swarms: &'a RtcSwarms,
+pub struct WsHome<'a, R> {
+    pub swarms: &'a R,
     pub policy: &'a RtcPolicy,
     pub is_open: &'a dyn Fn(ConnId) -> bool,
 }
@@ -92,6 +108,8 @@ pub struct WsOutcome {
     pub full: bool,
     pub offers_forwarded: usize,
     pub answers_forwarded: usize,
+    /// The swarms could not be reached (the client was told to try again).
+    pub store_error: Option<StoreError>,
 }
 
 fn refused(out: &mut WsOut, err: &WsError) -> WsOutcome {
@@ -118,13 +136,25 @@ fn failure(out: &mut WsOut, action: WsAction, hash: Option<&InfoHash>, reason: &
 const TOO_MANY_TORRENTS: &str = "too many torrents on one connection";
 const NOT_IN_SWARM: &str = "answer from a peer that is not in the swarm";
 const TOO_MANY_PEERS: &str = "too many peers of one torrent on one connection";
+const STORE_UNAVAILABLE: &str = "tracker storage unavailable, try again later";
+
+fn store_failed(
+    out: &mut WsOut,
+    action: WsAction,
+    hash: Option<&InfoHash>,
+    e: StoreError,
+) -> WsOutcome {
+    let mut outcome = failure(out, action, hash, STORE_UNAVAILABLE);
+    outcome.store_error = Some(e);
+    outcome
+}
 
 impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
     /// Handles one text frame from `conn`: fills `out` (cleared first) with what to send.
     #[allow(clippy::too_many_arguments)]
-    pub async fn ws_message(
+    pub async fn ws_message<R: RtcStore>(
         &self,
-        home: &WsHome<'_>,
+        home: &WsHome<'_, R>,
         conn: &mut WsConnection,
         text: &str,
         now: UnixTime,
@@ -158,9 +188,9 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
                     );
                 }
                 if a.answer.is_some() {
-                    forward_answer(swarms, conn, &a, out)
+                    forward_answer(swarms, conn, &a, out).await
                 } else {
-                    announce(home, conn, &a, now, rng, out)
+                    announce(home, conn, &a, now, rng, out).await
                 }
             }
             ClientMessage::Scrape(s) => {
@@ -190,11 +220,15 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
                     }
                     return failure(out, action, None, refusal.reason());
                 }
+                let mut counts = Vec::with_capacity(s.info_hashes.len());
+                if let Err(e) = swarms.counts(&s.info_hashes, &mut counts).await {
+                    return store_failed(out, action, None, e);
+                }
                 let files: Vec<(InfoHash, ScrapeCounts)> = s
                     .info_hashes
                     .iter()
-                    .map(|h| {
-                        let c = swarms.counts(h);
+                    .zip(counts)
+                    .map(|(h, c)| {
                         let counts = ScrapeCounts {
                             complete: c.complete,
                             incomplete: c.incomplete,
@@ -213,8 +247,8 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
     }
 }
 
-fn forward_answer(
-    swarms: &RtcSwarms,
+async fn forward_answer(
+    swarms: &impl RtcStore,
     conn: &WsConnection,
     a: &Announce,
     out: &mut WsOut,
@@ -223,9 +257,13 @@ fn forward_answer(
     let action = WsAction::Announce;
     // Only a member may answer, from its own connection: nobody else can push messages at a
     // peer by naming it.
-    let Some(to) = swarms.answer_route(&a.info_hash, &a.peer_id, conn.id, &answer.to_peer_id)
-    else {
-        return failure(out, action, Some(&a.info_hash), NOT_IN_SWARM);
+    let route = swarms
+        .answer_route(&a.info_hash, &a.peer_id, conn.id, &answer.to_peer_id)
+        .await;
+    let to = match route {
+        Ok(Some(to)) => to,
+        Ok(None) => return failure(out, action, Some(&a.info_hash), NOT_IN_SWARM),
+        Err(e) => return store_failed(out, action, Some(&a.info_hash), e),
     };
     let mut outcome = WsOutcome {
         action: Some(action),
@@ -240,8 +278,8 @@ fn forward_answer(
     outcome
 }
 
-fn announce(
-    home: &WsHome<'_>,
+async fn announce<R: RtcStore>(
+    home: &WsHome<'_, R>,
     conn: &mut WsConnection,
     a: &Announce,
     now: UnixTime,
@@ -282,16 +320,20 @@ fn announce(
         offers,
     };
     let mut recipients = Vec::with_capacity(offers);
-    let (done, counts) = match swarms.announce(
-        &a.info_hash,
-        &announce,
-        now,
-        home.is_open,
-        rng,
-        &mut recipients,
-    ) {
-        Ok(done) => done,
-        Err(refusal) => {
+    let announced = swarms
+        .announce(
+            &a.info_hash,
+            &announce,
+            now,
+            home.is_open,
+            rng,
+            &mut recipients,
+        )
+        .await;
+    let (done, counts) = match announced {
+        Ok(Ok(done)) => done,
+        Err(e) => return store_failed(out, action, Some(&a.info_hash), e),
+        Ok(Err(refusal)) => {
             let mut outcome = failure(out, action, Some(&a.info_hash), refusal.reason());
             outcome.full = refusal != RtcRefusal::PeerIdTaken;
             return outcome;

@@ -1,4 +1,5 @@
-//! WebTorrent swarms in memory, for a home that holds every peer's WebSocket itself (native).
+//! WebTorrent swarms: the seam ([`RtcStore`]) the core forwards offers and answers through, and
+//! its in-memory backend, for a home that holds every peer's WebSocket itself (native).
 //!
 //! Sharded by info hash like [`super::memory::MemoryStore`], each shard a map of
 //! [`RtcSwarm`]s behind its own mutex; keyed hashing throughout, since info hashes and peer ids
@@ -8,17 +9,97 @@
 //! announce does is [`crate::swarm::rtc`]'s.
 
 use std::collections::HashMap;
+use std::future::{Future, ready};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rand_core::Rng;
 
+use super::StoreError;
 use super::memory::KeyedHasher;
 use crate::protocol::types::{InfoHash, PeerId};
 use crate::swarm::rtc::{ConnId, RtcAnnounce, RtcAnnounced, RtcCounts, RtcRefusal, RtcSwarm};
 use crate::time::UnixTime;
 
 const SHARDS: usize = 64;
+
+/// What an announce into a WebTorrent swarm came to: done (with the swarm's counts after it), or
+/// refused.
+pub type RtcResult = Result<(RtcAnnounced, RtcCounts), RtcRefusal>;
+
+/// Where WebTorrent swarms live, as the core sees them: the one seam between the WebSocket
+/// service and a home's swarms (as [`super::PeerStore`] is for address swarms). The memory
+/// backend answers at once, so the native path pays nothing for the futures; the edge's
+/// backend asks each torrent's Durable Object. A backend that cannot be reached says so with a
+/// [`StoreError`]; the service turns it into a failure reply.
+pub trait RtcStore {
+    /// [`RtcSwarm::announce`] in torrent `hash`, created if new and under the torrent cap.
+    /// `is_open` says whether a connection is still open, where the backend can know it (a
+    /// backend that cannot treats a member as open until it leaves or times out). The backend
+    /// may draw recipients with its own RNG.
+    fn announce(
+        &self,
+        hash: &InfoHash,
+        a: &RtcAnnounce,
+        now: UnixTime,
+        is_open: &dyn Fn(ConnId) -> bool,
+        rng: &mut impl Rng,
+        recipients: &mut Vec<ConnId>,
+    ) -> impl Future<Output = Result<RtcResult, StoreError>>;
+
+    /// Where an answer from `from` on connection `conn` goes: `None` if `from` is not a member
+    /// held by `conn` (it may not answer), else the offerer's connection, if it is still in the
+    /// swarm.
+    fn answer_route(
+        &self,
+        hash: &InfoHash,
+        from: &PeerId,
+        conn: ConnId,
+        to: &PeerId,
+    ) -> impl Future<Output = Result<Option<Option<ConnId>>, StoreError>>;
+
+    /// The counts of each of `hashes` (zeros for an unknown torrent), appended to `out`.
+    fn counts(
+        &self,
+        hashes: &[InfoHash],
+        out: &mut Vec<RtcCounts>,
+    ) -> impl Future<Output = Result<(), StoreError>>;
+}
+
+impl RtcStore for RtcSwarms {
+    fn announce(
+        &self,
+        hash: &InfoHash,
+        a: &RtcAnnounce,
+        now: UnixTime,
+        is_open: &dyn Fn(ConnId) -> bool,
+        rng: &mut impl Rng,
+        recipients: &mut Vec<ConnId>,
+    ) -> impl Future<Output = Result<RtcResult, StoreError>> {
+        ready(Ok(RtcSwarms::announce(
+            self, hash, a, now, is_open, rng, recipients,
+        )))
+    }
+
+    fn answer_route(
+        &self,
+        hash: &InfoHash,
+        from: &PeerId,
+        conn: ConnId,
+        to: &PeerId,
+    ) -> impl Future<Output = Result<Option<Option<ConnId>>, StoreError>> {
+        ready(Ok(RtcSwarms::answer_route(self, hash, from, conn, to)))
+    }
+
+    fn counts(
+        &self,
+        hashes: &[InfoHash],
+        out: &mut Vec<RtcCounts>,
+    ) -> impl Future<Output = Result<(), StoreError>> {
+        out.extend(hashes.iter().map(|h| RtcSwarms::counts(self, h)));
+        ready(Ok(()))
+    }
+}
 
 type Shard = HashMap<InfoHash, RtcSwarm<KeyedHasher>, KeyedHasher>;
 
@@ -70,7 +151,7 @@ impl RtcSwarms {
         is_open: &dyn Fn(ConnId) -> bool,
         rng: &mut impl Rng,
         recipients: &mut Vec<ConnId>,
-    ) -> Result<(RtcAnnounced, RtcCounts), RtcRefusal> {
+    ) -> RtcResult {
         let mut shard = self.shard(hash);
         let swarm = match shard.get_mut(hash) {
             Some(swarm) => swarm,

@@ -41,6 +41,22 @@ pub struct RtcPolicy {
     pub max_torrents_per_connection: usize,
 }
 
+impl RtcPolicy {
+    /// Refuses knobs a swarm cannot run on (both homes check theirs with this).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.announce_interval == 0 || self.peer_timeout < self.announce_interval {
+            return Err("announce_interval must be positive and at most peer_timeout".into());
+        }
+        if !(1..=100).contains(&self.max_offers) {
+            return Err("max_offers must be between 1 and 100".into());
+        }
+        if self.max_torrents_per_connection == 0 {
+            return Err("max_torrents_per_connection must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
 impl Default for RtcPolicy {
     fn default() -> Self {
         RtcPolicy {
@@ -279,7 +295,17 @@ impl<H: BuildHasher> RtcSwarm<H> {
     /// Drops members silent for more than `timeout` seconds (a client whose socket lives on
     /// but who stopped announcing); returns how many.
     pub fn expire(&mut self, now: UnixTime, timeout: u32) -> usize {
-        let before = self.len();
+        self.expire_each(now, timeout, |_| ())
+    }
+
+    /// [`Self::expire`], telling `gone` each peer id dropped (a home that mirrors the swarm
+    /// into storage deletes its row).
+    pub fn expire_each(
+        &mut self,
+        now: UnixTime,
+        timeout: u32,
+        mut gone: impl FnMut(PeerId),
+    ) -> usize {
         let stale: Vec<PeerId> = self
             .roles
             .iter()
@@ -289,8 +315,35 @@ impl<H: BuildHasher> RtcSwarm<H> {
             .collect();
         for p in &stale {
             self.remove(p);
+            gone(*p);
         }
-        before - self.len()
+        stale.len()
+    }
+
+    /// A member as last announced: its connection, whether it seeds, and when it was seen.
+    pub fn member(&self, peer_id: &PeerId) -> Option<(ConnId, bool, UnixTime)> {
+        let &(seeding, i) = self.index.get(peer_id)?;
+        let m = self.roles[usize::from(seeding)][i as usize];
+        Some((m.conn, seeding, m.seen))
+    }
+
+    /// Puts back a member a home kept in storage (a peer id already present is left as it is).
+    pub fn restore(&mut self, peer_id: PeerId, conn: ConnId, seeding: bool, seen: UnixTime) {
+        if !self.index.contains_key(&peer_id) {
+            self.insert(
+                Member {
+                    peer_id,
+                    conn,
+                    seen,
+                },
+                seeding,
+            );
+        }
+    }
+
+    /// Puts back the completed count a home kept in storage.
+    pub fn restore_downloaded(&mut self, downloaded: u32) {
+        self.downloaded = downloaded;
     }
 }
 

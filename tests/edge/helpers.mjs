@@ -24,7 +24,10 @@ export function workerOptions(extra = {}) {
     ],
     compatibilityDate: "2026-07-01",
     kvNamespaces: ["SWARMS"],
-    durableObjects: { SWARM_OBJECTS: { className: "SwarmObject", useSQLite: true } },
+    durableObjects: {
+      SWARM_OBJECTS: { className: "SwarmObject", useSQLite: true },
+      SOCKET_OBJECTS: { className: "SocketObject", useSQLite: true },
+    },
     bindings: {
       ANNOUNCE_INTERVAL: "1800", MIN_INTERVAL: "900", PEER_TIMEOUT: "5400",
       NUMWANT_DEFAULT: "50", NUMWANT_MAX: "100", SCRAPE_MAX_HASHES: "16",

@@ -9,6 +9,8 @@
 //! finds the first.
 
 pub mod object;
+mod rtc_object;
+pub mod rtc_wire;
 pub mod wire;
 
 use std::cell::Cell;

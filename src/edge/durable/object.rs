@@ -25,6 +25,8 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use worker::{DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
+use super::rtc_object::{Rows, RtcMembers};
+use super::rtc_wire::RtcCall;
 use super::wire::{Call, Op, Reply, RowCounts, full_code};
 use crate::store::Full;
 use crate::store::mirror::{MirroredSwarm, Row, Write};
@@ -38,6 +40,8 @@ pub struct SwarmObject {
     rng: RefCell<SmallRng>,
     /// The table exists (created at the first write, gone after a clear).
     table: Cell<bool>,
+    /// The torrent's WebTorrent members, loaded at the first WebTorrent call.
+    rtc: RefCell<Option<RtcMembers>>,
 }
 
 impl DurableObject for SwarmObject {
@@ -49,10 +53,14 @@ impl DurableObject for SwarmObject {
             swarm: RefCell::new(None),
             rng: RefCell::new(SmallRng::from_seed(seed)),
             table: Cell::new(false),
+            rtc: RefCell::new(None),
         }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        if let Some(rtc) = req.path().strip_prefix("/rtc/") {
+            return self.rtc_fetch(rtc).await;
+        }
         let call = req
             .path()
             .strip_prefix('/')
@@ -66,7 +74,7 @@ impl DurableObject for SwarmObject {
                 Ok(Response::from_bytes(vec![full_code(full)])?.with_status(409))
             }
             Ok(Answer::Reply(reply, cleared)) => {
-                if cleared {
+                if cleared && !self.rtc_table() {
                     // The table is already gone (dropped in `answer`, before any await, so no
                     // other call can see it half-cleared). deleteAll then removes the object's
                     // storage altogether, so nothing is billed for it; if that fails, an empty
@@ -96,6 +104,60 @@ enum Answer {
 }
 
 impl SwarmObject {
+    /// Whether the WebTorrent members' table may exist (asked of storage if not loaded yet), so
+    /// that clearing one table never deletes the other's storage.
+    fn rtc_table(&self) -> bool {
+        match &*self.rtc.borrow() {
+            Some(members) => members.has_table(),
+            None => {
+                let sql = self.state.storage().sql();
+                table_exists(&sql, "rtc").unwrap_or(true)
+            }
+        }
+    }
+
+    /// One WebTorrent call (hex in the path): see [`super::rtc_wire`].
+    async fn rtc_fetch(&self, hex: &str) -> worker::Result<Response> {
+        let Some(call) = super::super::unhex(hex).and_then(|b| RtcCall::decode(&b)) else {
+            return Response::error("not a WebTorrent swarm call", 400);
+        };
+        let sql = self.state.storage().sql();
+        let mut rows = Rows::default();
+        let answered = {
+            let mut slot = self.rtc.borrow_mut();
+            let loaded = match slot.as_mut() {
+                Some(members) => Ok(members),
+                None => {
+                    let mut key = [0u8; 16];
+                    rand_core::Rng::fill_bytes(&mut *self.rng.borrow_mut(), &mut key);
+                    RtcMembers::load(&sql, &call, key, &mut rows).map(|m| slot.insert(m))
+                }
+            };
+            loaded.and_then(|members| {
+                members.answer(&sql, &call, &mut self.rng.borrow_mut(), &mut rows)
+            })
+        };
+        match answered {
+            Ok((reply, cleared)) => {
+                // The other table gone as well: remove the object's storage altogether.
+                if cleared
+                    && !self.table.get()
+                    && !table_exists(&sql, "swarm").unwrap_or(true)
+                    && let Err(e) = self.state.storage().delete_all().await
+                {
+                    worker::console_error!("swarm object: deleteAll: {e}");
+                }
+                Response::from_bytes(reply.encode(&call.op))
+            }
+            Err(e) => {
+                // Memory may be ahead of storage: load again next time.
+                self.rtc.replace(None);
+                worker::console_error!("swarm object (WebTorrent): {e}");
+                Err(e)
+            }
+        }
+    }
+
     /// Runs one call against the swarm (loading it first if needed) and carries out its writes.
     /// Returns the reply and whether it cleared storage. No await in here, so no other call can
     /// interleave with it, and the swarm is never borrowed across a suspension.
@@ -245,7 +307,17 @@ fn count(rows: &mut RowCounts, cursor: &worker::SqlCursor) {
     rows.written = rows.written.saturating_add(cursor.rows_written() as u32);
 }
 
-fn integer(v: &SqlStorageValue) -> Option<i64> {
+/// Whether table `name` exists.
+fn table_exists(sql: &SqlStorage, name: &str) -> worker::Result<bool> {
+    let cursor = sql.exec(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+        vec![SqlStorageValue::String(name.to_string())],
+    )?;
+    let found = cursor.raw().next().transpose()?;
+    Ok(found.as_deref().and_then(<[_]>::first).and_then(integer) == Some(1))
+}
+
+pub(super) fn integer(v: &SqlStorageValue) -> Option<i64> {
     match v {
         SqlStorageValue::Integer(n) => Some(*n),
         SqlStorageValue::Boolean(b) => Some(i64::from(*b)),
@@ -253,7 +325,7 @@ fn integer(v: &SqlStorageValue) -> Option<i64> {
     }
 }
 
-fn blob(bytes: &[u8]) -> SqlStorageValue {
+pub(super) fn blob(bytes: &[u8]) -> SqlStorageValue {
     SqlStorageValue::Blob(bytes.to_vec())
 }
 

@@ -1,0 +1,150 @@
+//! What a WebTorrent socket's object must remember across hibernation, in the socket's
+//! attachment (which survives hibernation and holds at most 2,048 bytes): the connection's id,
+//! the client's address, the passkey of its URL, and the swarms it joined.
+//!
+//! ```text
+//! version 1 u8, conn u64, family u8 (4 | 6), address [4 | 16], passkey length u8 (255: none),
+//! passkey, swarms u8, (info hash [20], peer id [20]) each
+//! ```
+//!
+//! Binary, not JSON, so that the most swarms a socket may join
+//! ([`super::super::config::MAX_TORRENTS_PER_CONNECTION`]) fit with the longest passkey. Owns
+//! this layout only.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::protocol::types::{InfoHash, PeerId};
+use crate::swarm::rtc::ConnId;
+
+/// The longest passkey a WebSocket URL may carry here.
+pub const MAX_PASSKEY: usize = 64;
+
+/// What the attachment holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub conn: ConnId,
+    pub client: IpAddr,
+    pub passkey: Option<Vec<u8>>,
+    pub joined: Vec<(InfoHash, PeerId)>,
+}
+
+const VERSION: u8 = 1;
+const NO_PASSKEY: u8 = 255;
+
+impl Attachment {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(40 + 40 * self.joined.len());
+        out.push(VERSION);
+        out.extend_from_slice(&self.conn.to_be_bytes());
+        match self.client {
+            IpAddr::V4(ip) => {
+                out.push(4);
+                out.extend_from_slice(&ip.octets());
+            }
+            IpAddr::V6(ip) => {
+                out.push(6);
+                out.extend_from_slice(&ip.octets());
+            }
+        }
+        match &self.passkey {
+            Some(key) => {
+                let key = &key[..key.len().min(MAX_PASSKEY)];
+                out.push(key.len() as u8);
+                out.extend_from_slice(key);
+            }
+            None => out.push(NO_PASSKEY),
+        }
+        out.push(self.joined.len().min(255) as u8);
+        for (hash, peer) in self.joined.iter().take(255) {
+            out.extend_from_slice(&hash.0);
+            out.extend_from_slice(&peer.0);
+        }
+        out
+    }
+
+    /// `None` for anything that is not exactly an attachment this module writes.
+    pub fn decode(b: &[u8]) -> Option<Attachment> {
+        let (&[VERSION], b) = b.split_first_chunk::<1>()? else {
+            return None;
+        };
+        let (conn, b) = b.split_first_chunk::<8>()?;
+        let (&[family], b) = b.split_first_chunk::<1>()?;
+        let (client, b) = match family {
+            4 => {
+                let (ip, b) = b.split_first_chunk::<4>()?;
+                (IpAddr::V4(Ipv4Addr::from(*ip)), b)
+            }
+            6 => {
+                let (ip, b) = b.split_first_chunk::<16>()?;
+                (IpAddr::V6(Ipv6Addr::from(*ip)), b)
+            }
+            _ => return None,
+        };
+        let (&[len], b) = b.split_first_chunk::<1>()?;
+        let (passkey, b) = match len {
+            NO_PASSKEY => (None, b),
+            len if usize::from(len) <= MAX_PASSKEY => {
+                let (key, b) = b.split_at_checked(usize::from(len))?;
+                (Some(key.to_vec()), b)
+            }
+            _ => return None,
+        };
+        let (&[n], b) = b.split_first_chunk::<1>()?;
+        if b.len() != usize::from(n) * 40 {
+            return None;
+        }
+        let joined = b
+            .chunks_exact(40)
+            .map(|c| {
+                let (hash, peer) = c.split_at(20);
+                (
+                    InfoHash(hash.try_into().expect("20 bytes")),
+                    PeerId(peer.try_into().expect("20 bytes")),
+                )
+            })
+            .collect();
+        Some(Attachment {
+            conn: u64::from_be_bytes(*conn),
+            client,
+            passkey,
+            joined,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edge::config::MAX_TORRENTS_PER_CONNECTION;
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn the_largest_attachment_fits_hibernation_and_round_trips() {
+        let largest = Attachment {
+            conn: u64::MAX,
+            client: IpAddr::V6(Ipv6Addr::LOCALHOST),
+            passkey: Some(vec![b'k'; MAX_PASSKEY]),
+            joined: (0..MAX_TORRENTS_PER_CONNECTION)
+                .map(|i| (InfoHash([i as u8; 20]), PeerId([!(i as u8); 20])))
+                .collect(),
+        };
+        let bytes = largest.encode();
+        // The structured clone of a Uint8Array adds a few bytes of its own.
+        assert!(bytes.len() + 32 <= 2048, "{} bytes", bytes.len());
+        assert_eq!(Attachment::decode(&bytes), Some(largest));
+        let small = Attachment {
+            conn: 7,
+            client: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            passkey: None,
+            joined: Vec::new(),
+        };
+        assert_eq!(Attachment::decode(&small.encode()), Some(small.clone()));
+        let bytes = small.encode();
+        for cut in 0..bytes.len() {
+            assert_eq!(Attachment::decode(&bytes[..cut]), None);
+        }
+        let mut longer = bytes;
+        longer.push(0);
+        assert_eq!(Attachment::decode(&longer), None);
+    }
+}

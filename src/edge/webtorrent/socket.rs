@@ -1,0 +1,251 @@
+//! `SocketObject`: the Durable Object class holding one browser's WebSocket (one object per
+//! connection, named by its id), with the WebSocket Hibernation API, so a socket that is quiet
+//! between announces costs no duration.
+//!
+//! The object hands each text frame to the core ([`Tracker::ws_message`]) with the torrent's
+//! swarm objects as the [`RtcStore`], sends the reply down its socket, and hands each forwarded
+//! offer or answer to the recipient's socket object (`POST /deliver`), which sends it down its
+//! own. When the socket closes, the peers it announced leave their swarms. What it must remember
+//! across hibernation rides in the socket's attachment ([`super::attachment`]). Owns this
+//! object's I/O; the rules are the core's.
+
+use std::cell::RefCell;
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use worker::{
+    DurableObject, Env, Method, Request, RequestInit, Response, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair,
+};
+
+use super::attachment::Attachment;
+use super::store::DurableRtcStore;
+use super::{Knobs, SOCKET_BINDING};
+use crate::edge::limit::CloudflareLimit;
+use crate::edge::store::{DO_BINDING, EdgeStore};
+use crate::edge::{kv, now, rules};
+use crate::protocol::ws::{self as wsp, WsAction};
+use crate::service::ws::{WsConnection, WsHome, WsOut};
+use crate::service::{Scratch, Tracker};
+use crate::swarm::rtc::ConnId;
+
+#[worker::durable_object]
+pub struct SocketObject {
+    state: State,
+    env: Env,
+    rng: RefCell<SmallRng>,
+}
+
+impl DurableObject for SocketObject {
+    fn new(state: State, env: Env) -> Self {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).expect("crypto.getRandomValues is available in Workers");
+        SocketObject {
+            state,
+            env,
+            rng: RefCell::new(SmallRng::from_seed(seed)),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let path = req.path();
+        if path == "/deliver" {
+            let text = req.text().await?;
+            for ws in self.state.get_websockets() {
+                // A socket closing meanwhile is no error: the message had nowhere to go.
+                let _ = ws.send_with_str(&text);
+            }
+            return Response::empty();
+        }
+        let Some(attachment) = path
+            .strip_prefix("/connect/")
+            .and_then(crate::edge::unhex)
+            .and_then(|b| Attachment::decode(&b))
+        else {
+            return Response::error("not a socket call", 400);
+        };
+        let pair = WebSocketPair::new()?;
+        self.state.accept_web_socket(&pair.server);
+        keep(&pair.server, &attachment)?;
+        Response::from_websocket(pair.client)
+    }
+
+    async fn websocket_message(
+        &self,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> worker::Result<()> {
+        match message {
+            WebSocketIncomingMessage::String(text) => self.message(&ws, &text).await,
+            WebSocketIncomingMessage::Binary(_) => ws.send_with_str(wsp::write_failure(
+                Some(WsAction::Announce),
+                None,
+                wsp::BINARY_REFUSED,
+            )),
+        }
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        _code: usize,
+        _reason: String,
+        _was_clean: bool,
+    ) -> worker::Result<()> {
+        self.leave_all(&ws).await;
+        // Completes the closing handshake (an error means it is complete already).
+        let _ = ws.close(Some(1000), Some("closed"));
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
+        self.leave_all(&ws).await;
+        Ok(())
+    }
+}
+
+/// Keeps `attachment` with the socket, across hibernation.
+fn keep(ws: &WebSocket, attachment: &Attachment) -> worker::Result<()> {
+    use worker::worker_sys::ext::WebSocketExt;
+    let bytes = worker::js_sys::Uint8Array::from(&attachment.encode()[..]);
+    ws.as_ref()
+        .serialize_attachment(bytes.into())
+        .map_err(worker::Error::from)
+}
+
+fn load(ws: &WebSocket) -> Option<Attachment> {
+    use worker::wasm_bindgen::JsCast;
+    use worker::worker_sys::ext::WebSocketExt;
+    let value = ws.as_ref().deserialize_attachment().ok()?;
+    let bytes = value.dyn_into::<worker::js_sys::Uint8Array>().ok()?;
+    Attachment::decode(&bytes.to_vec())
+}
+
+impl SocketObject {
+    async fn message(&self, ws: &WebSocket, text: &str) -> worker::Result<()> {
+        let Some(attachment) = load(ws) else {
+            // Nothing to serve it with: let the client reconnect.
+            let _ = ws.close(Some(1011), Some("connection state lost"));
+            return Ok(());
+        };
+        let now = now();
+        let knobs = match Knobs::read(&self.env) {
+            Ok(knobs) => knobs,
+            Err(reason) => {
+                let reason = format!("tracker misconfigured: {reason}");
+                return ws.send_with_str(wsp::write_failure(None, None, &reason));
+            }
+        };
+        let kv = self.env.kv(kv::BINDING).ok();
+        let rules = match rules::current(&self.env, kv.as_ref(), now).await {
+            Ok(rules) => rules,
+            Err(reason) => return ws.send_with_str(wsp::write_failure(None, None, &reason)),
+        };
+        // The tracker's HTTP store is never called for WebSocket messages; the tracker needs
+        // one to hold its policy, limiter and access rules.
+        let http_store = EdgeStore::open(&self.env, knobs.store, &knobs.policy, String::new())
+            .map_err(worker::Error::RustError)?;
+        let tracker = Tracker::new(http_store, knobs.policy.clone())
+            .with_gate(CloudflareLimit::from_env(&self.env));
+        tracker.set_access(rules.access);
+        let swarms =
+            DurableRtcStore::new(self.env.durable_object(DO_BINDING)?, knobs.rtc_knobs(), now);
+        let joined = attachment.joined.clone();
+        let mut conn = WsConnection::restore(
+            attachment.conn,
+            attachment.passkey.clone(),
+            attachment.client,
+            attachment.joined.clone(),
+        );
+        let home = WsHome {
+            swarms: &swarms,
+            policy: &knobs.rtc,
+            is_open: &|_| true,
+        };
+        let mut out = WsOut::default();
+        let mut rng = SmallRng::from_rng(&mut *self.rng.borrow_mut());
+        let outcome = tracker
+            .ws_message(
+                &home,
+                &mut conn,
+                text,
+                now,
+                &mut rng,
+                &mut Scratch::default(),
+                &mut out,
+            )
+            .await;
+        if let Some(e) = &outcome.store_error {
+            worker::console_error!("webtorrent: {e}");
+        }
+        if conn.members() != joined {
+            let updated = Attachment {
+                joined: conn.members().to_vec(),
+                ..attachment
+            };
+            keep(ws, &updated)?;
+        }
+        if let Some(reply) = out.reply.take() {
+            ws.send_with_str(reply)?;
+        }
+        self.deliver(ws, conn.id, std::mem::take(&mut out.forwards))
+            .await;
+        Ok(())
+    }
+
+    /// Hands each message to its socket's object, all at once; a message for this very
+    /// connection (another peer id on the same socket) goes straight down the socket.
+    async fn deliver(&self, ws: &WebSocket, own: ConnId, forwards: Vec<(ConnId, String)>) {
+        let Ok(objects) = self.env.durable_object(SOCKET_BINDING) else {
+            return;
+        };
+        let sends = forwards.into_iter().filter_map(|(to, text)| {
+            if to == own {
+                let _ = ws.send_with_str(&text);
+                return None;
+            }
+            let stub = objects
+                .id_from_name(&super::object_name(to))
+                .and_then(|id| id.get_stub())
+                .ok()?;
+            let mut init = RequestInit::new();
+            init.with_method(Method::Post)
+                .with_body(Some(worker::wasm_bindgen::JsValue::from_str(&text)));
+            let req = Request::new_with_init("https://socket.object/deliver", &init).ok()?;
+            Some(async move { stub.fetch_with_request(req).await })
+        });
+        for sent in futures_util::future::join_all(sends).await {
+            if let Err(e) = sent {
+                worker::console_error!("webtorrent: a delivery failed: {e}");
+            }
+        }
+    }
+
+    /// The socket closed: its peers leave every swarm they joined through it.
+    async fn leave_all(&self, ws: &WebSocket) {
+        let (Some(attachment), Ok(knobs), Ok(objects)) = (
+            load(ws),
+            Knobs::read(&self.env),
+            self.env.durable_object(DO_BINDING),
+        ) else {
+            return;
+        };
+        let swarms = DurableRtcStore::new(objects, knobs.rtc_knobs(), now());
+        let leaves = attachment
+            .joined
+            .iter()
+            .map(|(hash, peer)| swarms.leave(hash, *peer, attachment.conn));
+        for left in futures_util::future::join_all(leaves).await {
+            if let Err(e) = left {
+                // The member times out instead.
+                worker::console_error!("webtorrent: a leave failed: {e}");
+            }
+        }
+        // Not again, should the error handler follow the close handler.
+        let emptied = Attachment {
+            joined: Vec::new(),
+            ..attachment
+        };
+        let _ = keep(ws, &emptied);
+    }
+}
