@@ -82,18 +82,28 @@ worker-build --profile worker
 printf 'worker bundle: index_bg.wasm %s bytes, %s gzipped\n' "$(wc -c <build/index_bg.wasm)" "$(gzip -9 -c build/index_bg.wasm | wc -c)"
 npm test
 
+# `wrangler dev` on wrangler.toml itself, with the Worker built already (no [build]), the config
+# copied to a temporary directory, because wrangler keeps its .wrangler/ work files beside the
+# config: nothing is written into the checkout. Prints the command for the tests' --tracker-cmd.
+wrangler_dev() {
+    sed -e "s|^main = .*|main = \"$PWD/build/worker/shim.mjs\"|" -e '/^\[build\]$/,/^command = /d' \
+        wrangler.toml >"$1/wrangler.toml"
+    echo "npx --no-install wrangler dev --config $1/wrangler.toml --local --ip 127.0.0.1 --port {port} --persist-to $1/data $2"
+}
+
 for store in durable-object kv; do
     step "real BitTorrent clients move a file through the Worker under wrangler dev (HTTP, SWARM_STORE=$store)"
-    # The config is copied to a temporary directory, because wrangler keeps its .wrangler/ work
-    # files beside the config: nothing is written into the checkout.
     state=$(mktemp -d)
-    # wrangler.toml itself, with the Worker built already (no [build]).
-    sed -e "s|^main = .*|main = \"$PWD/build/worker/shim.mjs\"|" -e '/^\[build\]$/,/^command = /d' \
-        wrangler.toml >"$state/wrangler.toml"
     /usr/bin/python3 tests/real_clients/transfer.py --protocol http \
-        --tracker-cmd "npx --no-install wrangler dev --config $state/wrangler.toml --local --ip 127.0.0.1 --port {port} --persist-to $state/data --var SWARM_STORE:$store"
+        --tracker-cmd "$(wrangler_dev "$state" "--var SWARM_STORE:$store")"
     rm -rf "$state"
 done
+
+step "two WebTorrent browsers (headless Chromium) move a file through the Worker under wrangler dev"
+state=$(mktemp -d)
+/usr/bin/python3 tests/real_clients/browsers.py --bundle "$webtorrent_dir/package/dist/webtorrent.min.js" \
+    --hosts 127.0.0.1 --ready-timeout 60 --tracker-cmd "$(wrangler_dev "$state")"
+rm -rf "$state"
 
 step "the tests left nothing in the checkout"
 # A state file there would be restored by the user's next `cargo run`; .wrangler/ is wrangler's.
