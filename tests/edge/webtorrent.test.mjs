@@ -20,6 +20,7 @@ before(async () => {
 });
 after(async () => { await mf?.dispose(); });
 
+const LIMITED = "rate limited: too many announces from your address, retry later";
 const bin = (byte) => String.fromCharCode(...new Array(20).fill(byte));
 
 /** A WebSocket through the Worker (`worker`, else the shared one), with an inbox read in order
@@ -191,13 +192,19 @@ test("the rate limit and passkeys apply as over HTTP", async () => {
     ratelimits: { ANNOUNCE_LIMITER: { namespace_id: "1001", simple: { limit: 3, period: 60 } } },
   });
   try {
+    // Opening the socket costs a token, each announce one more.
     const ws = await open("10.9.1.1", "/passkey-of-alice-0123/announce", limited);
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 2; i++) {
       ws.send(announce(bin(0xb1), 7));
       assert.equal((await ws.next()).incomplete, 1);
     }
     ws.send(announce(bin(0xb1), 7));
-    assert.equal((await ws.next())["failure reason"], "rate limited: too many announces from your address, retry later");
+    assert.equal((await ws.next())["failure reason"], LIMITED);
+    const again = await limited.dispatchFetch("http://tracker.test/announce", {
+      headers: { Upgrade: "websocket", "CF-Connecting-IP": "10.9.1.1" },
+    });
+    assert.equal(again.status, 429, "no more sockets than announces");
+    assert.equal(await again.text(), `d14:failure reason${LIMITED.length}:${LIMITED}e`);
     const stranger = await open("10.9.1.2", "/nope/announce", limited);
     stranger.send(announce(bin(0xb1), 8));
     assert.equal((await stranger.next())["failure reason"], "unknown passkey");

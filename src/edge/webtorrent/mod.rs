@@ -32,9 +32,12 @@ use worker::{Env, Request, RequestInit, Response};
 
 use super::config::{self, StoreKind};
 use super::durable::rtc_wire::RtcKnobs;
+use super::limit::CloudflareLimit;
 use crate::access::Refusal;
 use crate::protocol::bencode::write_failure;
 use crate::protocol::types::canonical_ip;
+use crate::ratelimit::AnnounceGate;
+use crate::service::RATE_LIMITED;
 use crate::swarm::Policy;
 use crate::swarm::rtc::{ConnId, RtcPolicy};
 use attachment::{Attachment, MAX_PASSKEY};
@@ -96,6 +99,11 @@ pub async fn upgrade(
     };
     if passkey.is_some_and(|k| k.len() > MAX_PASSKEY) {
         return refuse(Refusal::UnknownPasskey.reason());
+    }
+    // Each socket is an object: opening one costs a token of the announce rate limit, so that
+    // nobody opens sockets faster than they could announce.
+    if !CloudflareLimit::from_env(env).permit(client, super::now()).await {
+        return super::bencoded(429, write_failure(RATE_LIMITED));
     }
     let attachment = Attachment {
         conn,
