@@ -296,14 +296,21 @@ mod tests {
         };
         assert_eq!(with("WEBTORRENT", "off"), Ok(None));
         assert_eq!(with("WEBTORRENT", "on"), Ok(Some(rtc())));
-        assert!(with("WEBTORRENT", "yes").unwrap_err().contains("WEBTORRENT"));
+        assert!(
+            with("WEBTORRENT", "yes")
+                .unwrap_err()
+                .contains("WEBTORRENT")
+        );
         let most = MAX_TORRENTS_PER_CONNECTION.to_string();
         assert!(with("WEBTORRENT_MAX_TORRENTS_PER_CONNECTION", &most).is_ok());
         let over = (MAX_TORRENTS_PER_CONNECTION + 1).to_string();
         let err = with("WEBTORRENT_MAX_TORRENTS_PER_CONNECTION", &over).unwrap_err();
         assert!(err.contains("attachment"), "{err}");
         assert!(with("WEBTORRENT_MAX_OFFERS", "0").is_err());
-        assert!(with("WEBTORRENT_INTERVAL", "400").is_err(), "longer than the timeout");
+        assert!(
+            with("WEBTORRENT_INTERVAL", "400").is_err(),
+            "longer than the timeout"
+        );
     }
 
     #[test]

@@ -108,6 +108,9 @@ pub struct WsOutcome {
     pub full: bool,
     pub offers_forwarded: usize,
     pub answers_forwarded: usize,
+    /// Whose offers the forwards are (the torrent and the offering peer), when they are offers:
+    /// a home may tell the recipients where to send the answers.
+    pub offers_from: Option<(InfoHash, PeerId)>,
     /// The swarms could not be reached (the client was told to try again).
     pub store_error: Option<StoreError>,
 }
@@ -358,6 +361,7 @@ async fn announce<R: RtcStore>(
     WsOutcome {
         action: Some(action),
         offers_forwarded: recipients.len(),
+        offers_from: (!recipients.is_empty()).then_some(member),
         ..WsOutcome::default()
     }
 }

@@ -114,6 +114,35 @@ test("two browsers exchange an offer and an answer through the Worker", async ()
   b.close();
 });
 
+test("an answer goes straight back to the offerer's socket, without asking the swarm object", async () => {
+  // Seen from outside: the offerer has stopped (left the swarm) when the answer comes, so the
+  // swarm object no longer knows it; the answer still arrives, by the route its offer brought.
+  const h = bin(0xa6);
+  const a = await open("10.9.0.8");
+  const b = await open("10.9.0.9");
+  a.send(announce(h, 11));
+  await a.next();
+  b.send(announce(h, 12, { offers: 1 }));
+  await b.next();
+  const offer = await a.next();
+  b.send(announce(h, 12, { event: "stopped" }));
+  assert.equal((await b.next()).incomplete, 1, "the offerer left the swarm");
+  a.send({
+    action: "announce", info_hash: h, peer_id: bin(11), to_peer_id: offer.peer_id, offer_id: offer.offer_id,
+    answer: { type: "answer", sdp: "v=0\r\nlate answer\r\n" },
+  });
+  assert.equal((await b.next()).answer.sdp, "v=0\r\nlate answer\r\n");
+  // A peer id that is not this socket's may not answer, shortcut or not.
+  a.send({
+    action: "announce", info_hash: h, peer_id: bin(99), to_peer_id: offer.peer_id, offer_id: offer.offer_id,
+    answer: { type: "answer", sdp: "v=0\r\n" },
+  });
+  assert.equal((await a.next())["failure reason"], "answer from a peer that is not in the swarm");
+  await b.quiet();
+  a.close();
+  b.close();
+});
+
 test("stopped leaves at once; a closed socket's peers leave every swarm it joined", async () => {
   const [h1, h2] = [bin(0xa2), bin(0xa3)];
   const a = await open("10.9.0.2");

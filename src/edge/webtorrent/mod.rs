@@ -102,7 +102,10 @@ pub async fn upgrade(
     }
     // Each socket is an object: opening one costs a token of the announce rate limit, so that
     // nobody opens sockets faster than they could announce.
-    if !CloudflareLimit::from_env(env).permit(client, super::now()).await {
+    if !CloudflareLimit::from_env(env)
+        .permit(client, super::now())
+        .await
+    {
         return super::bencoded(429, write_failure(RATE_LIMITED));
     }
     let attachment = Attachment {

@@ -10,6 +10,7 @@
 //! object's I/O; the rules are the core's.
 
 use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -24,6 +25,7 @@ use super::{Knobs, SOCKET_BINDING};
 use crate::edge::limit::CloudflareLimit;
 use crate::edge::store::{DO_BINDING, EdgeStore};
 use crate::edge::{kv, now, rules};
+use crate::protocol::types::{InfoHash, PeerId};
 use crate::protocol::ws::{self as wsp, WsAction};
 use crate::service::ws::{WsConnection, WsHome, WsOut};
 use crate::service::{Scratch, Tracker};
@@ -34,6 +36,54 @@ pub struct SocketObject {
     state: State,
     env: Env,
     rng: RefCell<SmallRng>,
+    offerers: RefCell<Offerers>,
+}
+
+/// The header a delivered offer carries: the torrent, the offering peer and its connection, in
+/// hex, so that the answer can go straight back.
+const OFFER_FROM: &str = "x-offer-from";
+
+/// Where the offers this socket was handed came from, by torrent and offering peer: an answer
+/// to one goes straight to the offerer's socket object, without asking the swarm object (which
+/// would otherwise see one request per answer as well as one per announce). Memory only and
+/// bounded: after hibernation, or for an offer long past, the swarm object is asked.
+#[derive(Default)]
+struct Offerers {
+    conns: HashMap<(InfoHash, PeerId), ConnId>,
+    order: VecDeque<(InfoHash, PeerId)>,
+}
+
+impl Offerers {
+    /// Offers remembered; browsers' offers expire within a minute, and a socket is handed at
+    /// most a few per announce of each of its swarms' peers.
+    const MAX: usize = 256;
+
+    fn remember(&mut self, key: (InfoHash, PeerId), conn: ConnId) {
+        if self.conns.insert(key, conn).is_none() {
+            self.order.push_back(key);
+            if self.order.len() > Self::MAX
+                && let Some(old) = self.order.pop_front()
+            {
+                self.conns.remove(&old);
+            }
+        }
+    }
+}
+
+/// `x-offer-from`'s value: info hash, peer id, connection.
+fn offer_from(hash: &InfoHash, peer: &PeerId, conn: ConnId) -> String {
+    let mut v = crate::edge::hex(&hash.0);
+    v.push_str(&crate::edge::hex(&peer.0));
+    v.push_str(&format!("{conn:016x}"));
+    v
+}
+
+fn parse_offer_from(v: &str) -> Option<((InfoHash, PeerId), ConnId)> {
+    let bytes = crate::edge::unhex(v)?;
+    let (hash, rest) = bytes.split_first_chunk::<20>()?;
+    let (peer, conn) = rest.split_first_chunk::<20>()?;
+    let conn = u64::from_be_bytes(conn.try_into().ok()?);
+    Some(((InfoHash(*hash), PeerId(*peer)), conn))
 }
 
 impl DurableObject for SocketObject {
@@ -44,12 +94,20 @@ impl DurableObject for SocketObject {
             state,
             env,
             rng: RefCell::new(SmallRng::from_seed(seed)),
+            offerers: RefCell::default(),
         }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let path = req.path();
         if path == "/deliver" {
+            if let Some((key, conn)) = req
+                .headers()
+                .get(OFFER_FROM)?
+                .and_then(|v| parse_offer_from(&v))
+            {
+                self.offerers.borrow_mut().remember(key, conn);
+            }
             let text = req.text().await?;
             for ws in self.state.get_websockets() {
                 // A socket closing meanwhile is no error: the message had nowhere to go.
@@ -148,9 +206,17 @@ impl SocketObject {
         let tracker = Tracker::new(http_store, knobs.policy.clone())
             .with_gate(CloudflareLimit::from_env(&self.env));
         tracker.set_access(rules.access);
-        let swarms =
-            DurableRtcStore::new(self.env.durable_object(DO_BINDING)?, knobs.rtc_knobs(), now);
         let joined = attachment.joined.clone();
+        // Only a member, on this socket, answers; to an offer this socket was handed.
+        let shortcut = |hash: &InfoHash, from: &PeerId, _conn: ConnId, to: &PeerId| {
+            if !joined.contains(&(*hash, *from)) {
+                return None;
+            }
+            self.offerers.borrow().conns.get(&(*hash, *to)).copied()
+        };
+        let swarms =
+            DurableRtcStore::new(self.env.durable_object(DO_BINDING)?, knobs.rtc_knobs(), now)
+                .with_shortcut(&shortcut);
         let mut conn = WsConnection::restore(
             attachment.conn,
             attachment.passkey.clone(),
@@ -188,14 +254,24 @@ impl SocketObject {
         if let Some(reply) = out.reply.take() {
             ws.send_with_str(reply)?;
         }
-        self.deliver(ws, conn.id, std::mem::take(&mut out.forwards))
+        let from = outcome
+            .offers_from
+            .map(|(h, p)| offer_from(&h, &p, conn.id));
+        self.deliver(ws, conn.id, std::mem::take(&mut out.forwards), from)
             .await;
         Ok(())
     }
 
-    /// Hands each message to its socket's object, all at once; a message for this very
-    /// connection (another peer id on the same socket) goes straight down the socket.
-    async fn deliver(&self, ws: &WebSocket, own: ConnId, forwards: Vec<(ConnId, String)>) {
+    /// Hands each message to its socket's object, all at once (offers marked with `offer_from`);
+    /// a message for this very connection (another peer id on the same socket) goes straight
+    /// down the socket.
+    async fn deliver(
+        &self,
+        ws: &WebSocket,
+        own: ConnId,
+        forwards: Vec<(ConnId, String)>,
+        offer_from: Option<String>,
+    ) {
         let Ok(objects) = self.env.durable_object(SOCKET_BINDING) else {
             return;
         };
@@ -211,6 +287,11 @@ impl SocketObject {
             let mut init = RequestInit::new();
             init.with_method(Method::Post)
                 .with_body(Some(worker::wasm_bindgen::JsValue::from_str(&text)));
+            if let Some(from) = &offer_from {
+                let headers = worker::Headers::new();
+                headers.set(OFFER_FROM, from).ok()?;
+                init.with_headers(headers);
+            }
             let req = Request::new_with_init("https://socket.object/deliver", &init).ok()?;
             Some(async move { stub.fetch_with_request(req).await })
         });

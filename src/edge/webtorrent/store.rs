@@ -15,24 +15,36 @@ use crate::store::rtc::{RtcResult, RtcStore};
 use crate::swarm::rtc::{ConnId, RtcAnnounce, RtcCounts};
 use crate::time::UnixTime;
 
-pub struct DurableRtcStore {
+/// A route for an answer known without asking the swarm object: given the torrent, the
+/// answering peer, its connection and the offerer, the offerer's connection.
+pub type AnswerShortcut<'a> = &'a dyn Fn(&InfoHash, &PeerId, ConnId, &PeerId) -> Option<ConnId>;
+
+pub struct DurableRtcStore<'a> {
     objects: ObjectNamespace,
     knobs: RtcKnobs,
     now: UnixTime,
+    shortcut: Option<AnswerShortcut<'a>>,
 }
 
 fn do_error(e: impl std::fmt::Display) -> StoreError {
     StoreError(format!("durable object: {e}"))
 }
 
-impl DurableRtcStore {
+impl<'a> DurableRtcStore<'a> {
     /// Calls carry `now`, the instant the socket's message arrived.
     pub fn new(objects: ObjectNamespace, knobs: RtcKnobs, now: UnixTime) -> Self {
         DurableRtcStore {
             objects,
             knobs,
             now,
+            shortcut: None,
         }
+    }
+
+    /// Answers whose route `shortcut` knows skip the swarm object.
+    pub fn with_shortcut(mut self, shortcut: AnswerShortcut<'a>) -> Self {
+        self.shortcut = Some(shortcut);
+        self
     }
 
     async fn call(
@@ -81,7 +93,7 @@ impl DurableRtcStore {
     }
 }
 
-impl RtcStore for DurableRtcStore {
+impl RtcStore for DurableRtcStore<'_> {
     /// The object draws recipients with its own RNG, and keeps a member's socket as open until
     /// it leaves or times out: `is_open` and `rng` are not used here.
     fn announce(
@@ -115,7 +127,13 @@ impl RtcStore for DurableRtcStore {
         to: &PeerId,
     ) -> impl Future<Output = Result<Option<Option<ConnId>>, StoreError>> {
         let op = RtcOp::Answer { to: *to };
-        async move { Ok(self.call(hash, *from, conn, op).await?.route) }
+        let known = self.shortcut.and_then(|known| known(hash, from, conn, to));
+        async move {
+            match known {
+                Some(offerer) => Ok(Some(Some(offerer))),
+                None => Ok(self.call(hash, *from, conn, op).await?.route),
+            }
+        }
     }
 
     async fn counts(
