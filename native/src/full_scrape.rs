@@ -4,8 +4,8 @@
 //! [`CACHE_FOR`] and shared, sent gzip-compressed to clients that accept it (scrape replies
 //! compress about threefold: info hashes do not, the keys around them do), and each client (an
 //! IPv4 address or an IPv6 /64, as for the announce limit) may fetch it once per
-//! `full_scrape_interval` seconds. Native only: on the edge it
-//! would mean listing all of KV.
+//! `full_scrape_interval` seconds (a WebSocket full scrape counts against the same interval).
+//! Native only: on the edge it would mean listing all of KV, or asking every object.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -59,22 +59,7 @@ impl FullScrape {
         now: UnixTime,
         gzip: bool,
     ) -> Result<Bytes, String> {
-        {
-            let client = client_key(ip);
-            let mut last = self
-                .last_by_client
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if let Some(&at) = last.get(&client)
-                && now.since(at) < self.interval
-            {
-                return Err(format!(
-                    "full scrape rate limited: once every {} s per address",
-                    self.interval
-                ));
-            }
-            last.insert(client, now);
-        }
+        self.permit(ip, now)?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache
             .as_ref()
@@ -88,6 +73,26 @@ impl FullScrape {
         } else {
             built.plain.clone()
         })
+    }
+
+    /// Whether `ip` may have a full scrape at `now` (one per `full_scrape_interval` per client,
+    /// over HTTP and WebSocket together), counting it if so.
+    pub fn permit(&self, ip: IpAddr, now: UnixTime) -> Result<(), String> {
+        let client = client_key(ip);
+        let mut last = self
+            .last_by_client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(&at) = last.get(&client)
+            && now.since(at) < self.interval
+        {
+            return Err(format!(
+                "full scrape rate limited: once every {} s per address",
+                self.interval
+            ));
+        }
+        last.insert(client, now);
+        Ok(())
     }
 
     /// Forgets addresses whose interval has passed.

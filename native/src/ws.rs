@@ -19,6 +19,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use edgetracker::UnixTime;
 use edgetracker::protocol::ws::{MAX_MESSAGE, WsAction, write_failure};
 use edgetracker::service::Scratch;
 use edgetracker::service::ws::{WsConnection, WsHome, WsOut, WsOutcome};
@@ -349,10 +350,17 @@ where
                 match message {
                     Message::Text(text) => {
                         idle_deadline = Instant::now() + idle;
+                        let full_scrape = |ip, now| match &shared.full_scrape {
+                            Some(full) => full.permit(ip, now),
+                            None => Ok(()),
+                        };
                         let home = WsHome {
                             swarms: &hub.swarms,
                             policy: &hub.policy,
                             is_open: &is_open,
+                            full_scrape: shared.full_scrape.as_ref().map(|_| {
+                                &full_scrape as &dyn Fn(IpAddr, UnixTime) -> Result<(), String>
+                            }),
                         };
                         let outcome = LOCAL.with_borrow_mut(|(rng, scratch)| {
                             now_or_never(shared.tracker.ws_message(

@@ -18,7 +18,7 @@ use crate::protocol::ws::{self, Announce, ClientMessage, ScrapeCounts, WsAction,
 use crate::ratelimit::AnnounceGate;
 use crate::store::rtc::{RtcStore, RtcSwarms};
 use crate::store::{PeerStore, StoreError};
-use crate::swarm::rtc::{ConnId, RtcAnnounce, RtcPolicy, RtcRefusal};
+use crate::swarm::rtc::{ConnId, RtcAnnounce, RtcCounts, RtcPolicy, RtcRefusal};
 use crate::time::UnixTime;
 
 /// One WebSocket, as the core needs to know it.
@@ -77,6 +77,9 @@ pub struct WsHome<'a, R> {
     pub swarms: &'a R,
     pub policy: &'a RtcPolicy,
     pub is_open: &'a dyn Fn(ConnId) -> bool,
+    /// Full scrape (a scrape naming no torrent), where the home offers it: whether this client
+    /// may have one now, or why not (the home keeps how often each client may).
+    pub full_scrape: Option<&'a dyn Fn(IpAddr, UnixTime) -> Result<(), String>>,
 }
 
 /// Peer ids one connection may hold in one swarm: a page running a few clients shares one socket
@@ -200,6 +203,13 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
                 let action = WsAction::Scrape;
                 // The same reasons as an HTTP scrape's.
                 let max = self.policy.scrape_max_hashes as usize;
+                if s.info_hashes.is_empty()
+                    && let Some(permit) = home.full_scrape
+                {
+                    return self
+                        .ws_full_scrape(home.swarms, conn, permit, now, scratch, out)
+                        .await;
+                }
                 let refused = if s.info_hashes.is_empty() {
                     Some(RequestError::FullScrapeDisabled)
                 } else if s.info_hashes.len() > max {
@@ -213,15 +223,7 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
                 if let Err(refusal) =
                     self.admit(&mut scratch.access, conn.passkey.as_deref(), &s.info_hashes)
                 {
-                    // A wrong passkey costs a token, as over HTTP: no free guessing.
-                    if refusal == Refusal::UnknownPasskey
-                        && !self.limiter.permit(conn.client, now).await
-                    {
-                        let mut outcome = failure(out, action, None, RATE_LIMITED);
-                        outcome.rate_limited = true;
-                        return outcome;
-                    }
-                    return failure(out, action, None, refusal.reason());
+                    return self.scrape_refused(refusal, conn.client, now, out).await;
                 }
                 let mut counts = Vec::with_capacity(s.info_hashes.len());
                 if let Err(e) = swarms.counts(&s.info_hashes, &mut counts).await {
@@ -231,14 +233,7 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
                     .info_hashes
                     .iter()
                     .zip(counts)
-                    .map(|(h, c)| {
-                        let counts = ScrapeCounts {
-                            complete: c.complete,
-                            incomplete: c.incomplete,
-                            downloaded: c.downloaded,
-                        };
-                        (*h, counts)
-                    })
+                    .map(|(h, c)| (*h, scrape_counts(c)))
                     .collect();
                 out.reply = Some(ws::write_scrape_reply(&files));
                 WsOutcome {
@@ -246,6 +241,70 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
                     ..WsOutcome::default()
                 }
             }
+        }
+    }
+}
+
+fn scrape_counts(c: RtcCounts) -> ScrapeCounts {
+    ScrapeCounts {
+        complete: c.complete,
+        incomplete: c.incomplete,
+        downloaded: c.downloaded,
+    }
+}
+
+impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
+    /// A scrape refused by the access rules. A wrong passkey costs a token, as over HTTP: no
+    /// free guessing.
+    async fn scrape_refused(
+        &self,
+        refusal: Refusal,
+        client: IpAddr,
+        now: UnixTime,
+        out: &mut WsOut,
+    ) -> WsOutcome {
+        let action = WsAction::Scrape;
+        if refusal == Refusal::UnknownPasskey && !self.limiter.permit(client, now).await {
+            let mut outcome = failure(out, action, None, RATE_LIMITED);
+            outcome.rate_limited = true;
+            return outcome;
+        }
+        failure(out, action, None, refusal.reason())
+    }
+
+    /// A scrape naming no torrent, where the home offers full scrape: every WebTorrent swarm the
+    /// access rules admit, once the passkey is right and the home permits this client one.
+    async fn ws_full_scrape(
+        &self,
+        swarms: &impl RtcStore,
+        conn: &WsConnection,
+        permit: &dyn Fn(IpAddr, UnixTime) -> Result<(), String>,
+        now: UnixTime,
+        scratch: &mut Scratch,
+        out: &mut WsOut,
+    ) -> WsOutcome {
+        let action = WsAction::Scrape;
+        if let Err(refusal) = self.admit(&mut scratch.access, conn.passkey.as_deref(), &[]) {
+            return self.scrape_refused(refusal, conn.client, now, out).await;
+        }
+        if let Err(reason) = permit(conn.client, now) {
+            return failure(out, action, None, &reason);
+        }
+        let mut all = Vec::new();
+        if let Err(e) = swarms.all_counts(&mut all).await {
+            return store_failed(out, action, None, e);
+        }
+        // A torrent denied (or dropped from the allow list) after it had swarms is not listed.
+        let access = self.access();
+        let files: Vec<(InfoHash, ScrapeCounts)> = all
+            .into_iter()
+            .filter(|(h, _)| access.check_torrent(h).is_ok())
+            .map(|(h, c)| (h, scrape_counts(c)))
+            .collect();
+        out.reply = Some(ws::write_scrape_reply(&files));
+        WsOutcome {
+            action: Some(action),
+            ..WsOutcome::default()
         }
     }
 }

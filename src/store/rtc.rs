@@ -64,6 +64,13 @@ pub trait RtcStore {
         hashes: &[InfoHash],
         out: &mut Vec<RtcCounts>,
     ) -> impl Future<Output = Result<(), StoreError>>;
+
+    /// Every torrent with its counts (a full scrape), appended to `out`; a backend with no
+    /// index of its torrents says so with an error.
+    fn all_counts(
+        &self,
+        out: &mut Vec<(InfoHash, RtcCounts)>,
+    ) -> impl Future<Output = Result<(), StoreError>>;
 }
 
 impl RtcStore for RtcSwarms {
@@ -97,6 +104,17 @@ impl RtcStore for RtcSwarms {
         out: &mut Vec<RtcCounts>,
     ) -> impl Future<Output = Result<(), StoreError>> {
         out.extend(hashes.iter().map(|h| RtcSwarms::counts(self, h)));
+        ready(Ok(()))
+    }
+
+    fn all_counts(
+        &self,
+        out: &mut Vec<(InfoHash, RtcCounts)>,
+    ) -> impl Future<Output = Result<(), StoreError>> {
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            out.extend(shard.iter().map(|(h, swarm)| (*h, swarm.counts())));
+        }
         ready(Ok(()))
     }
 }

@@ -325,3 +325,35 @@ fn a_socket_that_never_reads_is_bounded_then_closed() {
     );
     t.shutdown();
 }
+
+#[test]
+fn a_full_scrape_over_a_websocket_lists_every_swarm_and_shares_the_http_interval() {
+    let t = tracker_with(|c| c.tracker.full_scrape = true);
+    let mut a = open(http_addr(&t, false), "/announce").unwrap();
+    send(&mut a, &announce(1, 1000, 0));
+    recv(&mut a);
+    send(&mut a, &json!({"action": "scrape"}));
+    assert_eq!(
+        recv(&mut a),
+        json!({"action": "scrape", "files": {
+            bin(&HASH): {"complete": 0, "incomplete": 1, "downloaded": 0},
+        }})
+    );
+    // One full scrape per client per interval, whichever way it asks.
+    send(&mut a, &json!({"action": "scrape"}));
+    let again = recv(&mut a);
+    assert!(
+        again["failure reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("full scrape rate limited"),
+        "{again}"
+    );
+    let (_, _, body) = http_get(http_addr(&t, false), "/scrape", &[]);
+    assert!(
+        String::from_utf8_lossy(&body).contains("full scrape rate limited"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    t.shutdown();
+}

@@ -227,6 +227,8 @@ impl SocketObject {
             swarms: &swarms,
             policy: &knobs.rtc,
             is_open: &|_| true,
+            // No object knows every torrent.
+            full_scrape: None,
         };
         let mut out = WsOut::default();
         let mut rng = SmallRng::from_rng(&mut *self.rng.borrow_mut());

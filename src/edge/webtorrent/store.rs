@@ -150,4 +150,9 @@ impl RtcStore for DurableRtcStore<'_> {
         }
         Ok(())
     }
+
+    /// No object knows every torrent: the edge offers no full scrape (its home never asks).
+    async fn all_counts(&self, _out: &mut Vec<(InfoHash, RtcCounts)>) -> Result<(), StoreError> {
+        Err(StoreError("no full scrape at the edge".into()))
+    }
 }

@@ -25,6 +25,8 @@ struct World {
     scratch: Scratch,
     /// Connections whose sockets have closed.
     closed: Vec<ConnId>,
+    /// Full scrape offered, and how many more the home permits.
+    full_scrapes: Option<std::cell::Cell<u32>>,
 }
 
 impl World {
@@ -39,6 +41,7 @@ impl World {
             rng: SmallRng::seed_from_u64(5),
             scratch: Scratch::default(),
             closed: Vec::new(),
+            full_scrapes: None,
         }
     }
 
@@ -48,10 +51,21 @@ impl World {
 
     fn send_text(&mut self, conn: &mut WsConnection, text: &str) -> (WsOut, WsOutcome) {
         let mut out = WsOut::default();
+        let permit = |_: IpAddr, _: UnixTime| match &self.full_scrapes {
+            Some(left) if left.get() > 0 => {
+                left.set(left.get() - 1);
+                Ok(())
+            }
+            _ => Err("full scrape rate limited".to_string()),
+        };
         let home = WsHome {
             swarms: &self.swarms,
             policy: &self.policy,
             is_open: &|c| !self.closed.contains(&c),
+            full_scrape: self
+                .full_scrapes
+                .as_ref()
+                .map(|_| &permit as &dyn Fn(IpAddr, UnixTime) -> Result<(), String>),
         };
         let outcome = now_or_never(self.tracker.ws_message(
             &home,
@@ -324,4 +338,61 @@ fn a_wrong_passkey_in_a_scrape_costs_a_token() {
         limited += usize::from(outcome.rate_limited);
     }
     assert_eq!(limited, 3, "two guesses, then the limit");
+}
+
+#[test]
+fn a_full_scrape_lists_every_admitted_swarm_when_the_home_offers_it() {
+    let mut w = World::new();
+    let mut a = conn(1);
+    for i in [1u8, 2, 3] {
+        let mut m = announce(1, u64::from(i % 2), 0);
+        m["info_hash"] = json!(bin(&[i; 20]));
+        w.send(&mut a, &m);
+    }
+    let full = json!({"action": "scrape"});
+    // Not offered: refused, as over HTTP.
+    let (out, _) = w.send(&mut a, &full);
+    assert_eq!(
+        parsed(out.reply.as_deref().unwrap())["failure reason"],
+        json!(RequestError::FullScrapeDisabled.to_string())
+    );
+    // Offered: every swarm but a denied one, then the home's refusal.
+    w.full_scrapes = Some(std::cell::Cell::new(1));
+    w.tracker.set_access(
+        Access::open()
+            .with_list(ListMode::Deny, &crate::protocol::hex::encode(&[3; 20]))
+            .unwrap(),
+    );
+    let (out, outcome) = w.send(&mut a, &full);
+    assert_eq!(outcome.error, None);
+    assert_eq!(
+        parsed(out.reply.as_deref().unwrap()),
+        json!({"action": "scrape", "files": {
+            bin(&[1; 20]): {"complete": 0, "incomplete": 1, "downloaded": 0},
+            bin(&[2; 20]): {"complete": 1, "incomplete": 0, "downloaded": 0},
+        }})
+    );
+    let (out, _) = w.send(&mut a, &full);
+    assert_eq!(
+        parsed(out.reply.as_deref().unwrap())["failure reason"],
+        json!("full scrape rate limited")
+    );
+    // A wrong passkey is refused before the home is asked.
+    w.full_scrapes = Some(std::cell::Cell::new(1));
+    w.tracker.set_access(
+        Access::open()
+            .with_passkeys("the-right-passkey-0123\n")
+            .unwrap(),
+    );
+    let mut guesser = WsConnection::new(
+        7,
+        Some(b"a-wrong-guess-0123456".to_vec()),
+        "10.0.0.7".parse().unwrap(),
+    );
+    let (out, _) = w.send(&mut guesser, &full);
+    assert_eq!(
+        parsed(out.reply.as_deref().unwrap())["failure reason"],
+        json!(Refusal::UnknownPasskey.reason())
+    );
+    assert_eq!(w.full_scrapes.as_ref().unwrap().get(), 1);
 }
