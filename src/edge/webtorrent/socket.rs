@@ -3,11 +3,11 @@
 //! between announces costs no duration.
 //!
 //! The object hands each text frame to the core ([`Tracker::ws_message`]) with the torrent's
-//! swarm objects as the [`RtcStore`], sends the reply down its socket, and hands each forwarded
-//! offer or answer to the recipient's socket object (`POST /deliver`), which sends it down its
-//! own. When the socket closes, the peers it announced leave their swarms. What it must remember
-//! across hibernation rides in the socket's attachment ([`super::attachment`]). Owns this
-//! object's I/O; the rules are the core's.
+//! swarm objects as the [`RtcStore`](crate::store::rtc::RtcStore), sends the reply down its
+//! socket, and hands each forwarded offer or answer to the recipient's socket object
+//! (`POST /deliver`), which sends it down its own. When the socket closes, the peers it announced
+//! leave their swarms. What it must remember across hibernation rides in the socket's attachment
+//! (`attachment.rs`). Owns this object's I/O; the rules are the core's.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};

@@ -72,7 +72,7 @@ fn announce_of(i: u32, event: Event) -> PeerAnnounce {
         info_hash: InfoHash(HASH),
         peer: PeerAddr::V4(peer),
         event,
-        seeding: i % 4 == 0,
+        seeding: i.is_multiple_of(4),
         want: 50,
     }
 }
@@ -92,7 +92,7 @@ pub fn prepare(case: u32, peers: u32) {
                 "info_hash={}&peer_id={}&port=6881&uploaded=0&downloaded=0&left={}&compact=1&numwant=50",
                 percent(&HASH),
                 percent(&[i as u8; 20]),
-                if i % 4 == 0 { 0 } else { 1000 },
+                if i.is_multiple_of(4) { 0 } else { 1000 },
             );
             (address(i), q.into_bytes())
         })
