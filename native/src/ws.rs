@@ -350,16 +350,16 @@ where
                 match message {
                     Message::Text(text) => {
                         idle_deadline = Instant::now() + idle;
-                        let full_scrape = |ip, now| match &shared.full_scrape {
-                            Some(full) => full.permit(ip, now),
-                            None => Ok(()),
-                        };
+                        let full_scrape = shared
+                            .full_scrape
+                            .as_ref()
+                            .map(|full| move |ip, now| full.permit(ip, now));
                         let home = WsHome {
                             swarms: &hub.swarms,
                             policy: &hub.policy,
                             is_open: &is_open,
-                            full_scrape: shared.full_scrape.as_ref().map(|_| {
-                                &full_scrape as &dyn Fn(IpAddr, UnixTime) -> Result<(), String>
+                            full_scrape: full_scrape.as_ref().map(|permit| {
+                                permit as &dyn Fn(IpAddr, UnixTime) -> Result<(), String>
                             }),
                         };
                         let outcome = LOCAL.with_borrow_mut(|(rng, scratch)| {

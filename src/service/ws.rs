@@ -11,7 +11,6 @@ use std::net::IpAddr;
 use rand_core::Rng;
 
 use super::{RATE_LIMITED, Scratch, Tracker};
-use crate::access::Refusal;
 use crate::protocol::http::RequestError;
 use crate::protocol::types::{Event, InfoHash, PeerId};
 use crate::protocol::ws::{self, Announce, ClientMessage, ScrapeCounts, WsAction, WsError};
@@ -201,6 +200,14 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
             }
             ClientMessage::Scrape(s) => {
                 let action = WsAction::Scrape;
+                // Scrapes cost a token here, unlike over HTTP, where each is a request of its
+                // own: a frame is cheap to send, and at the edge every torrent it names is an
+                // object's request.
+                if !self.limiter.permit(conn.client, now).await {
+                    let mut outcome = failure(out, action, None, RATE_LIMITED);
+                    outcome.rate_limited = true;
+                    return outcome;
+                }
                 // The same reasons as an HTTP scrape's.
                 let max = self.policy.scrape_max_hashes as usize;
                 if s.info_hashes.is_empty()
@@ -223,7 +230,7 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
                 if let Err(refusal) =
                     self.admit(&mut scratch.access, conn.passkey.as_deref(), &s.info_hashes)
                 {
-                    return self.scrape_refused(refusal, conn.client, now, out).await;
+                    return failure(out, action, None, refusal.reason());
                 }
                 let mut counts = Vec::with_capacity(s.info_hashes.len());
                 if let Err(e) = swarms.counts(&s.info_hashes, &mut counts).await {
@@ -254,24 +261,6 @@ fn scrape_counts(c: RtcCounts) -> ScrapeCounts {
 }
 
 impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
-    /// A scrape refused by the access rules. A wrong passkey costs a token, as over HTTP: no
-    /// free guessing.
-    async fn scrape_refused(
-        &self,
-        refusal: Refusal,
-        client: IpAddr,
-        now: UnixTime,
-        out: &mut WsOut,
-    ) -> WsOutcome {
-        let action = WsAction::Scrape;
-        if refusal == Refusal::UnknownPasskey && !self.limiter.permit(client, now).await {
-            let mut outcome = failure(out, action, None, RATE_LIMITED);
-            outcome.rate_limited = true;
-            return outcome;
-        }
-        failure(out, action, None, refusal.reason())
-    }
-
     /// A scrape naming no torrent, where the home offers full scrape: every WebTorrent swarm the
     /// access rules admit, once the passkey is right and the home permits this client one.
     async fn ws_full_scrape(
@@ -285,7 +274,7 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
     ) -> WsOutcome {
         let action = WsAction::Scrape;
         if let Err(refusal) = self.admit(&mut scratch.access, conn.passkey.as_deref(), &[]) {
-            return self.scrape_refused(refusal, conn.client, now, out).await;
+            return failure(out, action, None, refusal.reason());
         }
         if let Err(reason) = permit(conn.client, now) {
             return failure(out, action, None, &reason);
@@ -401,7 +390,9 @@ async fn announce<R: RtcStore>(
             return outcome;
         }
     };
-    if done.claimed && !already {
+    // Joined (or taken over, or held already but forgotten by a home that lost track of it):
+    // the connection leaves it when it closes.
+    if !already && a.event != Event::Stopped {
         conn.joined.push(member);
     }
     if done.left || a.event == Event::Stopped {

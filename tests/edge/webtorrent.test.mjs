@@ -170,6 +170,22 @@ test("stopped leaves at once; a closed socket's peers leave every swarm it joine
   b.close();
 });
 
+test("announces sent at once on one socket are all remembered: closing it leaves every swarm", async () => {
+  // The socket object handles one message at a time; were they interleaved, each would start
+  // from the same list of joined swarms and the last to finish would drop the others'.
+  const hashes = [0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6].map(bin);
+  const a = await open("10.9.0.10");
+  for (const h of hashes) a.send(announce(h, 13));
+  for (const _ of hashes) assert.equal((await a.next()).incomplete, 1);
+  a.close();
+  const b = await open("10.9.0.11");
+  assert.ok(await eventually(async () => {
+    for (const h of hashes) if ((await scrape(b, h)).incomplete !== 0) return false;
+    return true;
+  }), "every swarm the closed socket joined was left");
+  b.close();
+});
+
 test("a peer id held by an open socket cannot be taken over by another", async () => {
   const h = bin(0xa4);
   const a = await open("10.9.0.4");

@@ -1,8 +1,9 @@
 //! `SwarmObject`: the Durable Object class holding one torrent's swarm (one object per info hash,
 //! named by its hex), SQLite-backed.
 //!
-//! The swarm is a [`MirroredSwarm`] in the object's memory; storage is one table it mirrors into,
-//! written only when the mirror says so, and read only when the object wakes:
+//! The swarm is a [`MirroredSwarm`] in the object's memory; storage is a table it mirrors into,
+//! written only when the mirror says so, and read only when the object wakes (the torrent's
+//! WebTorrent members, if any, have a table of their own: [`super::rtc_object`]):
 //!
 //! ```text
 //! swarm(key BLOB PRIMARY KEY, seeding INTEGER, value INTEGER) WITHOUT ROWID
@@ -10,12 +11,14 @@
 //!   key = x'' (empty):                              value = the completed count
 //! ```
 //!
-//! One table, not two, and `WITHOUT ROWID`, because of what SQLite storage bills (measured in
-//! Miniflare): creating a table writes 2 rows, and a rowid table's primary-key index doubles
-//! every insert. So a torrent's first peer costs 3 rows written, every later change 1.
+//! Peers and the completed count share one table, and it is `WITHOUT ROWID`, because of what
+//! SQLite storage bills (measured in Miniflare): creating a table writes 2 rows, and a rowid
+//! table's primary-key index doubles every insert. So a torrent's first peer costs 3 rows
+//! written, every later change 1.
 //!
 //! No alarms or timers: expiry is lazy, so an idle object holds nothing open and may hibernate
-//! (be evicted) at once, and an emptied swarm deletes all its storage. The table is created at
+//! (be evicted) at once. An emptied swarm drops its table, and once neither table is left the
+//! object deletes all its storage. The table is created at
 //! the first write, so scraping an unknown torrent stores nothing. Owns this object's I/O (SQL,
 //! its RNG); the swarm's rules are the mirror's and the core's.
 
@@ -25,7 +28,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use worker::{DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
-use super::rtc_object::{Rows, RtcMembers};
+use super::rtc_object::RtcMembers;
 use super::rtc_wire::RtcCall;
 use super::wire::{Call, Op, Reply, RowCounts, full_code};
 use crate::store::Full;
@@ -122,7 +125,6 @@ impl SwarmObject {
             return Response::error("not a WebTorrent swarm call", 400);
         };
         let sql = self.state.storage().sql();
-        let mut rows = Rows::default();
         let answered = {
             let mut slot = self.rtc.borrow_mut();
             let loaded = match slot.as_mut() {
@@ -130,12 +132,10 @@ impl SwarmObject {
                 None => {
                     let mut key = [0u8; 16];
                     rand_core::Rng::fill_bytes(&mut *self.rng.borrow_mut(), &mut key);
-                    RtcMembers::load(&sql, &call, key, &mut rows).map(|m| slot.insert(m))
+                    RtcMembers::load(&sql, &call, key).map(|m| slot.insert(m))
                 }
             };
-            loaded.and_then(|members| {
-                members.answer(&sql, &call, &mut self.rng.borrow_mut(), &mut rows)
-            })
+            loaded.and_then(|members| members.answer(&sql, &call, &mut self.rng.borrow_mut()))
         };
         match answered {
             Ok((reply, cleared)) => {
@@ -308,7 +308,7 @@ fn count(rows: &mut RowCounts, cursor: &worker::SqlCursor) {
 }
 
 /// Whether table `name` exists.
-fn table_exists(sql: &SqlStorage, name: &str) -> worker::Result<bool> {
+pub(super) fn table_exists(sql: &SqlStorage, name: &str) -> worker::Result<bool> {
     let cursor = sql.exec(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
         vec![SqlStorageValue::String(name.to_string())],

@@ -9,9 +9,10 @@
 //!   peer_id = x'' (empty): seen = the completed count
 //! ```
 //!
-//! A row is written when a member joins, moves to another socket or role, or when its row is
-//! an announce interval old: one write per join and about one per two steady announces (the
-//! timeout is three intervals), not one per announce. A member that leaves, or times out, is
+//! A row is written when a member joins, moves to another socket or role, or when its row has
+//! grown too old to outlive the member's next announce should the object be evicted: one write
+//! per join and one per two steady announces with the default knobs (a 360 s timeout, 120 s
+//! between announces), not one per announce; answers and scrapes write nothing. A member that leaves, or times out, is
 //! deleted; an emptied swarm drops the table. The object cannot see whether another object's
 //! socket is open, so a member counts as connected until its socket object says it left or it
 //! times out. Owns the mirror of these members; what an announce does is
@@ -22,7 +23,7 @@ use std::collections::HashMap;
 use rand::rngs::SmallRng;
 use worker::{SqlStorage, SqlStorageValue};
 
-use super::object::{blob, integer};
+use super::object::{blob, integer, table_exists};
 use super::rtc_wire::{RtcCall, RtcOp, RtcReply};
 use crate::protocol::types::PeerId;
 use crate::store::memory::KeyedHasher;
@@ -41,20 +42,6 @@ pub struct RtcMembers {
     next_sweep: UnixTime,
 }
 
-/// Rows read and written by one call.
-#[derive(Default)]
-pub struct Rows {
-    pub read: u32,
-    pub written: u32,
-}
-
-impl Rows {
-    fn add(&mut self, cursor: &worker::SqlCursor) {
-        self.read = self.read.saturating_add(cursor.rows_read() as u32);
-        self.written = self.written.saturating_add(cursor.rows_written() as u32);
-    }
-}
-
 const UPSERT: &str = "INSERT INTO rtc (peer_id, conn, seeding, seen) VALUES (?, ?, ?, ?) \
     ON CONFLICT (peer_id) DO UPDATE SET conn = excluded.conn, seeding = excluded.seeding, \
     seen = excluded.seen";
@@ -65,7 +52,6 @@ impl RtcMembers {
         sql: &SqlStorage,
         call: &RtcCall,
         hash_key: [u8; 16],
-        rows: &mut Rows,
     ) -> worker::Result<RtcMembers> {
         let mut members = RtcMembers {
             swarm: RtcSwarm::with_hasher(KeyedHasher(hash_key)),
@@ -74,13 +60,7 @@ impl RtcMembers {
             table: false,
             next_sweep: call.now + sweep_every(call.knobs.peer_timeout),
         };
-        let exists = sql.exec(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'rtc'",
-            None,
-        )?;
-        let found = exists.raw().next().transpose()?;
-        rows.add(&exists);
-        if found.as_deref().and_then(<[_]>::first).and_then(integer) != Some(1) {
+        if !table_exists(sql, "rtc")? {
             return Ok(members);
         }
         members.table = true;
@@ -114,9 +94,8 @@ impl RtcMembers {
             members.swarm.restore(peer_id, conn, seeding, seen);
             members.stored.insert(peer_id, (conn, seeding, seen));
         }
-        rows.add(&cursor);
         for p in stale {
-            rows.add(&sql.exec("DELETE FROM rtc WHERE peer_id = ?", vec![blob(&p.0)])?);
+            sql.exec("DELETE FROM rtc WHERE peer_id = ?", vec![blob(&p.0)])?;
         }
         Ok(members)
     }
@@ -128,7 +107,6 @@ impl RtcMembers {
         sql: &SqlStorage,
         call: &RtcCall,
         rng: &mut SmallRng,
-        rows: &mut Rows,
     ) -> worker::Result<(RtcReply, bool)> {
         let (now, knobs) = (call.now, call.knobs);
         let mut gone = Vec::new();
@@ -173,9 +151,7 @@ impl RtcMembers {
             }
         }
         reply.counts = self.swarm.counts();
-        let cleared = self.mirror(sql, call, &gone, rows)?;
-        reply.rows_read = rows.read;
-        reply.rows_written = rows.written;
+        let cleared = self.mirror(sql, call, &gone)?;
         Ok((reply, cleared))
     }
 
@@ -186,68 +162,70 @@ impl RtcMembers {
         sql: &SqlStorage,
         call: &RtcCall,
         gone: &[PeerId],
-        rows: &mut Rows,
     ) -> worker::Result<bool> {
         if self.swarm.is_empty() {
+            // An emptied swarm is gone with its completed count, as natively.
+            self.swarm.restore_downloaded(0);
             self.stored.clear();
             self.stored_downloaded = 0;
             if self.table {
-                rows.add(&sql.exec("DROP TABLE rtc", None)?);
+                sql.exec("DROP TABLE rtc", None)?;
                 self.table = false;
                 return Ok(true);
             }
             return Ok(false);
         }
-        for p in gone.iter().chain([&call.peer_id]) {
-            let now_member = self.swarm.member(p);
+        // Only an announce or a leave changes the caller; answers and scrapes write nothing.
+        let caller =
+            matches!(call.op, RtcOp::Announce { .. } | RtcOp::Leave).then_some(&call.peer_id);
+        let refresh_after = refresh_after(call.knobs.announce_interval, call.knobs.peer_timeout);
+        for p in gone.iter().chain(caller) {
             let before = self.stored.get(p).copied();
-            match now_member {
-                Some((conn, seeding, _)) => {
+            match self.swarm.member(p) {
+                Some((conn, seeding, seen)) => {
                     let due = before.is_none_or(|(c, s, written)| {
-                        c != conn
-                            || s != seeding
-                            || call.now.since(written) >= call.knobs.announce_interval
+                        c != conn || s != seeding || seen.since(written) > refresh_after
                     });
                     if due {
-                        self.create_table(sql, rows)?;
+                        self.create_table(sql)?;
                         let values = vec![
                             blob(&p.0),
                             blob(&conn.to_be_bytes()),
                             SqlStorageValue::Integer(i64::from(seeding)),
-                            SqlStorageValue::Integer(i64::from(call.now.secs())),
+                            SqlStorageValue::Integer(i64::from(seen.secs())),
                         ];
-                        rows.add(&sql.exec(UPSERT, values)?);
-                        self.stored.insert(*p, (conn, seeding, call.now));
+                        sql.exec(UPSERT, values)?;
+                        self.stored.insert(*p, (conn, seeding, seen));
                     }
                 }
                 None if before.is_some() => {
                     self.stored.remove(p);
-                    rows.add(&sql.exec("DELETE FROM rtc WHERE peer_id = ?", vec![blob(&p.0)])?);
+                    sql.exec("DELETE FROM rtc WHERE peer_id = ?", vec![blob(&p.0)])?;
                 }
                 None => {}
             }
         }
         let downloaded = self.swarm.counts().downloaded;
         if downloaded != self.stored_downloaded {
-            self.create_table(sql, rows)?;
+            self.create_table(sql)?;
             let values = vec![
                 blob(&[]),
                 blob(&[]),
                 SqlStorageValue::Integer(0),
                 SqlStorageValue::Integer(i64::from(downloaded)),
             ];
-            rows.add(&sql.exec(UPSERT, values)?);
+            sql.exec(UPSERT, values)?;
             self.stored_downloaded = downloaded;
         }
         Ok(false)
     }
 
-    fn create_table(&mut self, sql: &SqlStorage, rows: &mut Rows) -> worker::Result<()> {
+    fn create_table(&mut self, sql: &SqlStorage) -> worker::Result<()> {
         if !self.table {
             let ddl = "CREATE TABLE IF NOT EXISTS rtc (peer_id BLOB PRIMARY KEY, \
                 conn BLOB NOT NULL, seeding INTEGER NOT NULL, seen INTEGER NOT NULL) \
                 WITHOUT ROWID";
-            rows.add(&sql.exec(ddl, None)?);
+            sql.exec(ddl, None)?;
             self.table = true;
         }
         Ok(())
@@ -266,6 +244,13 @@ fn conn_of(v: &SqlStorageValue) -> Option<ConnId> {
         SqlStorageValue::Blob(b) => Some(u64::from_be_bytes(b[..].try_into().ok()?)),
         _ => None,
     }
+}
+
+/// How old a member's row may get before an announce rewrites it: old enough that a row is
+/// rewritten about every other announce, young enough that a member restored from it outlives
+/// its next announce (an interval, and a quarter of one for a late client).
+fn refresh_after(interval: u32, timeout: u32) -> u32 {
+    timeout.saturating_sub(interval.saturating_add(interval / 4))
 }
 
 /// Silent members are looked for four times a timeout: one sweeps them within 1.25 timeouts.

@@ -8,7 +8,7 @@
 //!         answer:   2, head, to peer id [20]          (peer id: who answers; conn: its socket)
 //!         counts:   3, head                           (peer id and conn unused)
 //!         leave:    4, head                           (the socket closed)
-//! reply   complete u32, incomplete u32, downloaded u32, rows read u32, rows written u32, then
+//! reply   complete u32, incomplete u32, downloaded u32, then
 //!         announce: outcome u8 (0 done, else the refusal: see `refusal_code`),
 //!                   done flags u8 (joined 1, claimed 2, left 4), recipients u64 each
 //!         answer:   route u8 (0 not a member on that socket, 1 offerer gone, 2 offerer at), conn u64
@@ -57,8 +57,6 @@ pub struct RtcCall {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RtcReply {
     pub counts: RtcCounts,
-    pub rows_read: u32,
-    pub rows_written: u32,
     /// Announce: what it did, or why it was refused.
     pub announced: Option<Result<RtcAnnounced, RtcRefusal>>,
     pub recipients: Vec<ConnId>,
@@ -67,7 +65,7 @@ pub struct RtcReply {
 }
 
 const HEAD: usize = 1 + 16 + 20 + 8;
-const REPLY_HEAD: usize = 20;
+const REPLY_HEAD: usize = 12;
 
 fn event_code(e: Event) -> u8 {
     match e {
@@ -188,8 +186,6 @@ impl RtcReply {
             self.counts.complete,
             self.counts.incomplete,
             self.counts.downloaded,
-            self.rows_read,
-            self.rows_written,
         ] {
             out.extend_from_slice(&n.to_be_bytes());
         }
@@ -231,8 +227,6 @@ impl RtcReply {
                 incomplete: u32_at(b, 4)?,
                 downloaded: u32_at(b, 8)?,
             },
-            rows_read: u32_at(b, 12)?,
-            rows_written: u32_at(b, 16)?,
             ..RtcReply::default()
         };
         let rest = &b[REPLY_HEAD..];
@@ -334,8 +328,6 @@ mod tests {
                 incomplete: 2,
                 downloaded: 3,
             },
-            rows_read: 4,
-            rows_written: 5,
             announced: Some(Ok(RtcAnnounced {
                 joined: true,
                 claimed: true,

@@ -15,7 +15,8 @@
 //!   sends it down its socket.
 //!
 //! So an announce with N offers costs one swarm-object request and N deliveries; an answer,
-//! one of each. A socket object only sees its own client's messages and those addressed to it,
+//! one delivery (a delivered offer carries its offerer's connection, so the answer needs no
+//! swarm-object request unless the socket object hibernated meanwhile). A socket object only sees its own client's messages and those addressed to it,
 //! and a swarm object only its torrent's: the ceiling is one object's throughput per torrent
 //! (README: "WebTorrent at the edge"). Owns the upgrade; the objects are [`socket`]'s and
 //! [`SwarmObject`]'s.
@@ -63,6 +64,22 @@ impl Knobs {
         let policy = config::policy(env, store)?;
         let rtc = config::webtorrent(env)?.ok_or("WebTorrent is off on this tracker")?;
         Ok(Knobs { store, policy, rtc })
+    }
+
+    /// The knobs a closed socket's leaves run on: the configured ones, or the defaults when the
+    /// vars no longer read (WebTorrent turned off, a typo): its peers leave regardless.
+    fn for_leaving(env: &Env) -> RtcKnobs {
+        Knobs::read(env).map_or_else(
+            |_| {
+                let rtc = RtcPolicy::default();
+                RtcKnobs {
+                    announce_interval: rtc.announce_interval,
+                    peer_timeout: rtc.peer_timeout,
+                    max_peers: Policy::default().max_peers_per_torrent,
+                }
+            },
+            |k| k.rtc_knobs(),
+        )
     }
 
     fn rtc_knobs(&self) -> RtcKnobs {

@@ -9,7 +9,7 @@
 //! leave their swarms. What it must remember across hibernation rides in the socket's attachment
 //! (`attachment.rs`). Owns this object's I/O; the rules are the core's.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 
 use rand::SeedableRng;
@@ -37,6 +37,11 @@ pub struct SocketObject {
     env: Env,
     rng: RefCell<SmallRng>,
     offerers: RefCell<Offerers>,
+    /// The socket's events not yet handled, and whether one is being handled. The runtime
+    /// starts a handler per event, and they interleave at every await; the connection's state
+    /// (its attachment) is read and written around awaits, so they take turns instead.
+    queue: RefCell<VecDeque<Event>>,
+    busy: Cell<bool>,
 }
 
 /// The header a delivered offer carries: the torrent, the offering peer and its connection, in
@@ -95,6 +100,8 @@ impl DurableObject for SocketObject {
             env,
             rng: RefCell::new(SmallRng::from_seed(seed)),
             offerers: RefCell::default(),
+            queue: RefCell::default(),
+            busy: Cell::new(false),
         }
     }
 
@@ -134,7 +141,7 @@ impl DurableObject for SocketObject {
         message: WebSocketIncomingMessage,
     ) -> worker::Result<()> {
         match message {
-            WebSocketIncomingMessage::String(text) => self.message(&ws, &text).await,
+            WebSocketIncomingMessage::String(text) => self.handle(&ws, Event::Text(text)).await,
             WebSocketIncomingMessage::Binary(_) => ws.send_with_str(wsp::write_failure(
                 Some(WsAction::Announce),
                 None,
@@ -150,17 +157,23 @@ impl DurableObject for SocketObject {
         _reason: String,
         _was_clean: bool,
     ) -> worker::Result<()> {
-        self.leave_all(&ws).await;
-        // Completes the closing handshake (an error means it is complete already).
-        let _ = ws.close(Some(1000), Some("closed"));
-        Ok(())
+        self.handle(&ws, Event::Closed).await
     }
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
-        self.leave_all(&ws).await;
-        Ok(())
+        self.handle(&ws, Event::Closed).await
     }
 }
+
+/// What happened on the socket, in the order it happened.
+enum Event {
+    Text(String),
+    Closed,
+}
+
+/// Events waiting while one is handled; a client sending faster is told to wait for replies.
+const MAX_QUEUED: usize = 32;
+const TOO_FAST: &str = "too many messages at once: wait for the replies";
 
 /// Keeps `attachment` with the socket, across hibernation.
 fn keep(ws: &WebSocket, attachment: &Attachment) -> worker::Result<()> {
@@ -180,6 +193,39 @@ fn load(ws: &WebSocket) -> Option<Attachment> {
 }
 
 impl SocketObject {
+    /// Handles `event` after those before it: queued if another is being handled (whose
+    /// handler then takes it), else handled here with any that arrive meanwhile.
+    async fn handle(&self, ws: &WebSocket, event: Event) -> worker::Result<()> {
+        {
+            let mut queue = self.queue.borrow_mut();
+            if matches!(event, Event::Text(_)) && queue.len() >= MAX_QUEUED {
+                return ws.send_with_str(wsp::write_failure(None, None, TOO_FAST));
+            }
+            queue.push_back(event);
+        }
+        if self.busy.replace(true) {
+            return Ok(());
+        }
+        loop {
+            let next = self.queue.borrow_mut().pop_front();
+            match next {
+                Some(Event::Text(text)) => {
+                    if let Err(e) = self.message(ws, &text).await {
+                        worker::console_error!("webtorrent: {e}");
+                    }
+                }
+                Some(Event::Closed) => {
+                    self.leave_all(ws).await;
+                    // Completes the closing handshake (an error means it is complete already).
+                    let _ = ws.close(Some(1000), Some("closed"));
+                }
+                None => break,
+            }
+        }
+        self.busy.set(false);
+        Ok(())
+    }
+
     async fn message(&self, ws: &WebSocket, text: &str) -> worker::Result<()> {
         let Some(attachment) = load(ws) else {
             // Nothing to serve it with: let the client reconnect.
@@ -306,14 +352,11 @@ impl SocketObject {
 
     /// The socket closed: its peers leave every swarm they joined through it.
     async fn leave_all(&self, ws: &WebSocket) {
-        let (Some(attachment), Ok(knobs), Ok(objects)) = (
-            load(ws),
-            Knobs::read(&self.env),
-            self.env.durable_object(DO_BINDING),
-        ) else {
+        let (Some(attachment), Ok(objects)) = (load(ws), self.env.durable_object(DO_BINDING))
+        else {
             return;
         };
-        let swarms = DurableRtcStore::new(objects, knobs.rtc_knobs(), now());
+        let swarms = DurableRtcStore::new(objects, Knobs::for_leaving(&self.env), now());
         let leaves = attachment
             .joined
             .iter()

@@ -1,7 +1,8 @@
 //! [`RtcStore`] at the edge: each torrent's WebTorrent members live in that torrent's swarm
 //! object (the same object as its HTTP swarm, named by the info hash), reached with one call
-//! per announce, answer, scrape hash or leave (layouts in [`crate::edge::durable::rtc_wire`]). Owns the
-//! calls; the members' rules are the object's and the core's.
+//! per announce, scrape hash or leave, and per answer whose route the socket object does not
+//! know already (layouts in [`crate::edge::durable::rtc_wire`]). Owns the calls; the members'
+//! rules are the object's and the core's.
 
 use std::future::Future;
 

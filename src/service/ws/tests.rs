@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use super::*;
-use crate::access::{Access, ListMode};
+use crate::access::{Access, ListMode, Refusal};
 use crate::protocol::ws::to_binary_string as bin;
 use crate::ratelimit::RateLimit;
 use crate::store::memory::MemoryStore;
@@ -395,4 +395,38 @@ fn a_full_scrape_lists_every_admitted_swarm_when_the_home_offers_it() {
         json!(Refusal::UnknownPasskey.reason())
     );
     assert_eq!(w.full_scrapes.as_ref().unwrap().get(), 1);
+}
+
+#[test]
+fn a_connection_that_lost_track_of_a_swarm_takes_it_back_at_its_next_announce() {
+    // A home that keeps connections between messages may lose an entry (the edge's socket
+    // objects once did, to interleaved messages): the swarm still holds the peer for this
+    // connection, so it is no new claim, but the connection must leave it when it closes.
+    let mut w = World::new();
+    let mut a = conn(1);
+    w.send(&mut a, &announce(1, 0, 0));
+    let mut forgetful = WsConnection::restore(a.id, None, a.client, Vec::new());
+    w.send(&mut forgetful, &announce(1, 0, 0));
+    assert_eq!(forgetful.members(), &[(InfoHash(HASH), PeerId([1; 20]))]);
+    forgetful.close(&w.swarms);
+    assert_eq!(w.swarms.totals(), (0, 0));
+}
+
+#[test]
+fn scrapes_over_a_websocket_cost_a_token() {
+    let mut w = World::new();
+    w.tracker = Tracker::new(
+        MemoryStore::new(Policy::default(), [1; 16]),
+        Policy::default(),
+    )
+    .with_rate_limit(RateLimit {
+        per_minute: 1,
+        burst: 2,
+    });
+    let mut a = conn(1);
+    let scrape = json!({"action": "scrape", "info_hash": bin(&HASH)});
+    let limited: Vec<bool> = (0..4)
+        .map(|_| w.send(&mut a, &scrape).1.rate_limited)
+        .collect();
+    assert_eq!(limited, [false, false, true, true]);
 }
