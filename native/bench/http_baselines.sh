@@ -19,7 +19,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}
 secs=${2:-15}
-base_port=${PORT:-34300}
+# Below the ephemeral range, which wrk's many connections sweep through.
+base_port=${PORT:-24300}
 AQUATIC_VERSION=0.9.0
 tools=${BENCH_TOOLS:-$HOME/.cache/edgetracker-bench}
 export PATH="$tools/bin:$PATH"
