@@ -3,7 +3,7 @@
 //!
 //! The swarm is a [`MirroredSwarm`] in the object's memory; storage is a table it mirrors into,
 //! written only when the mirror says so, and read only when the object wakes (the torrent's
-//! WebTorrent members, if any, have a table of their own: [`super::rtc_object`]):
+//! WebTorrent members, if any, have a table of their own: `rtc_object.rs`):
 //!
 //! ```text
 //! swarm(key BLOB PRIMARY KEY, seeding INTEGER, value INTEGER) WITHOUT ROWID
