@@ -88,21 +88,23 @@ npm test
 wrangler_dev() {
     sed -e "s|^main = .*|main = \"$PWD/build/worker/shim.mjs\"|" -e '/^\[build\]$/,/^command = /d' \
         wrangler.toml >"$1/wrangler.toml"
-    echo "npx --no-install wrangler dev --config $1/wrangler.toml --local --ip 127.0.0.1 --port {port} --persist-to $1/data $2"
+    echo "npx --no-install wrangler dev --config $1/wrangler.toml --local --ip 127.0.0.1 --port {port} --persist-to $1/data ${2:-}"
 }
 
 for store in durable-object kv; do
     step "real BitTorrent clients move a file through the Worker under wrangler dev (HTTP, SWARM_STORE=$store)"
     state=$(mktemp -d)
-    /usr/bin/python3 tests/real_clients/transfer.py --protocol http \
-        --tracker-cmd "$(wrangler_dev "$state" "--var SWARM_STORE:$store")"
+    # (Assigned first: set -e stops at a failing assignment, not at a failing argument.)
+    dev=$(wrangler_dev "$state" "--var SWARM_STORE:$store")
+    /usr/bin/python3 tests/real_clients/transfer.py --protocol http --tracker-cmd "$dev"
     rm -rf "$state"
 done
 
 step "two WebTorrent browsers (headless Chromium) move a file through the Worker under wrangler dev"
 state=$(mktemp -d)
+dev=$(wrangler_dev "$state")
 /usr/bin/python3 tests/real_clients/browsers.py --bundle "$webtorrent_dir/package/dist/webtorrent.min.js" \
-    --hosts 127.0.0.1 --ready-timeout 60 --tracker-cmd "$(wrangler_dev "$state")"
+    --hosts 127.0.0.1 --ready-timeout 60 --tracker-cmd "$dev"
 rm -rf "$state"
 
 step "the tests left nothing in the checkout"

@@ -209,6 +209,8 @@ def main():
     env = dict(os.environ, EDGETRACKER__STATE__FILE="")
     workdir = tempfile.mkdtemp(prefix="edgetracker-browsers-")
     tracker_log = open(os.path.join(workdir, "tracker.log"), "wb")
+    if args.tracker_cmd is not None and not args.tracker_cmd.strip():
+        raise SystemExit("FAIL: --tracker-cmd is empty")
     if args.tracker_cmd:
         argv = shlex.split(args.tracker_cmd.replace("{port}", str(port)))
     else:
