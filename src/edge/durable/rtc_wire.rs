@@ -17,6 +17,7 @@
 //! All integers big-endian. The knobs ride in every call for the reason [`super::wire`] gives:
 //! an object runs on the knobs of the code that called it. Owns these layouts only.
 
+use super::wire::{event_code, event_of, u32_at};
 use crate::protocol::types::{Event, PeerId};
 use crate::swarm::rtc::{ConnId, RtcAnnounced, RtcCounts, RtcRefusal};
 use crate::time::UnixTime;
@@ -67,25 +68,6 @@ pub struct RtcReply {
 const HEAD: usize = 1 + 16 + 20 + 8;
 const REPLY_HEAD: usize = 12;
 
-fn event_code(e: Event) -> u8 {
-    match e {
-        Event::None => 0,
-        Event::Completed => 1,
-        Event::Started => 2,
-        Event::Stopped => 3,
-    }
-}
-
-fn event_of(code: u8) -> Option<Event> {
-    Some(match code {
-        0 => Event::None,
-        1 => Event::Completed,
-        2 => Event::Started,
-        3 => Event::Stopped,
-        _ => return None,
-    })
-}
-
 fn refusal_code(r: RtcRefusal) -> u8 {
     match r {
         RtcRefusal::PeerIdTaken => 1,
@@ -101,10 +83,6 @@ fn refusal_of(code: u8) -> Option<RtcRefusal> {
         3 => RtcRefusal::TooManyTorrents,
         _ => return None,
     })
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {

@@ -70,7 +70,8 @@ pub fn full_from_code(code: u8) -> Option<Full> {
 }
 const REPLY_HEAD: usize = 20;
 
-fn event_code(e: Event) -> u8 {
+/// An event as both wire layouts (this one and [`super::rtc_wire`]) carry it.
+pub(super) fn event_code(e: Event) -> u8 {
     match e {
         Event::None => 0,
         Event::Completed => 1,
@@ -79,7 +80,17 @@ fn event_code(e: Event) -> u8 {
     }
 }
 
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+pub(super) fn event_of(code: u8) -> Option<Event> {
+    Some(match code {
+        0 => Event::None,
+        1 => Event::Completed,
+        2 => Event::Started,
+        3 => Event::Stopped,
+        _ => return None,
+    })
+}
+
+pub(super) fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
@@ -128,13 +139,7 @@ impl Call {
         let op = match *b.first()? {
             SCRAPE if b.len() == CALL_HEAD => Op::Scrape(info_hash),
             ANNOUNCE => {
-                let event = match *b.get(CALL_HEAD)? {
-                    0 => Event::None,
-                    1 => Event::Completed,
-                    2 => Event::Started,
-                    3 => Event::Stopped,
-                    _ => return None,
-                };
+                let event = event_of(*b.get(CALL_HEAD)?)?;
                 let seeding = match *b.get(CALL_HEAD + 1)? {
                     0 => false,
                     1 => true,
