@@ -118,44 +118,17 @@ mem() {
     awk -v a="$after" -v b="$before" 'BEGIN { printf "%.1f\n", (a - b) * 1024 / 1000000 }'
 }
 
-declare -A result
+measure() { "$1" "$2"; }
 echo "== $rounds rounds; trackers: $trackers; tracker on core 0, load on core 1"
-for r in $(seq 1 "$rounds"); do
-    # Rotate the order, so no tracker always meets a warmer or cooler machine.
-    set -- $trackers
-    for _ in $(seq 2 "$r"); do set -- "${@:2}" "$1"; done
-    order="$*"
-    for kind in $only; do
-        line="round $r $kind:"
-        for t in $order; do
-            v=$($kind "$t")
-            result[$kind,$t]+="$v;"
-            line+=" $t $v |"
-        done
-        echo "$line"
-    done
-done
+run_rounds "$rounds" "$trackers" "$only"
 
-# Medians of each tracker's figures and of the per-round ratios against ours.
 echo
 for kind in $only; do
-    fields=1; [ "$kind" = udp ] && fields="1 2"
-    for f in $fields; do
-        case "$kind.$f" in
-        udp.1) what="responses/s (higher is better)" ;;
-        udp.2) what="responses per tracker CPU-second (higher is better)" ;;
-        mem.1) what="resident bytes per peer (lower is better)" ;;
-        esac
-        echo "$kind: $what"
-        ourv=$(echo "${result[$kind,edgetracker]}" | tr ';' '\n' | grep . | cut -d' ' -f"$f")
-        for t in $trackers; do
-            vals=$(echo "${result[$kind,$t]}" | tr ';' '\n' | grep . | cut -d' ' -f"$f")
-            printf '  %-12s %s   median %s\n' "$t" "$(echo $vals)" "$(echo $vals | median)"
-            [ "$t" = edgetracker ] && continue
-            # Ratio edgetracker:baseline, > 1 where edgetracker is better.
-            ratios=$(paste <(echo "$ourv") <(echo "$vals") | awk -v k="$kind" \
-                '{ printf "%.2f ", (k == "mem") ? $2 / $1 : $1 / $2 }')
-            printf '    ratio edgetracker vs %s, per round: %s  median %s\n' "$t" "$ratios" "$(echo $ratios | median)"
-        done
-    done
+    case $kind in
+    udp)
+        summarize udp 1 "responses/s (higher is better)"
+        summarize udp 2 "responses per tracker CPU-second (higher is better)"
+        ;;
+    mem) summarize mem 1 "resident bytes per peer (lower is better)" lower ;;
+    esac
 done

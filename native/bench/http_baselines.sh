@@ -134,36 +134,12 @@ http() {
         printf "%.0f %.0f\n", r[2] / s[2], r[2] / (c - c0) }'
 }
 
-declare -A result
+measure() { http "$2" "$1"; }
 echo "== $rounds rounds of ${secs} s; trackers: $trackers; tracker on core 0, wrk on core 1"
-for r in $(seq 1 "$rounds"); do
-    set -- $trackers
-    for _ in $(seq 2 "$r"); do set -- "${@:2}" "$1"; done
-    order="$*"
-    for mode in keepalive close; do
-        line="round $r $mode:"
-        for t in $order; do
-            v=$(http "$t" "$mode")
-            result[$mode,$t]+="$v;"
-            line+=" $t $v |"
-        done
-        echo "$line"
-    done
-done
+run_rounds "$rounds" "$trackers" "keepalive close"
 
 echo
 for mode in keepalive close; do
-    for f in 1 2; do
-        what="announces/s"
-        [ "$f" = 2 ] && what="announces per tracker CPU-second"
-        echo "$mode: $what (higher is better)"
-        ourv=$(echo "${result[$mode,edgetracker]}" | tr ';' '\n' | grep . | cut -d' ' -f"$f")
-        for t in $trackers; do
-            vals=$(echo "${result[$mode,$t]}" | tr ';' '\n' | grep . | cut -d' ' -f"$f")
-            printf '  %-12s %s   median %s\n' "$t" "$(echo $vals)" "$(echo $vals | median)"
-            [ "$t" = edgetracker ] && continue
-            ratios=$(paste <(echo "$ourv") <(echo "$vals") | awk '{ printf "%.2f ", $1 / $2 }')
-            printf '    ratio edgetracker / %s, per round: %s  median %s\n' "$t" "$ratios" "$(echo $ratios | median)"
-        done
-    done
+    summarize "$mode" 1 "announces/s (higher is better)"
+    summarize "$mode" 2 "announces per tracker CPU-second (higher is better)"
 done
