@@ -45,6 +45,20 @@ impl World {
         }
     }
 
+    /// A world whose tracker lets each client two announces, then one a minute.
+    fn rate_limited() -> World {
+        let mut w = World::new();
+        w.tracker = Tracker::new(
+            MemoryStore::new(Policy::default(), [1; 16]),
+            Policy::default(),
+        )
+        .with_rate_limit(RateLimit {
+            per_minute: 1,
+            burst: 2,
+        });
+        w
+    }
+
     fn send(&mut self, conn: &mut WsConnection, message: &Value) -> (WsOut, WsOutcome) {
         self.send_text(conn, &message.to_string())
     }
@@ -232,15 +246,7 @@ fn access_rules_rate_limits_and_caps_refuse_with_a_reason() {
     assert_eq!((a.joined(), w.swarms.totals()), (2, (2, 2)));
 
     // The announce rate limit counts answers too.
-    let mut w = World::new();
-    w.tracker = Tracker::new(
-        MemoryStore::new(Policy::default(), [1; 16]),
-        Policy::default(),
-    )
-    .with_rate_limit(RateLimit {
-        per_minute: 1,
-        burst: 2,
-    });
+    let mut w = World::rate_limited();
     let mut a = conn(1);
     w.send(&mut a, &announce(1, 0, 0));
     w.send(&mut a, &announce(1, 0, 0));
@@ -311,15 +317,7 @@ fn one_connection_holds_few_peers_of_one_swarm() {
 
 #[test]
 fn a_wrong_passkey_in_a_scrape_costs_a_token() {
-    let mut w = World::new();
-    w.tracker = Tracker::new(
-        MemoryStore::new(Policy::default(), [1; 16]),
-        Policy::default(),
-    )
-    .with_rate_limit(RateLimit {
-        per_minute: 1,
-        burst: 2,
-    });
+    let mut w = World::rate_limited();
     w.tracker.set_access(
         Access::open()
             .with_passkeys("the-right-passkey-0123\n")
@@ -414,15 +412,7 @@ fn a_connection_that_lost_track_of_a_swarm_takes_it_back_at_its_next_announce() 
 
 #[test]
 fn scrapes_over_a_websocket_cost_a_token() {
-    let mut w = World::new();
-    w.tracker = Tracker::new(
-        MemoryStore::new(Policy::default(), [1; 16]),
-        Policy::default(),
-    )
-    .with_rate_limit(RateLimit {
-        per_minute: 1,
-        burst: 2,
-    });
+    let mut w = World::rate_limited();
     let mut a = conn(1);
     let scrape = json!({"action": "scrape", "info_hash": bin(&HASH)});
     let limited: Vec<bool> = (0..4)
