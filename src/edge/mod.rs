@@ -58,22 +58,25 @@ thread_local! {
 
 fn isolate<T>(f: impl FnOnce(&mut Isolate) -> T) -> T {
     ISOLATE.with_borrow_mut(|slot| {
-        let state = slot.get_or_insert_with(|| {
-            let mut seed = [0u8; 32];
-            getrandom::fill(&mut seed).expect("crypto.getRandomValues is available in Workers");
-            Isolate {
-                rng: SmallRng::from_seed(seed),
-                scratch: Scratch::default(),
-                requests: [0; 2],
-                errors: [0; 2],
-                store_errors: 0,
-                rate_limited: 0,
-                kv_ops: [OpCounts::default(); 2],
-                do_ops: [DoOps::default(); 2],
-            }
+        let state = slot.get_or_insert_with(|| Isolate {
+            rng: seeded_rng(),
+            scratch: Scratch::default(),
+            requests: [0; 2],
+            errors: [0; 2],
+            store_errors: 0,
+            rate_limited: 0,
+            kv_ops: [OpCounts::default(); 2],
+            do_ops: [DoOps::default(); 2],
         });
         f(state)
     })
+}
+
+/// An RNG seeded from the platform's CSPRNG: the isolate's, and each Durable Object's own.
+fn seeded_rng() -> SmallRng {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).expect("crypto.getRandomValues is available in Workers");
+    SmallRng::from_seed(seed)
 }
 
 fn now() -> UnixTime {

@@ -24,7 +24,6 @@
 
 use std::cell::{Cell, RefCell};
 
-use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use worker::{DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
@@ -49,12 +48,10 @@ pub struct SwarmObject {
 
 impl DurableObject for SwarmObject {
     fn new(state: State, _env: Env) -> Self {
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).expect("crypto.getRandomValues is available in Workers");
         SwarmObject {
             state,
             swarm: RefCell::new(None),
-            rng: RefCell::new(SmallRng::from_seed(seed)),
+            rng: RefCell::new(crate::edge::seeded_rng()),
             table: Cell::new(false),
             rtc: RefCell::new(None),
         }

@@ -93,12 +93,10 @@ fn parse_offer_from(v: &str) -> Option<((InfoHash, PeerId), ConnId)> {
 
 impl DurableObject for SocketObject {
     fn new(state: State, env: Env) -> Self {
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).expect("crypto.getRandomValues is available in Workers");
         SocketObject {
             state,
             env,
-            rng: RefCell::new(SmallRng::from_seed(seed)),
+            rng: RefCell::new(crate::edge::seeded_rng()),
             offerers: RefCell::default(),
             queue: RefCell::default(),
             busy: Cell::new(false),
