@@ -59,6 +59,20 @@ impl World {
         w
     }
 
+    /// Makes the tracker private (one passkey) and returns a connection opened with a wrong one.
+    fn private_with_guesser(&mut self) -> WsConnection {
+        self.tracker.set_access(
+            Access::open()
+                .with_passkeys("the-right-passkey-0123\n")
+                .unwrap(),
+        );
+        WsConnection::new(
+            9,
+            Some(b"a-wrong-guess-0123456".to_vec()),
+            "10.0.0.9".parse().unwrap(),
+        )
+    }
+
     fn send(&mut self, conn: &mut WsConnection, message: &Value) -> (WsOut, WsOutcome) {
         self.send_text(conn, &message.to_string())
     }
@@ -318,16 +332,7 @@ fn one_connection_holds_few_peers_of_one_swarm() {
 #[test]
 fn a_wrong_passkey_in_a_scrape_costs_a_token() {
     let mut w = World::rate_limited();
-    w.tracker.set_access(
-        Access::open()
-            .with_passkeys("the-right-passkey-0123\n")
-            .unwrap(),
-    );
-    let mut guesser = WsConnection::new(
-        1,
-        Some(b"a-wrong-guess-0123456".to_vec()),
-        "10.0.0.9".parse().unwrap(),
-    );
+    let mut guesser = w.private_with_guesser();
     let scrape = json!({"action": "scrape", "info_hash": bin(&HASH)});
     let mut limited = 0;
     for _ in 0..5 {
@@ -377,16 +382,7 @@ fn a_full_scrape_lists_every_admitted_swarm_when_the_home_offers_it() {
     );
     // A wrong passkey is refused before the home is asked.
     w.full_scrapes = Some(std::cell::Cell::new(1));
-    w.tracker.set_access(
-        Access::open()
-            .with_passkeys("the-right-passkey-0123\n")
-            .unwrap(),
-    );
-    let mut guesser = WsConnection::new(
-        7,
-        Some(b"a-wrong-guess-0123456".to_vec()),
-        "10.0.0.7".parse().unwrap(),
-    );
+    let mut guesser = w.private_with_guesser();
     let (out, _) = w.send(&mut guesser, &full);
     assert_eq!(
         parsed(out.reply.as_deref().unwrap())["failure reason"],
