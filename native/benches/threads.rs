@@ -2,7 +2,8 @@
 //! (`Tracker::udp`, as the UDP threads call it) driven by 1 and then 2 threads with pre-built
 //! BEP 15 announces, each thread its own clients, all on one shared memory store.
 //!
-//! `cargo bench -p edgetracker-native --bench threads [-- SECONDS]` (default 5 s per run). Prints
+//! `cargo bench -p edgetracker-native --bench threads [-- SECONDS [one|shared|apart]]` (default 5 s
+//! per run; naming a run does that one alone, for a profiler). Prints
 //! announces per second per thread and the ratio of two threads' per-thread rate to one thread's:
 //! 1.0 would mean nothing shared slows them (the store's shard locks, its atomic counters, the
 //! access rules, cache lines moving between cores). A third run, two threads with a tracker each,
@@ -99,10 +100,11 @@ fn run(trackers: &[&Tracker<MemoryStore>], ids: &ConnectionIds, secs: u64) -> f6
 }
 
 fn main() {
-    let secs: u64 = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with("--"))
-        .map_or(5, |s| s.parse().expect("seconds"));
+    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
+    let secs: u64 = args.next().map_or(5, |s| s.parse().expect("seconds"));
+    // One run alone (`one`, `shared` or `apart`), for a profiler to look at.
+    let only = args.next();
+    let wanted = |run: &str| only.as_deref().is_none_or(|o| o == run);
     let tracker = |ids: &ConnectionIds| {
         let policy = Policy::default();
         Tracker::new(MemoryStore::new(policy.clone(), [9; 16]), policy).with_udp(ids.clone())
@@ -113,18 +115,27 @@ fn main() {
         run(trackers, &ids, 1);
         run(trackers, &ids, secs)
     };
-    let one = measure(&[&tracker(&ids)]);
-    let shared = tracker(&ids);
-    let two = measure(&[&shared, &shared]);
+    let one = wanted("one").then(|| measure(&[&tracker(&ids)]));
+    let two = wanted("shared").then(|| {
+        let shared = tracker(&ids);
+        measure(&[&shared, &shared])
+    });
     // The machine's own ceiling: two threads that share nothing (a tracker each).
-    let (a, b) = (tracker(&ids), tracker(&ids));
-    let apart = measure(&[&a, &b]);
-    println!("threads/1: {one:.0} announces/s per thread");
-    println!("threads/2: {two:.0} announces/s per thread, one tracker");
-    println!("threads/2-apart: {apart:.0} announces/s per thread, a tracker each");
-    println!(
-        "threads: two threads on one tracker / one thread = {:.3}; / two apart = {:.3}",
-        two / one,
-        two / apart
-    );
+    let apart = wanted("apart").then(|| measure(&[&tracker(&ids), &tracker(&ids)]));
+    if let Some(one) = one {
+        println!("threads/1: {one:.0} announces/s per thread");
+    }
+    if let Some(two) = two {
+        println!("threads/2: {two:.0} announces/s per thread, one tracker");
+    }
+    if let Some(apart) = apart {
+        println!("threads/2-apart: {apart:.0} announces/s per thread, a tracker each");
+    }
+    if let (Some(one), Some(two), Some(apart)) = (one, two, apart) {
+        println!(
+            "threads: two threads on one tracker / one thread = {:.3}; / two apart = {:.3}",
+            two / one,
+            two / apart
+        );
+    }
 }
