@@ -11,6 +11,11 @@
 # some modes, so the second is the tracker's own cost), per round and as medians, with the
 # per-round ratios edgetracker / baseline. Rounds are interleaved in a rotating order.
 #
+# BASE=REV adds this tracker as built at git revision REV (in a temporary worktree), as the
+# tracker `edgetracker_base`: the ratio edgetracker / edgetracker_base is then a change's effect,
+# measured beside the field. TRACKERS="edgetracker edgetracker_base" and MODES=close limit a run
+# to those trackers and modes.
+#
 # Needs nothing outside the checkout. Installs what is missing: from crates.io aquatic_http
 # 0.9.0 (into $BENCH_TOOLS, default ~/.cache/edgetracker-bench), from Debian wrk and opentracker
 # (apt, as root; a tracker that cannot be installed is skipped). Every tracker starts empty
@@ -38,13 +43,22 @@ command -v aquatic_http >/dev/null ||
         --no-default-features --features mimalloc aquatic_http ||
     echo "aquatic_http could not be installed: its column is skipped" >&2
 trackers="edgetracker"
+[ -n "${BASE:-}" ] && trackers="$trackers edgetracker_base"
 command -v aquatic_http >/dev/null && trackers="$trackers aquatic_http"
 command -v opentracker >/dev/null && trackers="$trackers opentracker"
+trackers=${TRACKERS:-$trackers}
+modes=${MODES:-keepalive close}
 
 cargo build --release --quiet -p edgetracker-native --bin edgetracker --example bench_udp_fill
 ours=$PWD/target/release/edgetracker
 
 source "$PWD/native/bench/lib.sh"
+if [ -n "${BASE:-}" ]; then
+    git worktree add --detach "$work/base" "$BASE" >/dev/null 2>&1
+    trap 'stop; git worktree remove --force "$work/base" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+    (cd "$work/base" && CARGO_TARGET_DIR="$work/target" cargo build --release --quiet \
+        -p edgetracker-native --bin edgetracker)
+fi
 
 # Debian builds opentracker to serve whitelisted torrents only: the load's torrents, listed.
 target/release/examples/bench_udp_fill hashes 10000 >"$work/hashes.txt"
@@ -82,11 +96,13 @@ start() {
     port=$((base_port + runs))
     configure
     case $1 in
-    edgetracker)
+    edgetracker | edgetracker_base)
+        local bin=$ours
+        [ "$1" = edgetracker_base ] && bin=$work/target/release/edgetracker
         # Every peer comes from 127.0.0.1: lift the per-address caps.
         EDGETRACKER__STATE__FILE="" EDGETRACKER__TRACKER__MAX_PEERS_PER_ADDRESS=1000000 \
             EDGETRACKER__NETWORK__HTTP_MAX_CONNECTIONS_PER_ADDRESS=100000 \
-            taskset -c 0 "$ours" --listen 127.0.0.1 --port "$port" --log-level warn \
+            taskset -c 0 "$bin" --listen 127.0.0.1 --port "$port" --log-level warn \
             >"$work/tracker.log" 2>&1 &
         ;;
     aquatic_http)
@@ -136,10 +152,10 @@ http() {
 
 measure() { http "$2" "$1"; }
 echo "== $rounds rounds of ${secs} s; trackers: $trackers; tracker on core 0, wrk on core 1"
-run_rounds "$rounds" "$trackers" "keepalive close"
+run_rounds "$rounds" "$trackers" "$modes"
 
 echo
-for mode in keepalive close; do
+for mode in $modes; do
     summarize "$mode" 1 "announces/s (higher is better)"
     summarize "$mode" 2 "announces per tracker CPU-second (higher is better)"
 done

@@ -50,6 +50,9 @@ pub struct NetworkSection {
     pub http_max_connections_per_address: u32,
     /// Seconds an HTTP connection may move no byte either way before it is closed.
     pub http_idle_timeout: u64,
+    /// Seconds the kernel holds a new connection that has sent nothing yet before handing it to
+    /// the tracker (Linux `TCP_DEFER_ACCEPT`; 0: at once).
+    pub http_defer_accept: u32,
     /// Bytes of a request's head (request line and headers) hyper buffers; at least 8192.
     pub http_max_header_bytes: usize,
     /// Threads serving HTTP (all sockets).
@@ -236,6 +239,7 @@ impl Default for NetworkSection {
             http_max_connections: 16_384,
             http_max_connections_per_address: 64,
             http_idle_timeout: 30,
+            http_defer_accept: 5,
             http_max_header_bytes: 8192,
         }
     }
@@ -304,6 +308,11 @@ http_max_connections_per_address = 64
 # Seconds an HTTP connection may move no byte either way (a client that stops reading its
 # answers included) before it is closed.
 http_idle_timeout = 30
+# Seconds the kernel keeps a new connection to itself until its client sends something (Linux's
+# TCP_DEFER_ACCEPT; elsewhere ignored). A request then usually arrives whole with the connection
+# and is answered at once; a connection that stays silent costs no descriptor and counts toward
+# no cap until then. 0 hands over every connection at once.
+http_defer_accept = 5
 # Bytes of request line and headers buffered per connection (at least 8192; an announce needs
 # under 1 KB). Longer heads get 431.
 http_max_header_bytes = 8192

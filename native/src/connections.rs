@@ -45,6 +45,7 @@ pub struct Connections {
     refused_total: AtomicU64,
     refused_per_address: AtomicU64,
     idle_closed: AtomicU64,
+    answered_at_accept: AtomicU64,
 }
 
 /// Counters for `/stats`.
@@ -54,6 +55,9 @@ pub struct Counts {
     pub refused_total_cap: u64,
     pub refused_per_address_cap: u64,
     pub closed_idle: u64,
+    /// Requests answered by the accept loop itself (a whole request on a connection that
+    /// closes after it), without hyper.
+    pub answered_at_accept: u64,
 }
 
 impl Connections {
@@ -65,6 +69,7 @@ impl Connections {
             refused_total: AtomicU64::new(0),
             refused_per_address: AtomicU64::new(0),
             idle_closed: AtomicU64::new(0),
+            answered_at_accept: AtomicU64::new(0),
         }
     }
 
@@ -97,6 +102,10 @@ impl Connections {
         self.idle_closed.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn counted_answered_at_accept(&self) {
+        self.answered_at_accept.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn counts(&self) -> Counts {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner()).0 as u64;
         Counts {
@@ -104,6 +113,7 @@ impl Connections {
             refused_total_cap: self.refused_total.load(Ordering::Relaxed),
             refused_per_address_cap: self.refused_per_address.load(Ordering::Relaxed),
             closed_idle: self.idle_closed.load(Ordering::Relaxed),
+            answered_at_accept: self.answered_at_accept.load(Ordering::Relaxed),
         }
     }
 }

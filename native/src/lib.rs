@@ -18,7 +18,7 @@ pub mod udp;
 pub mod ws;
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -143,7 +143,7 @@ fn bind_all(config: &Config) -> io::Result<(Vec<std::net::UdpSocket>, Vec<std::n
     let attempts = if net.port == 0 { 20 } else { 1 };
     let mut last_err = None;
     for _ in 0..attempts {
-        match bind_on_port(&net.listen, net.port, net.udp, net.http) {
+        match bind_on_port(net, net.port) {
             Ok(bound) => return Ok(bound),
             Err(e) => last_err = Some(e),
         }
@@ -152,20 +152,18 @@ fn bind_all(config: &Config) -> io::Result<(Vec<std::net::UdpSocket>, Vec<std::n
 }
 
 fn bind_on_port(
-    listen: &[IpAddr],
+    net: &config::NetworkSection,
     mut port: u16,
-    want_udp: bool,
-    want_http: bool,
 ) -> io::Result<(Vec<std::net::UdpSocket>, Vec<std::net::TcpListener>)> {
     let mut udp_sockets = Vec::new();
     let mut tcp_listeners = Vec::new();
-    for &ip in listen {
-        if want_http {
-            let l = http::bind(SocketAddr::new(ip, port))?;
+    for &ip in &net.listen {
+        if net.http {
+            let l = http::bind(SocketAddr::new(ip, port), net.http_defer_accept)?;
             port = l.local_addr()?.port();
             tcp_listeners.push(l);
         }
-        if want_udp {
+        if net.udp {
             let s = udp::bind(SocketAddr::new(ip, port))?;
             port = s.local_addr()?.port();
             udp_sockets.push(s);

@@ -280,6 +280,11 @@ pub fn connections_prometheus(c: &crate::connections::Counts) -> String {
         "# HELP edgetracker_http_connections_idle_closed_total HTTP connections closed for moving nothing.\n# TYPE edgetracker_http_connections_idle_closed_total counter\nedgetracker_http_connections_idle_closed_total {}",
         c.closed_idle
     );
+    let _ = writeln!(
+        out,
+        "# HELP edgetracker_http_answered_at_accept_total HTTP requests answered at accept (whole, on a connection that closes after them).\n# TYPE edgetracker_http_answered_at_accept_total counter\nedgetracker_http_answered_at_accept_total {}",
+        c.answered_at_accept
+    );
     out
 }
 

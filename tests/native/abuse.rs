@@ -14,7 +14,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// the asking never counts against the caps the tests fill from other addresses.
 /// (Null while the tracker is at its total cap and refuses the asking connection too.)
 fn connections(addr: SocketAddr) -> serde_json::Value {
-    let mut s = connect_from("127.0.0.9".parse().unwrap(), addr);
+    let mut s = silent_from("127.0.0.9".parse().unwrap(), addr);
     let mut raw = Vec::new();
     let asked = s
         .write_all(b"GET /stats?format=json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
@@ -27,8 +27,16 @@ fn connections(addr: SocketAddr) -> serde_json::Value {
     stats["http_connections"].clone()
 }
 
-/// A connection from `from` (any 127.0.0.x) to `to`, left idle.
+/// A connection from `from` (any 127.0.0.x) to `to` that has begun a request and stops there
+/// (a silent one would wait in the kernel: see `http_defer_accept`).
 fn connect_from(from: IpAddr, to: SocketAddr) -> TcpStream {
+    let mut s = silent_from(from, to);
+    s.write_all(b"GET ").unwrap();
+    s
+}
+
+/// A connection from `from` to `to` that sends nothing.
+fn silent_from(from: IpAddr, to: SocketAddr) -> TcpStream {
     let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
     s.bind(&SocketAddr::new(from, 0).into()).unwrap();
     s.connect(&to.into()).unwrap();
@@ -148,7 +156,7 @@ fn a_refused_client_that_sent_its_request_still_reads_the_reason() {
         connections(addr)["open"] == 2
     });
     for _ in 0..5 {
-        let mut s = connect_from(one, addr);
+        let mut s = silent_from(one, addr);
         s.write_all(b"GET /announce?info_hash=x HTTP/1.1\r\nHost: t\r\n\r\n")
             .unwrap();
         let mut raw = Vec::new();
@@ -158,6 +166,32 @@ fn a_refused_client_that_sent_its_request_still_reads_the_reason() {
         assert!(text.starts_with("HTTP/1.1 503"), "{text}");
         assert!(text.ends_with("retry latere"), "{text}");
     }
+    t.shutdown();
+}
+
+#[test]
+fn silent_connections_take_no_place_until_they_speak() {
+    // With connections handed over at once (http_defer_accept = 0), each silent one held a
+    // descriptor and a place under the caps from its first moment: 64 of them from one
+    // address shut that address out.
+    let t = tracker_with(|c| c.network.http_max_connections_per_address = 2);
+    let addr = http_addr(&t, false);
+    let one: IpAddr = "127.0.0.1".parse().unwrap();
+    let mut silent: Vec<TcpStream> = (0..4).map(|_| silent_from(one, addr)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(connections(addr)["open"], 1, "only the stats request's own");
+    // The address still gets in, and a silent connection that speaks is served.
+    assert_eq!(http_get(addr, "/announce", &[]).0, 200);
+    let mut last = silent.pop().unwrap();
+    last.write_all(b"GET /scrape HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    last.read_to_end(&mut raw).unwrap();
+    assert!(
+        raw.starts_with(b"HTTP/1.1 200 OK"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
     t.shutdown();
 }
 

@@ -325,6 +325,128 @@ fn keep_alive_serves_several_requests_on_one_connection() {
     t.shutdown();
 }
 
+/// `/stats`' count of requests answered at accept, without hyper.
+fn answered_at_accept(addr: std::net::SocketAddr) -> u64 {
+    let (_, _, body) = http_get(addr, "/stats?format=json", &[]);
+    let stats: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    stats["http_connections"]["answered_at_accept"]
+        .as_u64()
+        .expect("answered_at_accept")
+}
+
+/// Writes `parts` on a fresh connection, `pause` between them, and reads until the tracker
+/// closes; the reply with its `date:` value blanked, so that two replies compare.
+fn exchange(addr: std::net::SocketAddr, parts: &[&[u8]], pause: Duration) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(pause);
+        }
+        s.write_all(part).unwrap();
+    }
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    text.lines()
+        .map(|l| {
+            if l.starts_with("date: ") {
+                "date: -"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn requests_that_close_are_answered_at_accept_with_the_bytes_hyper_writes() {
+    let t = tracker();
+    let addr = http_addr(&t, false);
+    http_announce(addr, &announce(hash(20), 1, 0, Event::Started));
+    let scrape = format!("/scrape?info_hash={}", encode(&hash(20).0));
+    for (target, version, connection) in [
+        (
+            scrape.as_str(),
+            "HTTP/1.1",
+            "Connection: keep-alive, Close\r\n",
+        ),
+        (scrape.as_str(), "HTTP/1.0", ""),
+        ("/announce?port=1", "HTTP/1.1", "Connection: close\r\n"),
+        ("/announce?port=1", "HTTP/1.0", "Connection: other\r\n"),
+    ] {
+        let request = format!("GET {target} {version}\r\nHost: t\r\n{connection}\r\n");
+        let before = answered_at_accept(addr);
+        let at_accept = exchange(addr, &[request.as_bytes()], Duration::ZERO);
+        assert_eq!(answered_at_accept(addr), before + 1, "{request}");
+        // The same request with a second one behind it is hyper's (more than one request's
+        // bytes), which answers the first and closes.
+        let pipelined = format!("{request}{request}");
+        let by_hyper = exchange(addr, &[pipelined.as_bytes()], Duration::ZERO);
+        assert_eq!(answered_at_accept(addr), before + 1, "{request}");
+        assert_eq!(at_accept, by_hyper, "{request}");
+        assert!(
+            at_accept.starts_with(&format!("{version} 200 OK")),
+            "{at_accept}"
+        );
+        assert!(at_accept.contains("date: -"), "{at_accept}");
+        if target == scrape {
+            assert!(at_accept.ends_with("d8:completei1e10:downloadedi0e10:incompletei0eeee"));
+        } else {
+            assert!(at_accept.contains("failure reason"), "{at_accept}");
+        }
+    }
+    t.shutdown();
+}
+
+#[test]
+fn requests_in_pieces_kept_alive_or_upgraded_go_to_hyper() {
+    let t = tracker();
+    let addr = http_addr(&t, false);
+    http_announce(addr, &announce(hash(21), 1, 1, Event::Started));
+    let before = answered_at_accept(addr);
+    // A slow client: what the accept loop read of it is replayed to hyper in front of the rest.
+    let target = format!("/scrape?info_hash={}", encode(&hash(21).0));
+    let pieces = [
+        b"GET /scr".as_slice(),
+        format!("{} HTTP/1.1\r\nHost: t\r\n", &target[4..])
+            .into_bytes()
+            .leak(),
+        b"Connection: close\r\n\r\n",
+    ];
+    let reply = exchange(addr, &pieces, Duration::from_millis(300));
+    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    assert!(
+        reply.ends_with("d8:completei0e10:downloadedi0e10:incompletei1eeee"),
+        "{reply}"
+    );
+    // Keep-alive (HTTP/1.1 by default, HTTP/1.0 when asked), a body, a WebSocket upgrade.
+    for request in [
+        format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n"),
+        format!("GET {target} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"),
+        format!(
+            "GET {target} HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nConnection: close\r\n\r\nab"
+        ),
+        "GET /announce HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".to_string(),
+    ] {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            head.starts_with("HTTP/1.1 200")
+                || head.starts_with("HTTP/1.0 200")
+                || head.starts_with("HTTP/1.1 101"),
+            "{request}: {head}"
+        );
+    }
+    assert_eq!(answered_at_accept(addr), before);
+    t.shutdown();
+}
+
 #[test]
 fn trusted_proxy_header_gives_the_client_address() {
     let t = tracker_with(|c| c.network.trusted_proxy_header = "X-Forwarded-For".into());

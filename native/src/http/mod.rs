@@ -1,4 +1,5 @@
-//! HTTP: `/announce`, `/scrape`, `/stats` and `/metrics` on hyper, on a small tokio runtime.
+//! HTTP: `/announce`, `/scrape`, `/stats` and `/metrics` on hyper, on a small tokio runtime; a
+//! whole request on a connection that closes after it is answered at accept ([`at_accept`]).
 //!
 //! Tracker requests are answered synchronously inside the service function (the memory store
 //! never waits), with a per-thread RNG and scratch space. Owns HTTP framing, routing, the client
@@ -27,24 +28,66 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rand::rngs::SmallRng;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::sync::watch;
 
-use crate::connections::{Activity, Watched};
+use crate::connections::{Activity, Admitted, Watched};
 use crate::{Shared, thread_rng, unix_now};
 use crate::{page, stats, ws};
+use at_accept::{AtAccept, Primed};
+
+mod at_accept;
 
 /// Binds a TCP listener; `[::]` is IPv6-only so `0.0.0.0` can be bound beside it.
-pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+/// `defer_secs`: see [`defer_accept`].
+pub fn bind(addr: SocketAddr, defer_secs: u32) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
+    defer_accept(&socket, defer_secs)?;
     socket.listen(1024)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
+}
+
+/// Has the kernel hold a new connection until its client sends something, for up to
+/// `secs` seconds (`[network] http_defer_accept`). HTTP clients speak first, so a connection
+/// then reaches `accept` with its request, and one that closes after its request is answered
+/// at once ([`at_accept`]) instead of waiting in the reactor for its first bytes; a silent
+/// connection meanwhile costs no descriptor. Linux only (nginx's `deferred`); elsewhere a no-op.
+#[cfg(target_os = "linux")]
+#[allow(
+    unsafe_code,
+    reason = "setsockopt(TCP_DEFER_ACCEPT), which neither std nor socket2 wraps"
+)]
+fn defer_accept(socket: &Socket, secs: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let secs = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
+    // SAFETY: the option value is a c_int that outlives the call, and its size is given.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&raw const secs).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn defer_accept(_: &Socket, _: u32) -> io::Result<()> {
+    Ok(())
 }
 
 /// The HTTP side: its runtime and the signal to stop accepting.
@@ -58,8 +101,9 @@ impl HttpServer {
         listeners: Vec<std::net::TcpListener>,
         shared: Arc<Shared>,
     ) -> io::Result<HttpServer> {
+        let threads = shared.config.network.http_threads;
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(shared.config.network.http_threads)
+            .worker_threads(threads)
             .thread_name("http")
             .enable_all()
             .build()?;
@@ -67,9 +111,17 @@ impl HttpServer {
         for listener in listeners {
             let listener = {
                 let _guard = runtime.enter();
-                tokio::net::TcpListener::from_std(listener)?
+                Arc::new(watch_listener(listener)?)
             };
-            runtime.spawn(accept_loop(listener, shared.clone(), stopped.clone()));
+            // A loop per HTTP thread: a request answered at accept is served by the loop that
+            // accepted it, and one loop would put them all on one thread at a time.
+            for _ in 0..threads {
+                runtime.spawn(accept_loop(
+                    listener.clone(),
+                    shared.clone(),
+                    stopped.clone(),
+                ));
+            }
         }
         Ok(HttpServer { runtime, stop })
     }
@@ -81,23 +133,57 @@ impl HttpServer {
     }
 }
 
+/// The listener in tokio's reactor, for readiness only (see [`accept`]).
+#[allow(
+    unsafe_code,
+    reason = "tokio's AsyncFd registration is an unsafe fn (I/O safety is the caller's)"
+)]
+fn watch_listener(listener: std::net::TcpListener) -> io::Result<AsyncFd<std::net::TcpListener>> {
+    // SAFETY: the `TcpListener` owns its descriptor, which stays open and the same until the
+    // AsyncFd, its owner from here on, drops it.
+    unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }.map_err(Into::into)
+}
+
+/// Accepts without tokio's registration, so that a request answered at accept
+/// ([`at_accept`]) never costs an epoll registration and its removal.
+fn accept(listener: &std::net::TcpListener) -> io::Result<(Socket, SocketAddr)> {
+    let (socket, addr) =
+        SockRef::from(listener).accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)?;
+    let addr = addr
+        .as_socket()
+        .ok_or_else(|| io::Error::other("a TCP peer without an IP address"))?;
+    Ok((socket, addr))
+}
+
+/// The socket as tokio's, for what is not answered at accept.
+fn registered(socket: Socket) -> io::Result<tokio::net::TcpStream> {
+    tokio::net::TcpStream::from_std(socket.into())
+}
+
 async fn accept_loop(
-    listener: tokio::net::TcpListener,
+    listener: Arc<AsyncFd<std::net::TcpListener>>,
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!("accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+        let accepted = tokio::select! {
+            ready = listener.readable() => match ready {
+                Ok(mut guard) => match guard.try_io(|l| accept(l.get_ref())) {
+                    Ok(accepted) => accepted,
+                    Err(_would_block) => continue,
+                },
+                Err(e) => Err(e),
             },
             _ = stopped.changed() => return,
+        };
+        let (socket, remote) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         // Behind a reverse proxy every client arrives from the proxy: its connections count
         // toward the total only.
@@ -106,48 +192,77 @@ async fn accept_loop(
         let admitted = match shared.connections.admit(remote.ip(), !from_proxy) {
             Ok(admitted) => admitted,
             Err(refused) => {
-                refuse_connection(stream, refused.reason());
+                refuse_connection(socket, refused.reason());
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let _admitted = admitted;
-            let network = &shared.config.network;
-            let idle_limit = Duration::from_secs(network.http_idle_timeout);
-            let activity = Activity::new();
-            let io = TokioIo::new(Watched::new(stream, activity.clone()));
-            let service_shared = shared.clone();
-            // A WebSocket upgrade hands the connection to a task of its own; its handle lands
-            // here so that the connection stays admitted (counted) while the socket lives.
-            let websocket = Arc::new(std::sync::Mutex::new(None));
-            let upgraded = websocket.clone();
-            let service = hyper::service::service_fn(move |mut req| {
-                let response = handle(&mut req, remote, &service_shared, &upgraded);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .max_buf_size(network.http_max_header_bytes)
-                .keep_alive(true)
-                .serve_connection(io, service)
-                .with_upgrades();
-            tokio::select! {
-                served = conn => if let Err(e) = served {
-                    tracing::debug!(%remote, "http connection: {e}");
-                },
-                () = activity.stalled(idle_limit) => {
-                    shared.connections.counted_idle_close();
-                    tracing::debug!(%remote, "http connection closed: nothing moved for {idle_limit:?}");
-                }
+        match at_accept::answer(&socket, remote, &shared) {
+            // Dropping the socket closes it, and the admission with it.
+            AtAccept::Answered => shared.connections.counted_answered_at_accept(),
+            AtAccept::Gone => {}
+            AtAccept::Unsent(rest) => {
+                shared.connections.counted_answered_at_accept();
+                let Ok(mut stream) = registered(socket) else {
+                    continue;
+                };
+                let limit = Duration::from_secs(shared.config.network.http_idle_timeout);
+                tokio::spawn(async move {
+                    let _admitted = admitted;
+                    let _ = tokio::time::timeout(limit, stream.write_all(&rest)).await;
+                });
             }
-            let socket = websocket.lock().unwrap_or_else(|p| p.into_inner()).take();
-            if let Some(socket) = socket {
-                let _ = socket.await;
+            AtAccept::ToHyper(read) => {
+                let Ok(stream) = registered(socket) else {
+                    continue;
+                };
+                tokio::spawn(serve(stream, read, remote, admitted, shared.clone()));
             }
-        });
+        }
+    }
+}
+
+/// One connection through hyper, `read` being what [`at_accept`] read of it already.
+async fn serve(
+    stream: tokio::net::TcpStream,
+    read: Vec<u8>,
+    remote: SocketAddr,
+    admitted: Admitted,
+    shared: Arc<Shared>,
+) {
+    let _admitted = admitted;
+    let _ = stream.set_nodelay(true);
+    let network = &shared.config.network;
+    let idle_limit = Duration::from_secs(network.http_idle_timeout);
+    let activity = Activity::new();
+    let io = TokioIo::new(Watched::new(Primed::new(read, stream), activity.clone()));
+    let service_shared = shared.clone();
+    // A WebSocket upgrade hands the connection to a task of its own; its handle lands here so
+    // that the connection stays admitted (counted) while the socket lives.
+    let websocket = Arc::new(std::sync::Mutex::new(None));
+    let upgraded = websocket.clone();
+    let service = hyper::service::service_fn(move |mut req| {
+        let response = handle(&mut req, remote, &service_shared, &upgraded);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .max_buf_size(network.http_max_header_bytes)
+        .keep_alive(true)
+        .serve_connection(io, service)
+        .with_upgrades();
+    tokio::select! {
+        served = conn => if let Err(e) = served {
+            tracing::debug!(%remote, "http connection: {e}");
+        },
+        () = activity.stalled(idle_limit) => {
+            shared.connections.counted_idle_close();
+            tracing::debug!(%remote, "http connection closed: nothing moved for {idle_limit:?}");
+        }
+    }
+    let socket = websocket.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(socket) = socket {
+        let _ = socket.await;
     }
 }
 
@@ -165,7 +280,8 @@ static LINGERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsiz
 /// So the answer is followed by a half-close, and the request is read and dropped for up to
 /// [`LINGER`] before the socket closes: for [`LINGERING_MAX`] connections at a time, so that a
 /// flood of refused connections cannot hold descriptors (beyond that, they are dropped at once).
-fn refuse_connection(stream: tokio::net::TcpStream, reason: &str) {
+fn refuse_connection(socket: Socket, reason: &str) {
+    use std::io::Write;
     use std::sync::atomic::Ordering;
     let body = write_failure(reason);
     let head = format!(
@@ -173,13 +289,18 @@ fn refuse_connection(stream: tokio::net::TcpStream, reason: &str) {
         body.len()
     );
     let answer = [head.as_bytes(), &body].concat();
-    if !stream.try_write(&answer).is_ok_and(|n| n == answer.len()) {
+    // Written before the socket is in the reactor, which knows nothing of its readiness yet.
+    if !(&socket).write(&answer).is_ok_and(|n| n == answer.len()) {
         return;
     }
     if LINGERING.fetch_add(1, Ordering::Relaxed) >= LINGERING_MAX {
         LINGERING.fetch_sub(1, Ordering::Relaxed);
         return;
     }
+    let Ok(stream) = registered(socket) else {
+        LINGERING.fetch_sub(1, Ordering::Relaxed);
+        return;
+    };
     tokio::spawn(async move {
         let drain = async {
             socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write)?;
@@ -225,12 +346,28 @@ fn failure(status: StatusCode, reason: &str) -> Response<Full<Bytes>> {
     response(status, BENCODE, write_failure(reason))
 }
 
+/// What the handlers read of a request's headers, whether hyper or the at-accept parser
+/// ([`at_accept`]) read them.
+pub(crate) trait Headers {
+    /// The value of the last `name` header, if any (names compare ASCII case-insensitively).
+    fn last(&self, name: &str) -> Option<&[u8]>;
+}
+
+impl Headers for hyper::HeaderMap {
+    fn last(&self, name: &str) -> Option<&[u8]> {
+        self.get_all(name)
+            .iter()
+            .next_back()
+            .map(HeaderValue::as_bytes)
+    }
+}
+
 /// The client's address: the socket's, or, for a request from a trusted proxy, the rightmost
 /// entry of the last line of the proxy header. The last line, because a proxy may append a line
 /// of its own after whatever the client sent (HAProxy does); the rightmost entry of it, because
 /// that is the hop the proxy saw.
 fn client_ip(
-    req: &Request<Incoming>,
+    headers: &impl Headers,
     remote: SocketAddr,
     shared: &Shared,
 ) -> Result<IpAddr, String> {
@@ -240,7 +377,7 @@ fn client_ip(
         return Ok(socket);
     }
     if !is_trusted_proxy(shared, remote) {
-        if req.headers().contains_key(header.as_str())
+        if headers.last(header).is_some()
             && !UNTRUSTED_HEADER_SEEN.swap(true, std::sync::atomic::Ordering::Relaxed)
         {
             tracing::warn!(
@@ -250,14 +387,10 @@ fn client_ip(
         }
         return Ok(socket);
     }
-    let value = req
-        .headers()
-        .get_all(header.as_str())
-        .iter()
-        .next_back()
+    let value = headers
+        .last(header)
         .ok_or_else(|| format!("missing {header} header from the proxy"))?;
-    let last = value
-        .to_str()
+    let last = std::str::from_utf8(value)
         .ok()
         .and_then(|v| v.rsplit(',').next())
         .map(str::trim)
@@ -298,7 +431,7 @@ fn handle(
             && shared.config.webtorrent.enabled
             && ws::is_upgrade(req)
         {
-            let client = match client_ip(req, remote, shared) {
+            let client = match client_ip(req.headers(), remote, shared) {
                 Ok(ip) => ip,
                 Err(reason) => return failure(StatusCode::BAD_REQUEST, &reason),
             };
@@ -354,17 +487,46 @@ fn tracker_request(
     route: Route<'_>,
     query: &[u8],
 ) -> Response<Full<Bytes>> {
-    let ip = match client_ip(req, remote, shared) {
+    match tracker_answer(req.headers(), remote, shared, route, query) {
+        Answer::Bencoded(body) => response(StatusCode::OK, BENCODE, body),
+        Answer::FullScrape { ip, now, full } => full_scrape(req, shared, full, route, ip, now),
+    }
+}
+
+/// What a tracker request gets, before any HTTP framing.
+pub(crate) enum Answer<'a> {
+    /// A bencoded body, sent with status 200 (failures too, as BitTorrent clients expect).
+    Bencoded(Vec<u8>),
+    /// A scrape without `info_hash`, when enabled: its own headers and compression, so only the
+    /// hyper path serves it.
+    FullScrape {
+        ip: IpAddr,
+        now: UnixTime,
+        full: &'a crate::full_scrape::FullScrape,
+    },
+}
+
+/// `/announce` and `/scrape`, whichever parser read the request: the client's address, the
+/// core's answer, and the request counted in the stats.
+fn tracker_answer<'a>(
+    headers: &impl Headers,
+    remote: SocketAddr,
+    shared: &'a Shared,
+    route: Route<'_>,
+    query: &[u8],
+) -> Answer<'a> {
+    let ip = match client_ip(headers, remote, shared) {
         Ok(ip) => ip,
         Err(reason) => {
+            let body = write_failure(&reason);
             let outcome = Outcome {
-                error: Some(reason.clone()),
+                error: Some(reason),
                 ..Outcome::default()
             };
             shared
                 .stats
                 .record(stats::Protocol::Http, Family::of(remote.ip()), &outcome);
-            return failure(StatusCode::OK, &reason);
+            return Answer::Bencoded(body);
         }
     };
     let now = unix_now();
@@ -373,7 +535,7 @@ fn tracker_request(
         && let Some(full) = &shared.full_scrape
         && !query_pairs(query).any(|(key, _)| key == b"info_hash")
     {
-        return full_scrape(req, shared, full, route, ip, now);
+        return Answer::FullScrape { ip, now, full };
     }
     let (body, outcome) = LOCAL.with_borrow_mut(|(rng, scratch)| match route.endpoint {
         Endpoint::Announce => {
@@ -389,7 +551,7 @@ fn tracker_request(
     if let Some(reason) = &outcome.error {
         tracing::debug!(%remote, reason, "http request refused");
     }
-    response(StatusCode::OK, BENCODE, body)
+    Answer::Bencoded(body)
 }
 
 /// A scrape without `info_hash`, when enabled: the whole tracker, to a client allowed one now.
@@ -492,7 +654,7 @@ fn stats_permitted(
     stats_access::stats_permitted(
         &cfg.allow,
         &cfg.token,
-        client_ip(req, remote, shared).ok(),
+        client_ip(req.headers(), remote, shared).ok(),
         query,
         bearer,
     )
