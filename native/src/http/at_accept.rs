@@ -27,7 +27,7 @@ use crate::Shared;
 
 /// Headers a request may have and still be answered here (hyper allows 100; past this the
 /// request goes to hyper, which applies its own limit).
-const MAX_HEADERS: usize = 32;
+pub const MAX_HEADERS: usize = 32;
 
 /// What became of an accepted connection.
 pub enum AtAccept {
@@ -77,35 +77,61 @@ pub fn answer(socket: &socket2::Socket, remote: SocketAddr, shared: &Shared) -> 
 /// hyper.
 fn answerable(request: &[u8], remote: SocketAddr, shared: &Shared, reply: &mut Vec<u8>) -> bool {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut headers);
-    // Partial, malformed, or more than the head (a body, a pipelined request): hyper's.
-    match parsed.parse(request) {
-        Ok(httparse::Status::Complete(len)) if len == request.len() => {}
-        _ => return false,
-    }
-    if parsed.method != Some("GET") {
-        return false;
-    }
-    let headers = Parsed(parsed.headers);
-    let http10 = parsed.version == Some(0);
-    if !closes(&headers, http10)
-        || headers.last("upgrade").is_some()
-        || headers.last("transfer-encoding").is_some()
-        || headers.last("content-length").is_some_and(|n| n != b"0")
-    {
-        return false;
-    }
-    let Some((path, query)) = parsed.path.map(|t| split_target(t.as_bytes())) else {
+    let Some(head) = read_head(request, &mut headers) else {
         return false;
     };
+    let (path, query) = split_target(head.target.as_bytes());
     let Some(route) = route::route(path) else {
         return false;
     };
-    let Answer::Bencoded(body) = tracker_answer(&headers, remote, shared, route, query) else {
+    let Answer::Bencoded(body) = tracker_answer(&head.headers, remote, shared, route, query) else {
         return false;
     };
-    frame(reply, http10, StatusCode::OK, &body);
+    frame(reply, head.http10, StatusCode::OK, &body);
     true
+}
+
+/// A request this path may answer, as [`read_head`] found it.
+pub struct Head<'h, 'b> {
+    pub http10: bool,
+    /// The request target (path and query), not yet routed.
+    pub target: &'b str,
+    headers: Parsed<'h, 'b>,
+}
+
+impl Head<'_, '_> {
+    /// The value of the last `name` header.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.last(name)
+    }
+}
+
+/// `request`, if it is exactly one whole GET without a body that asks to close the connection
+/// and is not a WebSocket upgrade; anything else (partial, malformed, another method, a body,
+/// bytes past the head, keep-alive) is `None`, hyper's to serve. Pure, for the fuzzer.
+pub fn read_head<'h, 'b>(
+    request: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>; MAX_HEADERS],
+) -> Option<Head<'h, 'b>> {
+    let mut parsed = httparse::Request::new(headers);
+    match parsed.parse(request) {
+        Ok(httparse::Status::Complete(len)) if len == request.len() => {}
+        _ => return None,
+    }
+    if parsed.method != Some("GET") {
+        return None;
+    }
+    let (http10, target) = (parsed.version == Some(0), parsed.path?);
+    let headers = Parsed(parsed.headers);
+    let plain = closes(&headers, http10)
+        && headers.last("upgrade").is_none()
+        && headers.last("transfer-encoding").is_none()
+        && headers.last("content-length").is_none_or(|n| n == b"0");
+    plain.then_some(Head {
+        http10,
+        target,
+        headers,
+    })
 }
 
 /// Whether the client asked for the connection to close after this request: `Connection: close`

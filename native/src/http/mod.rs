@@ -38,7 +38,7 @@ use crate::{Shared, thread_rng, unix_now};
 use crate::{page, stats, ws};
 use at_accept::{AtAccept, Primed};
 
-mod at_accept;
+pub mod at_accept;
 
 /// Binds a TCP listener; `[::]` is IPv6-only so `0.0.0.0` can be bound beside it.
 /// `defer_secs`: see [`defer_accept`].
