@@ -1,6 +1,7 @@
 //! How the tracker's request path scales across threads, without sockets: the service layer
-//! (`Tracker::udp`, as the UDP threads call it) driven by 1 and then 2 threads with pre-built
-//! BEP 15 announces, each thread its own clients, all on one shared memory store.
+//! (`Tracker::udp`, and the `/stats` counters after it, as the UDP threads call them) driven by 1
+//! and then 2 threads with pre-built BEP 15 announces, each thread its own clients, all on one
+//! shared memory store.
 //!
 //! `cargo bench -p edgetracker-native --bench threads [-- SECONDS [one|shared|apart]]` (default 5 s
 //! per run; naming a run does that one alone, for a profiler). Prints
@@ -17,12 +18,14 @@ use std::time::{Duration, Instant};
 use edgetracker::InfoHash;
 use edgetracker::UnixTime;
 use edgetracker::protocol::connection_id::ConnectionIds;
+use edgetracker::protocol::types::Family;
 use edgetracker::protocol::types::{AnnounceRequest, Event, PeerId};
 use edgetracker::protocol::udp::announce_request;
 use edgetracker::service::{Scratch, Tracker};
 use edgetracker::store::memory::MemoryStore;
 use edgetracker::store::now_or_never;
 use edgetracker::swarm::Policy;
+use edgetracker_native::stats::{Protocol, Stats};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
@@ -61,9 +64,15 @@ fn requests(thread: u32, ids: &ConnectionIds) -> Vec<(IpAddr, Vec<u8>)> {
         .collect()
 }
 
+/// A tracker and its `/stats` counters, as the native server holds them.
+struct Served {
+    tracker: Tracker<MemoryStore>,
+    stats: Stats,
+}
+
 /// Runs one thread per tracker of `trackers` (the same one repeated, or one each) for `secs`
 /// seconds; returns announces per second per thread.
-fn run(trackers: &[&Tracker<MemoryStore>], ids: &ConnectionIds, secs: u64) -> f64 {
+fn run(trackers: &[&Served], ids: &ConnectionIds, secs: u64) -> f64 {
     let threads = trackers.len() as u32;
     let work: Vec<_> = (0..threads).map(|t| requests(t, ids)).collect();
     let start = Barrier::new(threads as usize);
@@ -81,9 +90,19 @@ fn run(trackers: &[&Tracker<MemoryStore>], ids: &ConnectionIds, secs: u64) -> f6
                     let mut done = 0u64;
                     'run: loop {
                         for (ip, packet) in reqs {
-                            let o = tracker.udp(packet, *ip, NOW, &mut rng, &mut scratch, &mut out);
+                            let o = tracker.tracker.udp(
+                                packet,
+                                *ip,
+                                NOW,
+                                &mut rng,
+                                &mut scratch,
+                                &mut out,
+                            );
                             let outcome = now_or_never(o);
                             assert!(outcome.error.is_none(), "{:?}", outcome.error);
+                            tracker
+                                .stats
+                                .record(Protocol::Udp, Family::of(*ip), &outcome);
                             done += 1;
                             if done.is_multiple_of(4096) && Instant::now() >= until {
                                 break 'run;
@@ -107,11 +126,15 @@ fn main() {
     let wanted = |run: &str| only.as_deref().is_none_or(|o| o == run);
     let tracker = |ids: &ConnectionIds| {
         let policy = Policy::default();
-        Tracker::new(MemoryStore::new(policy.clone(), [9; 16]), policy).with_udp(ids.clone())
+        Served {
+            tracker: Tracker::new(MemoryStore::new(policy.clone(), [9; 16]), policy)
+                .with_udp(ids.clone()),
+            stats: Stats::default(),
+        }
     };
     let ids = ConnectionIds::new([4; 16], 120, 0);
     // Each run on fresh stores, warmed by one pass of its clients first.
-    let measure = |trackers: &[&Tracker<MemoryStore>]| {
+    let measure = |trackers: &[&Served]| {
         run(trackers, &ids, 1);
         run(trackers, &ids, secs)
     };
