@@ -11,12 +11,20 @@
 # from four addresses. Prints, per round, responses per second and responses per tracker
 # CPU-second (the load tester saturates its core first, so the second is the tracker's speed),
 # then the median ratios REV-to-checkout.
+#
+# UDP_THREADS=N runs both trackers with N UDP threads; TRACKER_CORES and LOAD_CORES (taskset
+# lists, default 0 and 1) place them, and LOAD_SOCKETS sets the load tester's sockets (default
+# 4; more spread a load over per-thread sockets as many clients do). Two threads on this 2-core
+# machine: UDP_THREADS=2 TRACKER_CORES=0,1 LOAD_CORES=0,1 LOAD_SOCKETS=64.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rev=${1:?usage: native/bench/udp_ab.sh REV [ROUNDS] [SECONDS]}
 rounds=${2:-3}
 secs=${3:-20}
 port=${PORT:-34170}
+udp_threads=${UDP_THREADS:-1}
+tracker_cores=${TRACKER_CORES:-0}
+load_cores=${LOAD_CORES:-1}
 LOAD_TEST_VERSION=0.9.0
 
 command -v aquatic_udp_load_test >/dev/null ||
@@ -41,6 +49,7 @@ cp "$work/target/release/edgetracker" "$work/old"
 aquatic_udp_load_test -p >"$work/load.toml"
 sed -i -e "s|^server_address = .*|server_address = \"127.0.0.1:$port\"|" \
     -e "s|^duration = .*|duration = $secs|" -e "s|^summarize_last = .*|summarize_last = 0|" \
+    -e "s|^sockets_per_worker = .*|sockets_per_worker = ${LOAD_SOCKETS:-4}|" \
     "$work/load.toml"
 ticks=$(getconf CLK_TCK)
 
@@ -48,11 +57,12 @@ ticks=$(getconf CLK_TCK)
 run() {
     local bin=$1
     EDGETRACKER__STATE__FILE="" EDGETRACKER__TRACKER__MAX_PEERS_PER_ADDRESS=1000000 \
-        taskset -c 0 "$bin" --listen 127.0.0.1 --port "$port" >"$work/tracker.log" 2>&1 &
+        EDGETRACKER__NETWORK__UDP_THREADS="$udp_threads" \
+        taskset -c "$tracker_cores" "$bin" --listen 127.0.0.1 --port "$port" >"$work/tracker.log" 2>&1 &
     local tracker_pid=$!
     echo "$tracker_pid" >"$work/pid"
     sleep 1
-    timeout $((secs + 30)) taskset -c 1 aquatic_udp_load_test -c "$work/load.toml" >"$work/load.out" 2>&1
+    timeout $((secs + 30)) taskset -c "$load_cores" aquatic_udp_load_test -c "$work/load.toml" >"$work/load.out" 2>&1
     local cpu
     cpu=$(awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$tracker_pid/stat")
     kill "$tracker_pid"
@@ -64,7 +74,7 @@ run() {
     awk -v r="$rps" -v c="$cpu" -v s="$secs" 'BEGIN { printf "%.0f %.0f\n", r, r * s / c }'
 }
 
-echo "== $rounds rounds of $secs s each; tracker on core 0, load on core 1"
+echo "== $rounds rounds of $secs s each; $udp_threads UDP thread(s) on cores $tracker_cores, load on cores $load_cores"
 results=()
 for r in $(seq 1 "$rounds"); do
     # Alternate which goes first, so neither always meets a warmer or cooler machine.

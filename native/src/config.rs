@@ -41,7 +41,7 @@ pub struct NetworkSection {
     /// Addresses or CIDR prefixes of the proxies whose header is believed; a request from
     /// anywhere else is its socket address, whatever header it carries.
     pub trusted_proxies: Vec<String>,
-    /// Threads serving each UDP socket.
+    /// UDP threads per address, each with a socket of its own on Linux (`SO_REUSEPORT`).
     pub udp_threads: usize,
     /// HTTP connections open at once, over all clients (and never more than the open-file
     /// limit, raised to its hard limit at start, allows less a reserve).
@@ -296,7 +296,8 @@ trusted_proxy_header = ""
 # The proxies that header is believed from (addresses or CIDR prefixes, e.g. "10.0.0.0/8");
 # requests from anywhere else are their socket address, whatever header they carry.
 trusted_proxies = ["127.0.0.1", "::1"]
-# Threads reading each UDP socket, and threads serving HTTP.
+# UDP threads per address (on Linux each reads a socket of its own, all bound with SO_REUSEPORT,
+# and the kernel spreads clients over them), and threads serving HTTP.
 udp_threads = 1
 http_threads = 1
 # HTTP connections open at once, in all (never more than the open-file limit, raised to its hard

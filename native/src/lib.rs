@@ -138,7 +138,7 @@ impl Running {
 
 /// Binds every socket on one port. With port 0 the first TCP socket picks the port and the
 /// others follow it, so UDP and HTTP share one port as users expect (retried if it is taken).
-fn bind_all(config: &Config) -> io::Result<(Vec<std::net::UdpSocket>, Vec<std::net::TcpListener>)> {
+fn bind_all(config: &Config) -> io::Result<(Vec<UdpSockets>, Vec<std::net::TcpListener>)> {
     let net = &config.network;
     let attempts = if net.port == 0 { 20 } else { 1 };
     let mut last_err = None;
@@ -151,10 +151,13 @@ fn bind_all(config: &Config) -> io::Result<(Vec<std::net::UdpSocket>, Vec<std::n
     Err(last_err.expect("at least one attempt"))
 }
 
+/// One address's UDP sockets, one per UDP thread (see [`udp::bind`]).
+type UdpSockets = Vec<std::net::UdpSocket>;
+
 fn bind_on_port(
     net: &config::NetworkSection,
     mut port: u16,
-) -> io::Result<(Vec<std::net::UdpSocket>, Vec<std::net::TcpListener>)> {
+) -> io::Result<(Vec<UdpSockets>, Vec<std::net::TcpListener>)> {
     let mut udp_sockets = Vec::new();
     let mut tcp_listeners = Vec::new();
     for &ip in &net.listen {
@@ -164,9 +167,9 @@ fn bind_on_port(
             tcp_listeners.push(l);
         }
         if net.udp {
-            let s = udp::bind(SocketAddr::new(ip, port))?;
-            port = s.local_addr()?.port();
-            udp_sockets.push(s);
+            let sockets = udp::bind(SocketAddr::new(ip, port), net.udp_threads)?;
+            port = sockets[0].local_addr()?.port();
+            udp_sockets.push(sockets);
         }
     }
     Ok((udp_sockets, tcp_listeners))
@@ -255,7 +258,7 @@ pub fn start(config: Config) -> io::Result<Running> {
 
     let udp_addrs = udp_sockets
         .iter()
-        .map(|s| s.local_addr())
+        .map(|s| s[0].local_addr())
         .collect::<io::Result<Vec<_>>>()?;
     let http_addrs = tcp_listeners
         .iter()
@@ -263,9 +266,8 @@ pub fn start(config: Config) -> io::Result<Running> {
         .collect::<io::Result<Vec<_>>>()?;
 
     let mut threads = Vec::new();
-    for socket in udp_sockets {
-        for i in 0..shared.config.network.udp_threads {
-            let socket = socket.try_clone()?;
+    for sockets in udp_sockets {
+        for (i, socket) in sockets.into_iter().enumerate() {
             let (shared, stop) = (shared.clone(), stop.clone());
             let name = format!("udp-{}-{i}", socket.local_addr()?);
             threads.push(

@@ -304,3 +304,48 @@ fn udp_announces_beyond_the_rate_limit_get_an_error() {
     connect(&s);
     t.shutdown();
 }
+
+#[test]
+fn several_udp_threads_each_read_a_socket_of_their_own_and_share_the_swarms() {
+    let t = tracker_with(|c| {
+        c.network.udp_threads = 3;
+        c.tracker.policy.max_peers_per_address = 100;
+    });
+    for v6 in [false, true] {
+        let addr = udp_addr(&t, v6);
+        // Clients on many ports, which the kernel spreads over the threads' sockets; each
+        // thread sees the same swarm.
+        let clients: Vec<_> = (0..24).map(|_| udp_client(addr)).collect();
+        let h = hash(40 + u8::from(v6));
+        for (i, s) in clients.iter().enumerate() {
+            let id = connect(s);
+            let port = 1000 + i as u16;
+            let reply = udp_announce(s, id, &announce(h, port, 1, Event::Started), b"");
+            assert_eq!(
+                reply.leechers as usize,
+                i + 1,
+                "client {i}: one swarm for all threads"
+            );
+        }
+        // The threads' sockets are bound with SO_REUSEPORT, which another socket of the same
+        // user can join (and a socket without it cannot): one more is let in.
+        #[cfg(target_os = "linux")]
+        {
+            use socket2::{Domain, Protocol, Socket, Type};
+            let joiner =
+                Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).unwrap();
+            if v6 {
+                joiner.set_only_v6(true).unwrap();
+            }
+            joiner.set_reuse_port(true).unwrap();
+            assert!(
+                joiner.bind(&addr.into()).is_ok(),
+                "sockets bound with SO_REUSEPORT"
+            );
+            drop(joiner);
+            let plain = std::net::UdpSocket::bind(addr);
+            assert!(plain.is_err(), "the port is still the tracker's");
+        }
+    }
+    t.shutdown();
+}

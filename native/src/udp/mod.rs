@@ -28,12 +28,43 @@ use crate::{Shared, thread_rng, unix_now};
 /// at net.core.rmem_max).
 const RECV_BUFFER: usize = 8 << 20;
 
-/// Binds a UDP socket; `[::]` is IPv6-only so `0.0.0.0` can be bound beside it on the same port.
-pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+/// Binds the sockets of `threads` UDP threads on `addr`; `[::]` is IPv6-only so `0.0.0.0` can
+/// be bound beside it on the same port.
+///
+/// On Linux each thread gets a socket of its own, all bound with `SO_REUSEPORT`: the kernel
+/// spreads datagrams over them by the client's address and port, and no two threads take one
+/// socket's receive-queue lock (which, shared, becomes the ceiling as threads are added). The
+/// price: one client's datagrams always meet the same thread, so a few clients (a load tester,
+/// a proxy) may load threads unevenly. Elsewhere, where `SO_REUSEPORT` does not spread datagrams,
+/// the threads share one socket.
+pub fn bind(addr: SocketAddr, threads: usize) -> io::Result<Vec<UdpSocket>> {
+    let own_sockets = cfg!(target_os = "linux") && threads > 1;
+    let first = bind_one(addr, own_sockets)?;
+    // A port of 0 is chosen at the first bind; the others join that one.
+    let addr = first.local_addr()?;
+    let mut sockets = vec![first];
+    while sockets.len() < threads {
+        let socket = if own_sockets {
+            bind_one(addr, true)?
+        } else {
+            sockets[0].try_clone()?
+        };
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
+fn bind_one(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
+    #[cfg(target_os = "linux")]
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = reuse_port;
     let _ = socket.set_recv_buffer_size(RECV_BUFFER);
     socket.bind(&addr.into())?;
     // Wake up now and then to notice shutdown.
