@@ -375,6 +375,7 @@ fn requests_that_close_are_answered_at_accept_with_the_bytes_hyper_writes() {
         (scrape.as_str(), "HTTP/1.0", ""),
         ("/announce?port=1", "HTTP/1.1", "Connection: close\r\n"),
         ("/announce?port=1", "HTTP/1.0", "Connection: other\r\n"),
+        (scrape.as_str(), "HTTP/1.0", "Connection: close\r\n"),
     ] {
         let request = format!("GET {target} {version}\r\nHost: t\r\n{connection}\r\n");
         let before = answered_at_accept(addr);
