@@ -71,31 +71,9 @@ pub fn compact_peers(family: Family, peers: &[u8]) -> impl Iterator<Item = (IpAd
 /// Writes an announce reply. IPv4 requesters get `peers`; IPv6 requesters get `peers6` (BEP 7)
 /// next to an empty `peers`, which clients that predate BEP 7 still expect to find.
 pub fn write_announce(reply: &AnnounceReply<'_>) -> Vec<u8> {
-    fn encode<P: Serialize>(
-        reply: &AnnounceReply<'_>,
-        peers: P,
-        peers6: Option<&Bytes>,
-    ) -> Vec<u8> {
-        let SwarmCounts {
-            complete,
-            incomplete,
-            downloaded,
-        } = reply.counts;
-        let (interval, min_interval) = (reply.interval, reply.min_interval);
-        serde_bencode::to_bytes(&Announce {
-            complete,
-            downloaded,
-            incomplete,
-            interval,
-            min_interval,
-            peers,
-            peers6,
-        })
-        .expect("serializing integers and byte strings cannot fail")
-    }
     match (reply.compact, reply.family) {
-        (true, Family::V4) => encode(reply, Bytes::new(reply.peers), None),
-        (true, Family::V6) => encode(reply, Bytes::new(&[]), Some(Bytes::new(reply.peers))),
+        (true, Family::V4) => write_compact(reply, reply.peers, None),
+        (true, Family::V6) => write_compact(reply, &[], Some(reply.peers)),
         (false, family) => {
             let dicts: Vec<PeerDict> = compact_peers(family, reply.peers)
                 .map(|(ip, port)| PeerDict {
@@ -103,9 +81,62 @@ pub fn write_announce(reply: &AnnounceReply<'_>) -> Vec<u8> {
                     port,
                 })
                 .collect();
-            encode(reply, dicts, None)
+            serialize_announce(reply, dicts, None)
         }
     }
+}
+
+/// A compact announce reply, the one nearly every announce gets, written straight into one
+/// buffer: serde_bencode sorts a struct's fields through a map of owned keys and values, which
+/// cost more allocations than the rest of an announce. The bytes are serde_bencode's (keys in
+/// sorted order; a property test compares the two), as for [`write_scrape_sorted`].
+fn write_compact(reply: &AnnounceReply<'_>, peers: &[u8], peers6: Option<&[u8]>) -> Vec<u8> {
+    use std::io::Write as _;
+    let c = reply.counts;
+    let mut out = Vec::with_capacity(112 + peers.len() + peers6.map_or(0, <[u8]>::len));
+    // Writing into a Vec cannot fail.
+    let _ = write!(
+        out,
+        "d8:completei{}e10:downloadedi{}e10:incompletei{}e8:intervali{}e12:min intervali{}e5:peers{}:",
+        c.complete,
+        c.downloaded,
+        c.incomplete,
+        reply.interval,
+        reply.min_interval,
+        peers.len()
+    );
+    out.extend_from_slice(peers);
+    if let Some(peers6) = peers6 {
+        let _ = write!(out, "6:peers6{}:", peers6.len());
+        out.extend_from_slice(peers6);
+    }
+    out.push(b'e');
+    out
+}
+
+/// An announce reply through serde_bencode: the non-compact form, and the reference the compact
+/// writer is tested against.
+fn serialize_announce<P: Serialize>(
+    reply: &AnnounceReply<'_>,
+    peers: P,
+    peers6: Option<&Bytes>,
+) -> Vec<u8> {
+    let SwarmCounts {
+        complete,
+        incomplete,
+        downloaded,
+    } = reply.counts;
+    let (interval, min_interval) = (reply.interval, reply.min_interval);
+    serde_bencode::to_bytes(&Announce {
+        complete,
+        downloaded,
+        incomplete,
+        interval,
+        min_interval,
+        peers,
+        peers6,
+    })
+    .expect("serializing integers and byte strings cannot fail")
 }
 
 #[derive(Serialize)]
@@ -322,6 +353,31 @@ mod tests {
         // Keys sorted, as bencode requires: a's entry comes before b's.
         let pos = |h: &InfoHash| out.windows(20).position(|w| w == h.0).unwrap();
         assert!(pos(&a) < pos(&b));
+    }
+
+    proptest! {
+        #[test]
+        fn compact_announce_equals_serde_bencode(
+            counts in any::<(u32, u32, u32)>(),
+            intervals in any::<(u32, u32)>(),
+            v6 in any::<bool>(),
+            peers in proptest::collection::vec(any::<u8>(), 0..60 * 18),
+        ) {
+            let reply = AnnounceReply {
+                interval: intervals.0,
+                min_interval: intervals.1,
+                counts: SwarmCounts { complete: counts.0, incomplete: counts.1, downloaded: counts.2 },
+                family: if v6 { Family::V6 } else { Family::V4 },
+                peers: &peers,
+                compact: true,
+            };
+            let by_serde = if v6 {
+                serialize_announce(&reply, Bytes::new(&[]), Some(Bytes::new(&peers)))
+            } else {
+                serialize_announce(&reply, Bytes::new(&peers), None)
+            };
+            prop_assert_eq!(write_announce(&reply), by_serde);
+        }
     }
 
     proptest! {
