@@ -45,6 +45,29 @@ fn silent_from(from: IpAddr, to: SocketAddr) -> TcpStream {
     s
 }
 
+/// One response from a connection kept alive: its head and as many body bytes as it announces.
+fn read_response(s: &mut TcpStream) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = s.read(&mut buf).expect("a response");
+        assert!(n > 0, "closed before a whole response");
+        raw.extend_from_slice(&buf[..n]);
+        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("content-length");
+        if raw.len() >= end + 4 + length {
+            return raw;
+        }
+    }
+}
+
 /// What a refused connection was told before it was closed.
 fn refusal(mut s: TcpStream) -> String {
     let mut raw = Vec::new();
@@ -192,6 +215,48 @@ fn silent_connections_take_no_place_until_they_speak() {
         "{}",
         String::from_utf8_lossy(&raw)
     );
+    t.shutdown();
+}
+
+#[test]
+fn requests_answered_at_accept_give_way_to_other_connections() {
+    // Before: the accept loop answered connection after connection without giving its thread
+    // back for as long as more were waiting (its readiness wait used none of tokio's task
+    // budget), so with one HTTP thread a steady flood of requests that close held back every
+    // hyper connection (keep-alive clients, /stats, WebSockets) until the flood paused.
+    const QUEUED: usize = 600;
+    let t = tracker_with(|c| c.network.http_max_connections_per_address = 10_000);
+    let addr = http_addr(&t, false);
+    // A keep-alive client, its first request answered: it now waits in hyper.
+    let mut keep = TcpStream::connect(addr).unwrap();
+    keep.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let stats = b"GET /stats?format=json HTTP/1.1\r\nHost: t\r\n\r\n";
+    keep.write_all(stats).unwrap();
+    read_response(&mut keep);
+    // Connections that say nothing yet wait in the kernel (http_defer_accept); their requests,
+    // sent all at once, then reach the accept loop together, the keep-alive request halfway.
+    let mut queued: Vec<TcpStream> = (0..QUEUED)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    for (i, c) in queued.iter_mut().enumerate() {
+        if i == QUEUED / 2 {
+            keep.write_all(stats).unwrap();
+        }
+        c.write_all(b"GET /announce?port=1 HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+    }
+    // The stats it gets say how many of the queued had been answered before it: all of them
+    // if the loop never gave way, at most half and one budget (128) if it did.
+    let (_, _, body) = split_response(&read_response(&mut keep));
+    let stats: serde_json::Value = serde_json::from_slice(&body).expect("stats JSON");
+    let answered = stats["http_connections"]["answered_at_accept"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        answered < QUEUED as u64 * 9 / 10,
+        "{answered} of {QUEUED} answered before it"
+    );
+    drop(queued);
     t.shutdown();
 }
 

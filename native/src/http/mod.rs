@@ -176,6 +176,10 @@ async fn accept_loop(
             },
             _ = stopped.changed() => return,
         };
+        // Waiting for the listener's readiness spends none of the task's budget, and while
+        // connections keep arriving it never waits at all: without this, the loop would keep
+        // its thread from every other connection for as long as a flood lasts.
+        tokio::task::consume_budget().await;
         let (socket, remote) = match accepted {
             Ok(a) => a,
             Err(e) => {
