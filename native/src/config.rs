@@ -312,7 +312,9 @@ http_idle_timeout = 30
 # Seconds the kernel keeps a new connection to itself until its client sends something (Linux's
 # TCP_DEFER_ACCEPT; elsewhere ignored). A request then usually arrives whole with the connection
 # and is answered at once; a connection that stays silent costs no descriptor and counts toward
-# no cap until then. 0 hands over every connection at once.
+# no cap until then, only a place in the kernel's queue of half-open connections (1,024; the
+# kernel rounds the wait up to its SYN-ACK retries, 5 s to about 7). 0 hands over every
+# connection at once.
 http_defer_accept = 5
 # Bytes of request line and headers buffered per connection (at least 8192; an announce needs
 # under 1 KB). Longer heads get 431.

@@ -193,6 +193,7 @@ fn a_refused_client_that_sent_its_request_still_reads_the_reason() {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // TCP_DEFER_ACCEPT
 fn silent_connections_take_no_place_until_they_speak() {
     // With connections handed over at once (http_defer_accept = 0), each silent one held a
     // descriptor and a place under the caps from its first moment: 64 of them from one
@@ -219,6 +220,7 @@ fn silent_connections_take_no_place_until_they_speak() {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // queued through TCP_DEFER_ACCEPT
 fn requests_answered_at_accept_give_way_to_other_connections() {
     // Before: the accept loop answered connection after connection without giving its thread
     // back for as long as more were waiting (its readiness wait used none of tokio's task

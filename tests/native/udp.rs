@@ -349,3 +349,36 @@ fn several_udp_threads_each_read_a_socket_of_their_own_and_share_the_swarms() {
     }
     t.shutdown();
 }
+
+#[test]
+#[cfg(target_os = "linux")]
+fn udp_threads_do_not_join_another_process_sockets_on_the_port() {
+    // Before: the threads' SO_REUSEPORT sockets joined any same-user SO_REUSEPORT socket already
+    // on the port, and the two processes silently split the datagrams (only a TCP bind on the
+    // same port would have noticed, and not with `http = false`).
+    use socket2::{Domain, Protocol, Socket, Type};
+    let other = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+    other.set_reuse_port(true).unwrap();
+    other
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    let taken = other.local_addr().unwrap().as_socket().unwrap().port();
+    let mut config = edgetracker_native::config::Config::default();
+    config.network.listen = vec!["127.0.0.1".parse().unwrap()];
+    config.network.port = taken;
+    config.network.http = false;
+    config.network.udp_threads = 2;
+    config.state.file = None;
+    match edgetracker_native::start(config) {
+        Ok(t) => {
+            t.shutdown();
+            panic!("the tracker started on a port another process holds");
+        }
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}"),
+    }
+}

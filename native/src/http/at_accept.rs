@@ -20,6 +20,7 @@ use std::task::{Context, Poll};
 use edgetracker::protocol::http::split_target;
 use edgetracker::protocol::route;
 use hyper::StatusCode;
+use hyper::http::uri::PathAndQuery;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{Answer, BENCODE, Headers, tracker_answer};
@@ -80,7 +81,7 @@ fn answerable(request: &[u8], remote: SocketAddr, shared: &Shared, reply: &mut V
     let Some(head) = read_head(request, &mut headers) else {
         return false;
     };
-    let (path, query) = split_target(head.target.as_bytes());
+    let (path, query) = split_target(head.target.as_str().as_bytes());
     let Some(route) = route::route(path) else {
         return false;
     };
@@ -94,8 +95,8 @@ fn answerable(request: &[u8], remote: SocketAddr, shared: &Shared, reply: &mut V
 /// A request this path may answer, as [`read_head`] found it.
 pub struct Head<'h, 'b> {
     pub http10: bool,
-    /// The request target (path and query), not yet routed.
-    pub target: &'b str,
+    /// The request target, read as hyper reads it (a fragment dropped), not yet routed.
+    pub target: PathAndQuery,
     headers: Parsed<'h, 'b>,
 }
 
@@ -107,8 +108,10 @@ impl Head<'_, '_> {
 }
 
 /// `request`, if it is exactly one whole GET without a body that asks to close the connection
-/// and is not a WebSocket upgrade; anything else (partial, malformed, another method, a body,
-/// bytes past the head, keep-alive) is `None`, hyper's to serve. Pure, for the fuzzer.
+/// and is not a WebSocket upgrade, with a target hyper would take; anything else (partial,
+/// malformed, another method, any `Content-Length` or `Transfer-Encoding`, bytes past the head,
+/// keep-alive, a target hyper refuses with 400 or 414) is `None`, hyper's to serve or refuse.
+/// Pure, for the fuzzer.
 pub fn read_head<'h, 'b>(
     request: &'b [u8],
     headers: &'h mut [httparse::Header<'b>; MAX_HEADERS],
@@ -121,12 +124,16 @@ pub fn read_head<'h, 'b>(
     if parsed.method != Some("GET") {
         return None;
     }
-    let (http10, target) = (parsed.version == Some(0), parsed.path?);
+    let http10 = parsed.version == Some(0);
+    // httparse takes bytes in a target that hyper's `Uri` refuses (`"`, `<`, `>` …), and
+    // longer ones; hyper reads the target as this, so both paths see the same path and query.
+    let target = parsed.path.filter(|t| t.len() < usize::from(u16::MAX))?;
+    let target = PathAndQuery::try_from(target).ok()?;
     let headers = Parsed(parsed.headers);
     let plain = closes(&headers, http10)
         && headers.last("upgrade").is_none()
         && headers.last("transfer-encoding").is_none()
-        && headers.last("content-length").is_none_or(|n| n == b"0");
+        && headers.last("content-length").is_none();
     plain.then_some(Head {
         http10,
         target,

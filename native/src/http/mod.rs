@@ -147,8 +147,15 @@ fn watch_listener(listener: std::net::TcpListener) -> io::Result<AsyncFd<std::ne
 /// Accepts without tokio's registration, so that a request answered at accept
 /// ([`at_accept`]) never costs an epoll registration and its removal.
 fn accept(listener: &std::net::TcpListener) -> io::Result<(Socket, SocketAddr)> {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
     let (socket, addr) =
         SockRef::from(listener).accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)?;
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    let (socket, addr) = {
+        let (socket, addr) = SockRef::from(listener).accept()?;
+        socket.set_nonblocking(true)?;
+        (socket, addr)
+    };
     let addr = addr
         .as_socket()
         .ok_or_else(|| io::Error::other("a TCP peer without an IP address"))?;

@@ -39,6 +39,14 @@ const RECV_BUFFER: usize = 8 << 20;
 /// the threads share one socket.
 pub fn bind(addr: SocketAddr, threads: usize) -> io::Result<Vec<UdpSocket>> {
     let own_sockets = cfg!(target_os = "linux") && threads > 1;
+    let addr = if own_sockets {
+        // A socket with SO_REUSEPORT would join another process's sockets on the port (of the
+        // same user) instead of failing, and a port of 0 could be chosen among theirs: a plain
+        // bind first finds the port taken, or picks a free one.
+        bind_one(addr, false)?.local_addr()?
+    } else {
+        addr
+    };
     let first = bind_one(addr, own_sockets)?;
     // A port of 0 is chosen at the first bind; the others join that one.
     let addr = first.local_addr()?;
