@@ -4,9 +4,9 @@
 //! Many BitTorrent clients open a connection per announce. For them a hyper connection costs
 //! more than the announce: an epoll registration and its removal, a task, two timers, hyper's
 //! buffers and a half-close before the close. Here such a request costs one `recv`, one `send`
-//! and the close. Anything else — a request not whole in the first read, keep-alive, a body,
-//! pipelined bytes, another method or path, a WebSocket upgrade, a full scrape, a malformed
-//! request — goes to hyper unchanged, with the bytes already read replayed in front of the
+//! and the close. Anything else — a request not whole in the first read, keep-alive, a body or
+//! any `Content-Length`, pipelined bytes, another method or path, a WebSocket upgrade, a full
+//! scrape, a malformed request or a target hyper's URI parser refuses — goes to hyper unchanged, with the bytes already read replayed in front of the
 //! socket ([`Primed`]), so this path never changes what a client sees: its replies are the bytes
 //! hyper writes (the tests compare the two). Owns the quick parse and the reply's framing; what
 //! the reply says is [`super::tracker_answer`]'s.
