@@ -41,7 +41,7 @@ use at_accept::{AtAccept, Primed};
 pub mod at_accept;
 
 /// Binds a TCP listener; `[::]` is IPv6-only so `0.0.0.0` can be bound beside it.
-/// `defer_secs`: see [`defer_accept`].
+/// `defer_secs`: `[network] http_defer_accept` (see `defer_accept`).
 pub fn bind(addr: SocketAddr, defer_secs: u32) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
