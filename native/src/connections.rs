@@ -191,15 +191,25 @@ impl Activity {
     }
 }
 
-/// A stream that records each byte it moves in an [`Activity`].
+/// A stream that records each byte it moves in an [`Activity`], and hands out first the bytes
+/// already read from it before it was watched (what the accept loop read of a request it left
+/// to hyper).
 pub struct Watched<S> {
     inner: S,
     activity: Activity,
+    read_before: Vec<u8>,
+    /// How much of `read_before` has been handed out.
+    replayed: usize,
 }
 
 impl<S> Watched<S> {
-    pub fn new(inner: S, activity: Activity) -> Self {
-        Watched { inner, activity }
+    pub fn new(inner: S, activity: Activity, read_before: Vec<u8>) -> Self {
+        Watched {
+            inner,
+            activity,
+            read_before,
+            replayed: 0,
+        }
     }
 }
 
@@ -209,6 +219,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.replayed < this.read_before.len() {
+            let n = buf.remaining().min(this.read_before.len() - this.replayed);
+            buf.put_slice(&this.read_before[this.replayed..this.replayed + n]);
+            this.replayed += n;
+            if this.replayed == this.read_before.len() {
+                this.read_before = Vec::new();
+                this.replayed = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {

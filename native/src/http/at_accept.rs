@@ -6,22 +6,19 @@
 //! buffers and a half-close before the close. Here such a request costs one `recv`, one `send`
 //! and the close. Anything else — a request not whole in the first read, keep-alive, a body or
 //! any `Content-Length`, pipelined bytes, another method or path, a WebSocket upgrade, a full
-//! scrape, a malformed request or a target hyper's URI parser refuses — goes to hyper unchanged, with the bytes already read replayed in front of the
-//! socket ([`Primed`]), so this path never changes what a client sees: its replies are the bytes
-//! hyper writes (the tests compare the two). Owns the quick parse and the reply's framing; what
+//! scrape, a malformed request or a target hyper's URI parser refuses — goes to hyper unchanged,
+//! with the bytes already read handed to it first (`connections::Watched`), so this path never
+//! changes what a client sees: its replies are the bytes hyper writes (the tests compare the two). Owns the quick parse and the reply's framing; what
 //! the reply says is `tracker_answer`'s (in the parent module).
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use edgetracker::protocol::http::split_target;
 use edgetracker::protocol::route;
 use hyper::StatusCode;
 use hyper::http::uri::PathAndQuery;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{Answer, BENCODE, Headers, tracker_answer};
 use crate::Shared;
@@ -196,70 +193,6 @@ fn frame(reply: &mut Vec<u8>, http10: bool, status: StatusCode, body: &[u8]) {
         );
     });
     reply.extend_from_slice(body);
-}
-
-/// A socket with bytes already read from it put back in front, for hyper to read first.
-pub struct Primed<S> {
-    read: Vec<u8>,
-    at: usize,
-    inner: S,
-}
-
-impl<S> Primed<S> {
-    pub fn new(read: Vec<u8>, inner: S) -> Self {
-        Primed { read, at: 0, inner }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Primed<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if this.at < this.read.len() {
-            let n = buf.remaining().min(this.read.len() - this.at);
-            buf.put_slice(&this.read[this.at..this.at + n]);
-            this.at += n;
-            if this.at == this.read.len() {
-                this.read = Vec::new();
-                this.at = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Primed<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 #[cfg(test)]

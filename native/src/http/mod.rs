@@ -36,7 +36,7 @@ use tokio::sync::watch;
 use crate::connections::{Activity, Admitted, Watched};
 use crate::{Shared, thread_rng, unix_now};
 use crate::{page, stats, ws};
-use at_accept::{AtAccept, Primed};
+use at_accept::AtAccept;
 
 pub mod at_accept;
 
@@ -245,7 +245,7 @@ async fn serve(
     let network = &shared.config.network;
     let idle_limit = Duration::from_secs(network.http_idle_timeout);
     let activity = Activity::new();
-    let io = TokioIo::new(Watched::new(Primed::new(read, stream), activity.clone()));
+    let io = TokioIo::new(Watched::new(stream, activity.clone(), read));
     let service_shared = shared.clone();
     // A WebSocket upgrade hands the connection to a task of its own; its handle lands here so
     // that the connection stays admitted (counted) while the socket lives.
