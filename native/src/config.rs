@@ -43,6 +43,8 @@ pub struct NetworkSection {
     pub trusted_proxies: Vec<String>,
     /// UDP threads per address, each with a socket of its own on Linux (`SO_REUSEPORT`).
     pub udp_threads: usize,
+    /// With several UDP threads (Linux): which datagrams the kernel gives each thread's socket.
+    pub udp_steering: UdpSteering,
     /// HTTP connections open at once, over all clients (and never more than the open-file
     /// limit, raised to its hard limit at start, allows less a reserve).
     pub http_max_connections: usize,
@@ -57,6 +59,18 @@ pub struct NetworkSection {
     pub http_max_header_bytes: usize,
     /// Threads serving HTTP (all sockets).
     pub http_threads: usize,
+}
+
+/// How the kernel spreads datagrams over the UDP threads' sockets (`[network] udp_steering`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UdpSteering {
+    /// Announces and scrapes by torrent (the first four bytes of the info-hash): each torrent's
+    /// swarm is served by one thread and stays in that core's cache. Connects, and anything
+    /// else, by client.
+    Torrent,
+    /// Everything by a hash of the client's address and port.
+    Client,
 }
 
 /// `[tracker]`: the core's [`Policy`], key for key, and what only the native tracker does.
@@ -235,6 +249,7 @@ impl Default for NetworkSection {
             trusted_proxy_header: String::new(),
             trusted_proxies: vec!["127.0.0.1".into(), "::1".into()],
             udp_threads: 1,
+            udp_steering: UdpSteering::Torrent,
             http_threads: 1,
             http_max_connections: 16_384,
             http_max_connections_per_address: 64,
@@ -296,9 +311,14 @@ trusted_proxy_header = ""
 # The proxies that header is believed from (addresses or CIDR prefixes, e.g. "10.0.0.0/8");
 # requests from anywhere else are their socket address, whatever header they carry.
 trusted_proxies = ["127.0.0.1", "::1"]
-# UDP threads per address (on Linux each reads a socket of its own, all bound with SO_REUSEPORT,
-# and the kernel spreads clients over them), and threads serving HTTP.
+# UDP threads per address (on Linux each reads a socket of its own, all bound with SO_REUSEPORT),
+# and threads serving HTTP.
 udp_threads = 1
+# With several UDP threads on Linux, how the kernel spreads datagrams over their sockets:
+# "torrent" gives each torrent's announces and scrapes to one thread (by the info-hash's first
+# four bytes; connects by client), so no two cores pass a swarm's memory back and forth;
+# "client" spreads everything by a hash of the client's address and port.
+udp_steering = "torrent"
 http_threads = 1
 # HTTP connections open at once, in all (never more than the open-file limit, raised to its hard
 # limit at start, allows) and from one client (an IPv4 address or an IPv6 /64). Over a cap, a

@@ -33,7 +33,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use crate::access_files::AccessFiles;
-use crate::config::Config;
+use crate::config::{Config, UdpSteering};
 use crate::stats::Stats;
 
 /// Descriptors kept from HTTP connections: listening sockets, the state and access files, the
@@ -70,6 +70,8 @@ pub fn thread_rng() -> SmallRng {
 pub struct Shared {
     pub tracker: Tracker<MemoryStore>,
     pub stats: Stats,
+    /// Datagrams per UDP thread.
+    pub udp_threads: stats::UdpThreads,
     /// Samples for the stats page's chart.
     pub history: page::History,
     /// Present when full scrapes are enabled.
@@ -168,11 +170,24 @@ fn bind_on_port(
         }
         if net.udp {
             let sockets = udp::bind(SocketAddr::new(ip, port), net.udp_threads)?;
+            if net.udp_steering == UdpSteering::Torrent
+                && sockets.len() > 1
+                && let Err(e) = udp::steer_by_torrent(&sockets)
+            {
+                // Only slower: any thread can serve any torrent.
+                tracing::warn!("UDP threads spread by client: steering by torrent refused ({e})");
+            }
             port = sockets[0].local_addr()?.port();
             udp_sockets.push(sockets);
         }
     }
     Ok((udp_sockets, tcp_listeners))
+}
+
+/// Whether the UDP threads can be steered by torrent: several of them, each with a socket of its
+/// own (Linux only).
+fn steers(config: &Config) -> bool {
+    cfg!(target_os = "linux") && config.network.udp && config.network.udp_threads > 1
 }
 
 /// Starts serving `config`: loads the access files and binds every socket first (so errors
@@ -190,7 +205,14 @@ pub fn start(config: Config) -> io::Result<Running> {
         config.udp.connection_id_validity,
         config.udp.connection_id_leniency,
     );
-    let store = MemoryStore::new(policy.clone(), random_bytes());
+    // Steered UDP threads each own a group of shards (see `udp::steer`); without steering the
+    // groups cost nothing, every thread using all of them.
+    let store = match config.network.udp_steering {
+        UdpSteering::Torrent if steers(&config) => {
+            MemoryStore::with_groups(policy.clone(), random_bytes(), config.network.udp_threads)
+        }
+        _ => MemoryStore::new(policy.clone(), random_bytes()),
+    };
     let state_file = config.state.file.clone();
     if let Some(path) = &state_file {
         match state::load(&store, path, unix_now()).map_err(io::Error::other)? {
@@ -222,9 +244,15 @@ pub fn start(config: Config) -> io::Result<Running> {
     let max_connections = config.network.http_max_connections.min(by_files);
     tracing::info!("HTTP: at most {max_connections} connections (open-file limit {open_files})");
     let samples_per_hour = (3600 / config.stats.history_interval) as usize + 1;
+    let udp_thread_list = udp_sockets
+        .iter()
+        .flat_map(|sockets| sockets.iter().enumerate())
+        .map(|(i, s)| Ok((s.local_addr()?, i)))
+        .collect::<io::Result<Vec<_>>>()?;
     let shared = Arc::new(Shared {
         tracker,
         stats: Stats::default(),
+        udp_threads: stats::UdpThreads::new(udp_thread_list),
         history: page::History::new(samples_per_hour),
         full_scrape: config
             .tracker
@@ -266,6 +294,7 @@ pub fn start(config: Config) -> io::Result<Running> {
         .collect::<io::Result<Vec<_>>>()?;
 
     let mut threads = Vec::new();
+    let mut slot = 0;
     for sockets in udp_sockets {
         for (i, socket) in sockets.into_iter().enumerate() {
             let (shared, stop) = (shared.clone(), stop.clone());
@@ -273,8 +302,9 @@ pub fn start(config: Config) -> io::Result<Running> {
             threads.push(
                 std::thread::Builder::new()
                     .name(name)
-                    .spawn(move || udp::serve(socket, &shared, &stop))?,
+                    .spawn(move || udp::serve(socket, slot, &shared, &stop))?,
             );
+            slot += 1;
         }
     }
     let http = if tcp_listeners.is_empty() {

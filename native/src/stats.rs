@@ -6,6 +6,7 @@
 //! per-shard counts. Owns naming and formats of the metrics; may not touch swarms or sockets.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use edgetracker::protocol::types::Family;
@@ -274,6 +275,62 @@ impl Stats {
             );
         }
         let _ = writeln!(out, "edgetracker_uptime_seconds {uptime}");
+        out
+    }
+}
+
+/// A counter on cache lines of its own.
+#[derive(Default)]
+#[repr(align(128))]
+struct OwnLine(AtomicU64);
+
+/// Datagrams each UDP thread received: how evenly the kernel spreads them (by client, or by
+/// torrent with `udp_steering = "torrent"`). Each thread adds to its own counter once a batch.
+pub struct UdpThreads {
+    /// Each thread's address and its index among that address's threads.
+    threads: Vec<(SocketAddr, usize)>,
+    received: Box<[OwnLine]>,
+}
+
+impl UdpThreads {
+    pub fn new(threads: Vec<(SocketAddr, usize)>) -> Self {
+        let received = threads.iter().map(|_| OwnLine::default()).collect();
+        UdpThreads { threads, received }
+    }
+
+    /// Counts `datagrams` received by thread `slot` (its place in the list given to `new`).
+    pub fn received(&self, slot: usize, datagrams: usize) {
+        if let Some(c) = self.received.get(slot) {
+            c.0.fetch_add(datagrams as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn each(&self) -> impl Iterator<Item = (SocketAddr, usize, u64)> + '_ {
+        self.threads
+            .iter()
+            .zip(&self.received)
+            .map(|(&(addr, i), c)| (addr, i, c.0.load(Ordering::Relaxed)))
+    }
+
+    /// `/stats`' `udp_threads`: `[{"address", "thread", "datagrams"}]`.
+    pub fn json(&self) -> serde_json::Value {
+        self.each()
+            .map(|(addr, thread, n)| {
+                json!({ "address": addr.to_string(), "thread": thread, "datagrams": n })
+            })
+            .collect()
+    }
+
+    pub fn prometheus(&self) -> String {
+        let mut out = String::from(
+            "# HELP edgetracker_udp_datagrams_total Datagrams received, by UDP thread.\n# TYPE edgetracker_udp_datagrams_total counter\n",
+        );
+        for (addr, thread, n) in self.each() {
+            let _ = writeln!(
+                out,
+                "edgetracker_udp_datagrams_total{{address=\"{addr}\",thread=\"{thread}\"}} {n}"
+            );
+        }
         out
     }
 }

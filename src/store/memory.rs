@@ -102,6 +102,21 @@ pub struct MemoryStore {
     /// cap check reads one number rather than every shard).
     torrent_count: AtomicUsize,
     peer_count: AtomicI64,
+    /// Shards come in `groups` runs of `shards_per_group`, one run per [`torrent_group`]; the
+    /// keyed hash picks the shard within the run (1 group: the whole store).
+    groups: usize,
+    shards_per_group: usize,
+}
+
+/// Which of `groups` a torrent belongs to: the first four bytes of its info-hash, big-endian,
+/// modulo `groups`. Info-hashes are SHA-1 (or truncated SHA-256) digests, so that spreads real
+/// torrents evenly. It is deliberately this simple: the native UDP server has the kernel compute
+/// the same in a classic BPF program, which cannot run a keyed hash. A client can therefore pick
+/// the group of a hash it makes up (not the shard within it), which is what it can already do
+/// with a thread by picking its source port.
+pub fn torrent_group(hash: &InfoHash, groups: usize) -> usize {
+    let word = u32::from_be_bytes([hash.0[0], hash.0[1], hash.0[2], hash.0[3]]);
+    word as usize % groups.max(1)
 }
 
 /// Shards: enough that a handful of socket threads rarely contend, few enough that each shard's
@@ -115,8 +130,28 @@ impl MemoryStore {
     }
 
     pub fn with_shards(policy: Policy, hash_key: [u8; 16], shards: usize) -> Self {
-        let shards = shards.max(1);
-        let shards = (0..shards)
+        Self::with_layout(policy, hash_key, shards, 1)
+    }
+
+    /// A store whose shards are split into `groups` sets, one per [`torrent_group`]: threads
+    /// that each serve one group's torrents (as the kernel steers them, see the native UDP
+    /// server) then never lock, read or write a shard another thread uses, and the store's cache
+    /// lines stay on one core. Any thread may still serve any torrent; it is only slower.
+    pub fn with_groups(policy: Policy, hash_key: [u8; 16], groups: usize) -> Self {
+        let groups = groups.max(1);
+        Self::with_layout(
+            policy,
+            hash_key,
+            DEFAULT_SHARDS.div_ceil(groups) * groups,
+            groups,
+        )
+    }
+
+    fn with_layout(policy: Policy, hash_key: [u8; 16], shards: usize, groups: usize) -> Self {
+        let groups = groups.max(1);
+        // Whole runs of shards, one per group.
+        let shards_per_group = (shards / groups).max(1);
+        let shards = (0..shards_per_group * groups)
             .map(|_| {
                 Padded(Mutex::new(Shard {
                     torrents: HashMap::with_hasher(KeyedHasher(hash_key)),
@@ -127,6 +162,8 @@ impl MemoryStore {
         let mut shard_key = hash_key;
         shard_key.iter_mut().for_each(|b| *b ^= 0x5c);
         MemoryStore {
+            shards_per_group,
+            groups,
             shards,
             shard_hasher: KeyedHasher(shard_key),
             policy,
@@ -141,7 +178,8 @@ impl MemoryStore {
     }
 
     fn shard_index(&self, hash: &InfoHash) -> usize {
-        (self.shard_hasher.hash_one(hash) % self.shards.len() as u64) as usize
+        let within = self.shard_hasher.hash_one(hash) % self.shards_per_group as u64;
+        torrent_group(hash, self.groups) * self.shards_per_group + within as usize
     }
 
     fn shard(&self, hash: &InfoHash) -> std::sync::MutexGuard<'_, Shard> {
@@ -464,6 +502,12 @@ mod tests {
             || MemoryStore::new(policy.clone(), [7; 16]),
             &mut rng,
         ));
+        // Grouped for steered threads, with more shards than the default and a group count
+        // that does not divide it.
+        crate::store::now_or_never(conformance::run_all(
+            || MemoryStore::with_groups(policy.clone(), [7; 16], 3),
+            &mut rng,
+        ));
     }
 
     #[test]
@@ -578,6 +622,40 @@ mod tests {
         assert_eq!(store.totals().seeders(), 1, "up to 10 minutes back");
         store.expire_now(UnixTime(100_100 + conformance::policy().peer_timeout + 1));
         assert_eq!(store.totals().seeders(), 0, "and expiry still works");
+    }
+
+    #[test]
+    fn grouped_stores_keep_each_group_in_shards_of_its_own() {
+        for groups in [2, 3, 5, 64, 100] {
+            let store = MemoryStore::with_groups(conformance::policy(), [3; 16], groups);
+            let per = store.shard_count() / groups;
+            assert_eq!(store.shard_count() % groups, 0);
+            assert!(
+                store.shard_count() >= DEFAULT_SHARDS,
+                "no fewer shards than ungrouped"
+            );
+            let mut used = std::collections::BTreeSet::new();
+            for i in 0..4000u32 {
+                let mut h = [0xab; 20];
+                h[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
+                h[16..].copy_from_slice(&i.to_be_bytes());
+                let hash = InfoHash(h);
+                let shard = store.shard_index(&hash);
+                assert_eq!(shard / per, torrent_group(&hash, groups), "{groups} groups");
+                used.insert(shard);
+            }
+            assert_eq!(
+                used.len(),
+                store.shard_count(),
+                "{groups} groups: every shard used"
+            );
+        }
+        let hash = InfoHash([0, 0, 1, 2, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9]);
+        assert_eq!(
+            torrent_group(&hash, 7),
+            258 % 7,
+            "the first four bytes, big-endian"
+        );
     }
 
     #[test]

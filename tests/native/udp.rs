@@ -382,3 +382,101 @@ fn udp_threads_do_not_join_another_process_sockets_on_the_port() {
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}"),
     }
 }
+
+/// Datagrams each UDP thread on `addr` has received, by thread, from `/stats`.
+#[cfg(target_os = "linux")]
+fn datagrams_by_thread(t: &edgetracker_native::Running, addr: std::net::SocketAddr) -> Vec<u64> {
+    let (status, _, body) = http_get(http_addr(t, false), "/stats?format=json", &[]);
+    assert_eq!(status, 200);
+    let stats: serde_json::Value = serde_json::from_slice(&body).expect("stats JSON");
+    let mut threads: Vec<_> = stats["udp_threads"]
+        .as_array()
+        .expect("udp_threads")
+        .iter()
+        .filter(|t| t["address"] == addr.to_string())
+        .map(|t| {
+            (
+                t["thread"].as_u64().unwrap(),
+                t["datagrams"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    threads.sort();
+    threads.into_iter().map(|(_, n)| n).collect()
+}
+
+/// An info-hash of steering group `group` of 2 (its first four bytes, big-endian, are odd or even).
+#[cfg(target_os = "linux")]
+fn hash_of_group(group: u8, fill: u8) -> edgetracker::InfoHash {
+    let mut h = [fill; 20];
+    h[3] = (fill & !1) | group;
+    edgetracker::InfoHash(h)
+}
+
+/// Announces and scrapes from 16 clients (16 source ports) for one torrent, after each has
+/// connected; returns the datagrams each thread received for them.
+#[cfg(target_os = "linux")]
+fn spread_of_one_torrent(
+    t: &edgetracker_native::Running,
+    v6: bool,
+    h: edgetracker::InfoHash,
+) -> Vec<u64> {
+    let addr = udp_addr(t, v6);
+    let clients: Vec<_> = (0..16).map(|_| udp_client(addr)).collect();
+    let ids: Vec<_> = clients.iter().map(connect).collect();
+    let before = datagrams_by_thread(t, addr);
+    for (i, (s, id)) in clients.iter().zip(&ids).enumerate() {
+        let reply = udp_announce(
+            s,
+            *id,
+            &announce(h, 2000 + i as u16, 1, Event::Started),
+            b"",
+        );
+        assert_eq!(reply.leechers as usize, i + 1, "one swarm");
+        let reply = udp_exchange(s, &scrape_request(*id, 6, &[h]));
+        assert_eq!(be32(&reply, 0), 2, "a scrape reply");
+    }
+    let after = datagrams_by_thread(t, addr);
+    after.iter().zip(&before).map(|(a, b)| a - b).collect()
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn udp_threads_steered_by_torrent_serve_each_torrent_on_one_thread() {
+    // Before: the kernel spread datagrams by the client's address and port, so every thread
+    // served every torrent and the swarms' memory moved between cores.
+    let t = tracker_with(|c| {
+        c.network.udp_threads = 2;
+        c.tracker.policy.max_peers_per_address = 100;
+    });
+    for v6 in [false, true] {
+        for group in [0u8, 1] {
+            let spread = spread_of_one_torrent(&t, v6, hash_of_group(group, 60 + u8::from(v6)));
+            let mut expected = vec![0; 2];
+            expected[usize::from(group)] = 32;
+            assert_eq!(
+                spread, expected,
+                "v6 {v6}: all of group {group}'s on thread {group}"
+            );
+        }
+    }
+    t.shutdown();
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn udp_threads_steered_by_client_share_each_torrent() {
+    let t = tracker_with(|c| {
+        c.network.udp_threads = 2;
+        c.network.udp_steering = edgetracker_native::config::UdpSteering::Client;
+        c.tracker.policy.max_peers_per_address = 100;
+    });
+    // 16 source ports all hashed to one thread: one chance in 32,768.
+    let spread = spread_of_one_torrent(&t, false, hash_of_group(0, 70));
+    assert!(
+        spread.iter().all(|&n| n > 0),
+        "spread by client: {spread:?}"
+    );
+    assert_eq!(spread.iter().sum::<u64>(), 32);
+    t.shutdown();
+}

@@ -683,11 +683,13 @@ fn stats_response(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
             shared.stats.prometheus(&totals, uptime)
+                + &shared.udp_threads.prometheus()
                 + &stats::connections_prometheus(&shared.connections.counts())
                 + &shared.ws.prometheus(),
         ),
         StatsFormat::Json => {
             let mut json = shared.stats.json(&totals, uptime);
+            json["udp_threads"] = shared.udp_threads.json();
             json["http_connections"] = serde_json::json!(shared.connections.counts());
             json["webtorrent"] = shared.ws.json();
             let body = serde_json::to_vec_pretty(&json).unwrap_or_default();

@@ -6,6 +6,8 @@
 
 #[cfg(target_os = "linux")]
 mod batch;
+#[cfg(target_os = "linux")]
+mod steer;
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -62,6 +64,20 @@ pub fn bind(addr: SocketAddr, threads: usize) -> io::Result<Vec<UdpSocket>> {
     Ok(sockets)
 }
 
+/// Has the kernel give each torrent's announces and scrapes to one of `sockets` (as [`bind`]
+/// made them for an address's threads, in order), the socket of the torrent's
+/// [`torrent_group`](edgetracker::store::memory::torrent_group).
+#[cfg(target_os = "linux")]
+pub fn steer_by_torrent(sockets: &[UdpSocket]) -> io::Result<()> {
+    steer::by_torrent(&sockets[0], sockets.len())
+}
+
+/// Elsewhere the threads share one socket: nothing to steer.
+#[cfg(not(target_os = "linux"))]
+pub fn steer_by_torrent(_sockets: &[UdpSocket]) -> io::Result<()> {
+    Ok(())
+}
+
 fn bind_one(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
@@ -83,9 +99,11 @@ fn bind_one(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
 /// Serves `socket` until `stop` is set. A panic while serving (none is known to be reachable)
 /// is logged, counted as `udp_restarts` on `/stats`, and serving starts again with fresh buffers:
 /// a thread that ended silently would leave its socket unread.
-pub fn serve(socket: UdpSocket, shared: &Shared, stop: &AtomicBool) {
+///
+/// `slot` is the thread's place in [`Shared::udp_threads`], where it counts its datagrams.
+pub fn serve(socket: UdpSocket, slot: usize, shared: &Shared, stop: &AtomicBool) {
     supervise(
-        || serve_until_stopped(&socket, shared, stop),
+        || serve_until_stopped(&socket, slot, shared, stop),
         || shared.stats.count_udp_restart(),
     );
 }
@@ -107,13 +125,13 @@ pub fn supervise(mut serve: impl FnMut(), mut restarted: impl FnMut()) {
 }
 
 #[cfg(target_os = "linux")]
-fn serve_until_stopped(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) {
+fn serve_until_stopped(socket: &UdpSocket, slot: usize, shared: &Shared, stop: &AtomicBool) {
     let mut rng = thread_rng();
     let mut scratch = Scratch::default();
     let mut batch = batch::Batch::new();
     while !stop.load(Ordering::Relaxed) {
         match batch.receive(socket) {
-            Ok(_) => {}
+            Ok(n) => shared.udp_threads.received(slot, n),
             Err(e) if is_idle(&e) => continue,
             Err(e) => {
                 tracing::debug!("udp recv: {e}");
@@ -130,7 +148,7 @@ fn serve_until_stopped(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) {
 
 /// One datagram per system call where recvmmsg is not available.
 #[cfg(not(target_os = "linux"))]
-fn serve_until_stopped(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) {
+fn serve_until_stopped(socket: &UdpSocket, slot: usize, shared: &Shared, stop: &AtomicBool) {
     let mut rng = thread_rng();
     let mut scratch = Scratch::default();
     let mut buf = vec![0u8; MAX_REQUEST_LEN + 1];
@@ -144,6 +162,7 @@ fn serve_until_stopped(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) {
                 continue;
             }
         };
+        shared.udp_threads.received(slot, 1);
         answer(
             shared,
             &buf[..len],

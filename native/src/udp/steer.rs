@@ -1,0 +1,110 @@
+//! Steering by torrent: a classic BPF program, attached to a group of `SO_REUSEPORT` sockets,
+//! with which the kernel picks each announce's and scrape's socket by its info-hash.
+//!
+//! The threads' sockets are bound one after another, so socket `i` of the group is thread `i`'s,
+//! and the program answers `i` = [`torrent_group`] of the datagram's (first) info-hash. Every
+//! datagram of a torrent then meets the same thread, and a store built
+//! [`MemoryStore::with_groups`] keeps that thread's torrents in shards no other thread
+//! touches: the swarm-per-core ownership of aquatic's swarm workers, without passing requests
+//! between threads. Connects, and anything that is not a whole enough announce or scrape, get an
+//! index past the group's end, which tells the kernel to spread them by the client's address and
+//! port as it would without a program.
+//!
+//! Owns the program and attaching it; may not touch the datagrams' meaning beyond these offsets
+//! (BEP 15: action at byte 8, info-hash at byte 16 of announces and scrapes).
+//!
+//! [`torrent_group`]: edgetracker::store::memory::torrent_group
+//! [`MemoryStore::with_groups`]: edgetracker::store::memory::MemoryStore::with_groups
+
+use std::io;
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+
+use libc::sock_filter;
+
+/// BEP 15 offsets: the action word, and the first info-hash of an announce or a scrape.
+const ACTION_AT: u32 = 8;
+const INFO_HASH_AT: u32 = 16;
+const ANNOUNCE: u32 = 1;
+const SCRAPE: u32 = 2;
+/// Not a socket of the group: the kernel falls back to its hash of the client's address.
+const BY_CLIENT: u32 = u32::MAX;
+
+/// Linux's `SO_ATTACH_REUSEPORT_CBPF` (since 4.5); libc's export of it varies by version.
+#[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]
+const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+#[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
+const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 0x35;
+
+fn stmt(code: u32, k: u32) -> sock_filter {
+    sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+fn jump(code: u32, k: u32, jt: u8, jf: u8) -> sock_filter {
+    sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    }
+}
+
+/// The program for a group of `sockets`. cBPF loads words big-endian, as
+/// [`edgetracker::store::memory::torrent_group`] reads them, and a load past the datagram's end
+/// ends the program with 0, which the length check ahead of the loads rules out.
+fn program(sockets: u32) -> [sock_filter; 9] {
+    use libc::{BPF_A, BPF_ABS, BPF_ALU, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD, BPF_LEN};
+    use libc::{BPF_MOD, BPF_RET, BPF_W};
+    [
+        // 0: A = the datagram's length (the UDP payload's: the kernel has pulled the header).
+        stmt(BPF_LD | BPF_W | BPF_LEN, 0),
+        // 1: shorter than an action and one info-hash: by client.
+        jump(BPF_JMP | BPF_JGE | BPF_K, INFO_HASH_AT + 20, 0, 6),
+        // 2: A = the action.
+        stmt(BPF_LD | BPF_W | BPF_ABS, ACTION_AT),
+        // 3, 4: an announce or a scrape goes on to 5, anything else by client.
+        jump(BPF_JMP | BPF_JEQ | BPF_K, ANNOUNCE, 1, 0),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, SCRAPE, 0, 3),
+        // 5, 6, 7: the socket of the info-hash's first word's group.
+        stmt(BPF_LD | BPF_W | BPF_ABS, INFO_HASH_AT),
+        stmt(BPF_ALU | BPF_MOD | BPF_K, sockets),
+        stmt(BPF_RET | BPF_A, 0),
+        // 8:
+        stmt(BPF_RET | BPF_K, BY_CLIENT),
+    ]
+}
+
+/// Attaches the steering program to the `SO_REUSEPORT` group `socket` belongs to, whose
+/// `sockets` members are the UDP threads' sockets in the order they were bound.
+#[allow(
+    unsafe_code,
+    reason = "setsockopt(SO_ATTACH_REUSEPORT_CBPF), which neither std nor socket2 wraps"
+)]
+pub fn by_torrent(socket: &UdpSocket, sockets: usize) -> io::Result<()> {
+    let sockets = u32::try_from(sockets).map_err(io::Error::other)?;
+    let mut code = program(sockets.max(1));
+    let prog = libc::sock_fprog {
+        len: code.len() as u16,
+        filter: code.as_mut_ptr(),
+    };
+    // SAFETY: `prog` points at `code`, which outlives the call; the kernel copies the program.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_REUSEPORT_CBPF,
+            (&raw const prog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
