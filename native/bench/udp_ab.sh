@@ -14,8 +14,12 @@
 #
 # UDP_THREADS=N runs both trackers with N UDP threads; TRACKER_CORES and LOAD_CORES (taskset
 # lists, default 0 and 1) place them, and LOAD_SOCKETS sets the load tester's sockets (default
-# 4; more spread a load over per-thread sockets as many clients do). Two threads on this 2-core
-# machine: UDP_THREADS=2 TRACKER_CORES=0,1 LOAD_CORES=0,1 LOAD_SOCKETS=64.
+# 4, at most 255; more spread a load over per-thread sockets as many clients do). Where the
+# tracker counts them, each run also prints its datagrams by UDP thread (from /stats). Two threads on this 2-core
+# machine: UDP_THREADS=2 TRACKER_CORES=0,1 LOAD_CORES=0,1 LOAD_SOCKETS=64. REV_ENV="NAME=VALUE ..."
+# runs REV's tracker with that environment too (configuration keys as EDGETRACKER__SECTION__KEY),
+# so REV=HEAD compares two settings of one build:
+#   REV_ENV=EDGETRACKER__NETWORK__UDP_STEERING=client UDP_THREADS=2 ... udp_ab.sh HEAD 5 15
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rev=${1:?usage: native/bench/udp_ab.sh REV [ROUNDS] [SECONDS]}
@@ -55,16 +59,23 @@ ticks=$(getconf CLK_TCK)
 
 # Runs one tracker binary under load; prints "responses_per_s responses_per_cpu_s".
 run() {
-    local bin=$1
-    EDGETRACKER__STATE__FILE="" EDGETRACKER__TRACKER__MAX_PEERS_PER_ADDRESS=1000000 \
-        EDGETRACKER__NETWORK__UDP_THREADS="$udp_threads" \
+    local bin=$1 extra=()
+    [ "$bin" = "$work/old" ] && read -ra extra <<<"${REV_ENV:-}"
+    env EDGETRACKER__STATE__FILE="" EDGETRACKER__TRACKER__MAX_PEERS_PER_ADDRESS=1000000 \
+        EDGETRACKER__NETWORK__UDP_THREADS="$udp_threads" "${extra[@]}" \
         taskset -c "$tracker_cores" "$bin" --listen 127.0.0.1 --port "$port" >"$work/tracker.log" 2>&1 &
     local tracker_pid=$!
     echo "$tracker_pid" >"$work/pid"
     sleep 1
     timeout $((secs + 30)) taskset -c "$load_cores" aquatic_udp_load_test -c "$work/load.toml" >"$work/load.out" 2>&1
-    local cpu
+    local cpu spread
     cpu=$(awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$tracker_pid/stat")
+    # How the kernel spread the datagrams over the threads (trackers that count it: /stats).
+    spread=$(curl -s "http://127.0.0.1:$port/stats?format=json" 2>/dev/null |
+        grep -o '"datagrams": [0-9]*' | awk '{print $2}' | paste -sd/ || true)
+    local name=checkout
+    [ "$bin" = "$work/old" ] && name=$rev
+    [ -z "$spread" ] || echo "  $name: datagrams by thread $spread" >&2
     kill "$tracker_pid"
     wait "$tracker_pid" 2>/dev/null || true
     : >"$work/pid"
@@ -74,7 +85,7 @@ run() {
     awk -v r="$rps" -v c="$cpu" -v s="$secs" 'BEGIN { printf "%.0f %.0f\n", r, r * s / c }'
 }
 
-echo "== $rounds rounds of $secs s each; $udp_threads UDP thread(s) on cores $tracker_cores, load on cores $load_cores"
+echo "== $rounds rounds of $secs s each; $udp_threads UDP thread(s) on cores $tracker_cores, load on cores $load_cores${REV_ENV:+; $rev with $REV_ENV}"
 results=()
 for r in $(seq 1 "$rounds"); do
     # Alternate which goes first, so neither always meets a warmer or cooler machine.
