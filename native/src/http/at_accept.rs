@@ -62,13 +62,28 @@ pub fn answer(socket: &socket2::Socket, remote: SocketAddr, shared: &Shared) -> 
         if !answerable(request, remote, shared, reply) {
             return AtAccept::ToHyper(request.to_vec());
         }
-        match (&mut &*socket).write(reply) {
+        match send_before_close(socket, reply) {
             Ok(n) if n == reply.len() => AtAccept::Answered,
             Ok(n) => AtAccept::Unsent(reply[n..].to_vec()),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => AtAccept::Unsent(reply.clone()),
             Err(_) => AtAccept::Gone,
         }
     })
+}
+
+/// Sends a reply the connection's close follows at once. On Linux with `MSG_MORE`: the kernel
+/// holds the reply's last segment back for more, the close then sets FIN on it, and reply and
+/// FIN leave as one packet rather than two (a partial send's rest, written later without the
+/// flag, pushes it as usual). One packet fewer per connection, for the tracker's core and the
+/// network: on loopback a quarter of the CPU of an announce on its own connection (README).
+/// A client that sends more after a request that closes, and so breaks its own
+/// `Connection: close`, finds its reply dropped by the reset such a close becomes, where it had
+/// the reply and then the reset before.
+fn send_before_close(socket: &socket2::Socket, reply: &[u8]) -> io::Result<usize> {
+    #[cfg(target_os = "linux")]
+    return socket.send_with_flags(reply, libc::MSG_MORE);
+    #[cfg(not(target_os = "linux"))]
+    return socket.send(reply);
 }
 
 /// Frames the reply into `reply` if `request` is one this path answers; `false` leaves it to
