@@ -108,3 +108,74 @@ pub fn by_torrent(socket: &UdpSocket, sockets: usize) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgetracker::InfoHash;
+    use edgetracker::store::memory::torrent_group;
+    use rand::rngs::SmallRng;
+    use rand::{RngExt, SeedableRng};
+
+    /// Runs `program` on `packet` as the kernel's classic BPF does, for the instructions it uses.
+    fn run(program: &[sock_filter], packet: &[u8]) -> u32 {
+        use libc::{BPF_A, BPF_ABS, BPF_ALU, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD, BPF_LEN};
+        use libc::{BPF_MOD, BPF_RET, BPF_W};
+        let (mut a, mut pc) = (0u32, 0usize);
+        loop {
+            let i = program[pc];
+            pc += 1;
+            match u32::from(i.code) {
+                c if c == BPF_LD | BPF_W | BPF_LEN => a = packet.len() as u32,
+                c if c == BPF_LD | BPF_W | BPF_ABS => {
+                    let at = i.k as usize;
+                    // A load past the end ends the program with 0.
+                    let Some(word) = packet.get(at..at + 4) else {
+                        return 0;
+                    };
+                    a = u32::from_be_bytes(word.try_into().unwrap());
+                }
+                c if c == BPF_JMP | BPF_JGE | BPF_K || c == BPF_JMP | BPF_JEQ | BPF_K => {
+                    let taken = if c & 0xf0 == BPF_JGE {
+                        a >= i.k
+                    } else {
+                        a == i.k
+                    };
+                    pc += usize::from(if taken { i.jt } else { i.jf });
+                }
+                c if c == BPF_ALU | BPF_MOD | BPF_K => a %= i.k,
+                c if c == BPF_RET | BPF_A => return a,
+                c if c == BPF_RET | BPF_K => return i.k,
+                c => panic!("instruction {c:#x} not interpreted"),
+            }
+        }
+    }
+
+    #[test]
+    fn announces_and_scrapes_go_by_info_hash_and_the_rest_by_client() {
+        let mut rng = SmallRng::seed_from_u64(15);
+        for sockets in [1u32, 2, 3, 7, 64] {
+            let program = program(sockets);
+            for len in 0..=120 {
+                for action in 0..4u32 {
+                    let mut packet: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+                    if len >= 12 {
+                        packet[8..12].copy_from_slice(&action.to_be_bytes());
+                    }
+                    let steered = len >= 36 && (action == ANNOUNCE || action == SCRAPE);
+                    let expected = if steered {
+                        let hash = InfoHash(packet[16..36].try_into().unwrap());
+                        torrent_group(&hash, sockets as usize) as u32
+                    } else {
+                        BY_CLIENT
+                    };
+                    assert_eq!(
+                        run(&program, &packet),
+                        expected,
+                        "{sockets} sockets, {len} bytes, action {action}"
+                    );
+                }
+            }
+        }
+    }
+}
