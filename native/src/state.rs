@@ -511,6 +511,37 @@ mod tests {
     }
 
     #[test]
+    fn a_state_file_moves_between_stores_of_any_shard_layout() {
+        // A restart with a different udp_threads builds a store grouped otherwise (and each start
+        // keys its shards anew): the file is by torrent, not by shard.
+        let policy = Policy::default();
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(3);
+        let now = UnixTime(1_750_000_000);
+        let one = MemoryStore::new(policy.clone(), [3; 16]);
+        for i in 0..500u32 {
+            let mut hash = [0u8; 20];
+            hash[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
+            let a = PeerAnnounce {
+                info_hash: InfoHash(hash),
+                peer: PeerAddr::new("10.0.0.1".parse().unwrap(), 1 + (i % 3) as u16),
+                event: Event::Started,
+                seeding: i % 2 == 0,
+                want: 0,
+            };
+            one.announce_now(&a, now, &mut rng, &mut Vec::new())
+                .unwrap();
+        }
+        let (bytes, _) = encode(&one, now);
+        let grouped = MemoryStore::with_groups(policy.clone(), [4; 16], 3);
+        decode_into(&bytes, &grouped, now).unwrap();
+        assert_eq!(grouped.totals(), one.totals());
+        let (again, _) = encode(&grouped, now);
+        let back = MemoryStore::new(policy, [5; 16]);
+        decode_into(&again, &back, now).unwrap();
+        assert_eq!(back.totals(), one.totals());
+    }
+
+    #[test]
     fn version_1_files_still_load() {
         // Written by the tracker before saves streamed: one count in the header, no blocks.
         let mut v1 = MAGIC.to_vec();

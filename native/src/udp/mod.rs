@@ -33,12 +33,13 @@ const RECV_BUFFER: usize = 8 << 20;
 /// Binds the sockets of `threads` UDP threads on `addr`; `[::]` is IPv6-only so `0.0.0.0` can
 /// be bound beside it on the same port.
 ///
-/// On Linux each thread gets a socket of its own, all bound with `SO_REUSEPORT`: the kernel
-/// spreads datagrams over them by the client's address and port, and no two threads take one
-/// socket's receive-queue lock (which, shared, becomes the ceiling as threads are added). The
-/// price: one client's datagrams always meet the same thread, so a few clients (a load tester,
-/// a proxy) may load threads unevenly. Elsewhere, where `SO_REUSEPORT` does not spread datagrams,
-/// the threads share one socket.
+/// On Linux each thread gets a socket of its own, all bound with `SO_REUSEPORT`, in thread order:
+/// the kernel spreads datagrams over them by the client's address and port (or by torrent, once
+/// [`steer_by_torrent`] has attached its program), and no two threads take one socket's
+/// receive-queue lock (which, shared, becomes the ceiling as threads are added). Spread by
+/// client, one client's datagrams always meet the same thread, so a few clients (a load tester,
+/// a proxy) may load threads unevenly. Elsewhere, where `SO_REUSEPORT` does not spread
+/// datagrams, the threads share one socket.
 pub fn bind(addr: SocketAddr, threads: usize) -> io::Result<Vec<UdpSocket>> {
     let own_sockets = cfg!(target_os = "linux") && threads > 1;
     let addr = if own_sockets {
