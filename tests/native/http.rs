@@ -587,6 +587,16 @@ fn stats_in_json_and_prometheus() {
         (Some(1), Some(1), Some(1), Some(2))
     );
     assert_eq!(j["requests"]["http"]["ipv6"]["announce"]["requests"], 1);
+    // One UDP thread per address, nothing received yet.
+    let u4 = udp_addr(&t, false);
+    let threads = j["udp_threads"].as_array().expect("udp_threads");
+    assert_eq!(threads.len(), 2, "{threads:?}");
+    assert!(
+        threads
+            .contains(&serde_json::json!({"address": u4.to_string(), "thread": 0, "datagrams": 0}))
+    );
+    let client = udp_client(u4);
+    udp_exchange(&client, &edgetracker::protocol::udp::connect_request(1));
     for target in ["/stats?format=prometheus", "/metrics"] {
         let (status, _, body) = http_get(a4, target, &[]);
         assert_eq!(status, 200);
@@ -596,6 +606,9 @@ fn stats_in_json_and_prometheus() {
             "edgetracker_requests_total{protocol=\"http\",family=\"ipv4\",action=\"announce\"} 1\n"
         ));
         assert!(text.contains("edgetracker_peers{family=\"ipv6\",role=\"leecher\"} 1\n"));
+        let datagrams =
+            format!("edgetracker_udp_datagrams_total{{address=\"{u4}\",thread=\"0\"}} 1\n");
+        assert!(text.contains(&datagrams), "{text}");
     }
     t.shutdown();
 }
