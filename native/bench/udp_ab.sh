@@ -62,7 +62,7 @@ run() {
     local bin=$1 extra=()
     [ "$bin" = "$work/old" ] && read -ra extra <<<"${REV_ENV:-}"
     env EDGETRACKER__STATE__FILE="" EDGETRACKER__TRACKER__MAX_PEERS_PER_ADDRESS=1000000 \
-        EDGETRACKER__NETWORK__UDP_THREADS="$udp_threads" "${extra[@]}" \
+        EDGETRACKER__NETWORK__UDP_THREADS="$udp_threads" ${extra[@]+"${extra[@]}"} \
         taskset -c "$tracker_cores" "$bin" --listen 127.0.0.1 --port "$port" >"$work/tracker.log" 2>&1 &
     local tracker_pid=$!
     echo "$tracker_pid" >"$work/pid"

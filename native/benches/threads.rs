@@ -3,8 +3,9 @@
 //! and then 2 threads with pre-built BEP 15 announces, each thread its own clients, all on one
 //! shared memory store.
 //!
-//! `cargo bench -p edgetracker-native --bench threads [-- SECONDS [one|shared|steered|apart]]`
-//! (default 5 s per run; naming a run does that one alone, for a profiler). Runs:
+//! `cargo bench -p edgetracker-native --bench threads [-- SECONDS [ROUNDS] [one|shared|steered|apart]]`
+//! (default 3 s per run, 3 rounds, each round running the four in turn; naming a run does that one
+//! alone, for a profiler). Runs:
 //! - `one`: one thread;
 //! - `shared`: two threads, each announcing to any torrent (UDP threads steered by client, or
 //!   HTTP threads);

@@ -316,7 +316,8 @@ trusted_proxies = ["127.0.0.1", "::1"]
 udp_threads = 1
 # With several UDP threads on Linux, how the kernel spreads datagrams over their sockets:
 # "torrent" gives each torrent's announces and scrapes to one thread (by the info-hash's first
-# four bytes; connects by client), so no two cores pass a swarm's memory back and forth;
+# four bytes; connects by client), so a swarm's memory stays with its thread (and the
+# same-numbered thread of the other address);
 # "client" spreads everything by a hash of the client's address and port.
 udp_steering = "torrent"
 http_threads = 1

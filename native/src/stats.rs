@@ -40,8 +40,9 @@ struct Cell {
     errors: AtomicU64,
 }
 
-/// Stripes of request counters. More than the threads a tracker runs, so that threads rarely
-/// share one (a shared stripe is still correct, only slower).
+/// Stripes of request counters, handed to threads in turn as they first count: more than the
+/// threads a small tracker runs, so that they rarely share one; past 16 counting threads some
+/// do (a shared stripe is still correct, only slower).
 const STRIPES: usize = 16;
 
 /// One stripe: per protocol, family and kind, on cache lines of its own (x86 prefetches lines

@@ -123,6 +123,9 @@ pub fn torrent_group(hash: &InfoHash, groups: usize) -> usize {
 /// map is big (a map's growth slack is per map).
 pub const DEFAULT_SHARDS: usize = 64;
 
+/// Shards per group at least, in a store [`MemoryStore::with_groups`]: 512 shards for 64 groups.
+pub const MIN_SHARDS_PER_GROUP: usize = 8;
+
 impl MemoryStore {
     /// `hash_key` keys the hash maps against collision attacks: draw it at random.
     pub fn new(policy: Policy, hash_key: [u8; 16]) -> Self {
@@ -135,16 +138,16 @@ impl MemoryStore {
 
     /// A store whose shards are split into `groups` sets, one per [`torrent_group`]: threads
     /// that each serve one group's torrents (as the kernel steers them, see the native UDP
-    /// server) then never lock, read or write a shard another thread uses, and the store's cache
-    /// lines stay on one core. Any thread may still serve any torrent; it is only slower.
+    /// server) then never lock, read or write a shard of another group, and the store's cache
+    /// lines stay with the threads of their group. Any thread may still serve any torrent; it is
+    /// only slower.
+    ///
+    /// Each group gets at least [`MIN_SHARDS_PER_GROUP`] shards: a client picks the group of a
+    /// hash it makes up, and must not pick the shard (one lock, one sweep, one save slice) too.
     pub fn with_groups(policy: Policy, hash_key: [u8; 16], groups: usize) -> Self {
         let groups = groups.max(1);
-        Self::with_layout(
-            policy,
-            hash_key,
-            DEFAULT_SHARDS.div_ceil(groups) * groups,
-            groups,
-        )
+        let per_group = DEFAULT_SHARDS.div_ceil(groups).max(MIN_SHARDS_PER_GROUP);
+        Self::with_layout(policy, hash_key, per_group * groups, groups)
     }
 
     fn with_layout(policy: Policy, hash_key: [u8; 16], shards: usize, groups: usize) -> Self {
@@ -630,12 +633,17 @@ mod tests {
             let store = MemoryStore::with_groups(conformance::policy(), [3; 16], groups);
             let per = store.shard_count() / groups;
             assert_eq!(store.shard_count() % groups, 0);
+            // A client choosing the group still leaves the keyed hash to pick among these.
+            assert!(
+                per >= MIN_SHARDS_PER_GROUP,
+                "{groups} groups: {per} shards each"
+            );
             assert!(
                 store.shard_count() >= DEFAULT_SHARDS,
                 "no fewer shards than ungrouped"
             );
             let mut used = std::collections::BTreeSet::new();
-            for i in 0..4000u32 {
+            for i in 0..20_000u32 {
                 let mut h = [0xab; 20];
                 h[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
                 h[16..].copy_from_slice(&i.to_be_bytes());

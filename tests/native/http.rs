@@ -743,7 +743,7 @@ fn segments_received(s: &TcpStream) -> u32 {
 #[cfg(target_os = "linux")]
 fn a_reply_at_accept_leaves_with_the_close_in_one_segment() {
     // Before: the reply, then the FIN in a segment of its own. One packet more per connection,
-    // and in the bench 23 % more of the tracker's CPU per connection-per-request announce.
+    // and in the bench (README, HTTP) 1.27x the tracker's CPU per connection-per-request announce.
     let t = tracker();
     let addr = http_addr(&t, false);
     let scrape = format!("/scrape?info_hash={}", encode(&hash(21).0));
@@ -760,7 +760,10 @@ fn a_reply_at_accept_leaves_with_the_close_in_one_segment() {
         // The SYN-ACK, the request's acknowledgement (a new connection acknowledges at once),
         // then the reply carrying the FIN; before, the FIN came as a fourth.
         let segments = segments_received(&s);
-        assert!(segments <= 3, "{segments} segments: reply and FIN apart");
+        assert!(
+            (2..=3).contains(&segments),
+            "{segments} segments: reply and FIN apart?"
+        );
     }
     t.shutdown();
 }

@@ -75,7 +75,7 @@ pub fn answer(socket: &socket2::Socket, remote: SocketAddr, shared: &Shared) -> 
 /// holds the reply's last segment back for more, the close then sets FIN on it, and reply and
 /// FIN leave as one packet rather than two (a partial send's rest, written later without the
 /// flag, pushes it as usual). One packet fewer per connection, for the tracker's core and the
-/// network: on loopback a quarter of the CPU of an announce on its own connection (README).
+/// network: on loopback about a fifth less CPU per announce on its own connection (README).
 /// A client that sends more after a request that closes, and so breaks its own
 /// `Connection: close`, finds its reply dropped by the reset such a close becomes, where it had
 /// the reply and then the reset before.

@@ -4,9 +4,10 @@
 //! The threads' sockets are bound one after another, so socket `i` of the group is thread `i`'s,
 //! and the program answers `i` = [`torrent_group`] of the datagram's (first) info-hash. Every
 //! datagram of a torrent then meets the same thread, and a store built
-//! [`MemoryStore::with_groups`] keeps that thread's torrents in shards no other thread
-//! touches: the swarm-per-core ownership of aquatic's swarm workers, without passing requests
-//! between threads. Connects, and anything that is not a whole enough announce or scrape, get an
+//! [`MemoryStore::with_groups`] keeps that thread's torrents in shards of their own (shared only
+//! with thread `i` of the other address, IPv4 or IPv6, whose peers join the same swarms): the
+//! swarm-per-core ownership of aquatic's swarm workers, without passing requests between
+//! threads. Connects, and anything that is not a whole enough announce or scrape, get an
 //! index past the group's end, which tells the kernel to spread them by the client's address and
 //! port as it would without a program.
 //!
@@ -29,12 +30,6 @@ const ANNOUNCE: u32 = 1;
 const SCRAPE: u32 = 2;
 /// Not a socket of the group: the kernel falls back to its hash of the client's address.
 const BY_CLIENT: u32 = u32::MAX;
-
-/// Linux's `SO_ATTACH_REUSEPORT_CBPF` (since 4.5); libc's export of it varies by version.
-#[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]
-const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
-#[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
-const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 0x35;
 
 fn stmt(code: u32, k: u32) -> sock_filter {
     sock_filter {
@@ -97,7 +92,8 @@ pub fn by_torrent(socket: &UdpSocket, sockets: usize) -> io::Result<()> {
         libc::setsockopt(
             socket.as_raw_fd(),
             libc::SOL_SOCKET,
-            SO_ATTACH_REUSEPORT_CBPF,
+            // Linux 4.5 and later.
+            libc::SO_ATTACH_REUSEPORT_CBPF,
             (&raw const prog).cast(),
             std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
         )
