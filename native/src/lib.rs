@@ -170,13 +170,6 @@ fn bind_on_port(
         }
         if net.udp {
             let sockets = udp::bind(SocketAddr::new(ip, port), net.udp_threads)?;
-            if net.udp_steering == UdpSteering::Torrent
-                && sockets.len() > 1
-                && let Err(e) = udp::steer_by_torrent(&sockets)
-            {
-                // Only slower: any thread can serve any torrent.
-                tracing::warn!("UDP threads spread by client: steering by torrent refused ({e})");
-            }
             port = sockets[0].local_addr()?.port();
             udp_sockets.push(sockets);
         }
@@ -244,6 +237,19 @@ pub fn start(config: Config) -> io::Result<Running> {
     let max_connections = config.network.http_max_connections.min(by_files);
     tracing::info!("HTTP: at most {max_connections} connections (open-file limit {open_files})");
     let samples_per_hour = (3600 / config.stats.history_interval) as usize + 1;
+    let steered = config.network.udp_steering == UdpSteering::Torrent
+        && steers(&config)
+        && match udp_sockets
+            .iter()
+            .try_for_each(|s| udp::steer_by_torrent(s))
+        {
+            Ok(()) => true,
+            Err(e) => {
+                // Only slower: any thread can serve any torrent.
+                tracing::warn!("UDP threads spread by client: steering by torrent refused ({e})");
+                false
+            }
+        };
     let udp_thread_list = udp_sockets
         .iter()
         .flat_map(|sockets| sockets.iter().enumerate())
@@ -252,7 +258,7 @@ pub fn start(config: Config) -> io::Result<Running> {
     let shared = Arc::new(Shared {
         tracker,
         stats: Stats::default(),
-        udp_threads: stats::UdpThreads::new(udp_thread_list),
+        udp_threads: stats::UdpThreads::new(udp_thread_list, steered),
         history: page::History::new(samples_per_hour),
         full_scrape: config
             .tracker

@@ -291,12 +291,22 @@ pub struct UdpThreads {
     /// Each thread's address and its index among that address's threads.
     threads: Vec<(SocketAddr, usize)>,
     received: Box<[OwnLine]>,
+    /// Whether the kernel steers announces and scrapes by torrent (it may refuse the program).
+    by_torrent: bool,
 }
 
 impl UdpThreads {
-    pub fn new(threads: Vec<(SocketAddr, usize)>) -> Self {
+    pub fn new(threads: Vec<(SocketAddr, usize)>, by_torrent: bool) -> Self {
         let received = threads.iter().map(|_| OwnLine::default()).collect();
-        UdpThreads { threads, received }
+        UdpThreads {
+            threads,
+            received,
+            by_torrent,
+        }
+    }
+
+    fn steering(&self) -> &'static str {
+        if self.by_torrent { "torrent" } else { "client" }
     }
 
     /// Counts `datagrams` received by thread `slot` (its place in the list given to `new`).
@@ -313,13 +323,16 @@ impl UdpThreads {
             .map(|(&(addr, i), c)| (addr, i, c.0.load(Ordering::Relaxed)))
     }
 
-    /// `/stats`' `udp_threads`: `[{"address", "thread", "datagrams"}]`.
+    /// `/stats`' `udp_threads`: `{"steering": "torrent" | "client", "threads": [{"address",
+    /// "thread", "datagrams"}]}`.
     pub fn json(&self) -> serde_json::Value {
-        self.each()
+        let threads: Vec<_> = self
+            .each()
             .map(|(addr, thread, n)| {
                 json!({ "address": addr.to_string(), "thread": thread, "datagrams": n })
             })
-            .collect()
+            .collect();
+        json!({ "steering": self.steering(), "threads": threads })
     }
 
     pub fn prometheus(&self) -> String {
@@ -332,6 +345,11 @@ impl UdpThreads {
                 "edgetracker_udp_datagrams_total{{address=\"{addr}\",thread=\"{thread}\"}} {n}"
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP edgetracker_udp_steered_by_torrent 1 if the kernel gives each torrent's announces to one UDP thread.\n# TYPE edgetracker_udp_steered_by_torrent gauge\nedgetracker_udp_steered_by_torrent {}",
+            u8::from(self.by_torrent)
+        );
         out
     }
 }

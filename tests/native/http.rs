@@ -589,7 +589,11 @@ fn stats_in_json_and_prometheus() {
     assert_eq!(j["requests"]["http"]["ipv6"]["announce"]["requests"], 1);
     // One UDP thread per address, nothing received yet.
     let u4 = udp_addr(&t, false);
-    let threads = j["udp_threads"].as_array().expect("udp_threads");
+    assert_eq!(
+        j["udp_threads"]["steering"], "client",
+        "one thread: nothing to steer"
+    );
+    let threads = j["udp_threads"]["threads"].as_array().expect("udp_threads");
     assert_eq!(threads.len(), 2, "{threads:?}");
     assert!(
         threads
@@ -609,6 +613,10 @@ fn stats_in_json_and_prometheus() {
         let datagrams =
             format!("edgetracker_udp_datagrams_total{{address=\"{u4}\",thread=\"0\"}} 1\n");
         assert!(text.contains(&datagrams), "{text}");
+        assert!(
+            text.contains("edgetracker_udp_steered_by_torrent 0\n"),
+            "{text}"
+        );
     }
     t.shutdown();
 }

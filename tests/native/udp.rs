@@ -383,13 +383,20 @@ fn udp_threads_do_not_join_another_process_sockets_on_the_port() {
     }
 }
 
-/// Datagrams each UDP thread on `addr` has received, by thread, from `/stats`.
+/// `/stats`' `udp_threads`.
 #[cfg(target_os = "linux")]
-fn datagrams_by_thread(t: &edgetracker_native::Running, addr: std::net::SocketAddr) -> Vec<u64> {
+fn udp_thread_stats(t: &edgetracker_native::Running) -> serde_json::Value {
     let (status, _, body) = http_get(http_addr(t, false), "/stats?format=json", &[]);
     assert_eq!(status, 200);
     let stats: serde_json::Value = serde_json::from_slice(&body).expect("stats JSON");
-    let mut threads: Vec<_> = stats["udp_threads"]
+    stats["udp_threads"].clone()
+}
+
+/// Datagrams each UDP thread on `addr` has received, by thread, from `/stats`.
+#[cfg(target_os = "linux")]
+fn datagrams_by_thread(t: &edgetracker_native::Running, addr: std::net::SocketAddr) -> Vec<u64> {
+    let stats = udp_thread_stats(t);
+    let mut threads: Vec<_> = stats["threads"]
         .as_array()
         .expect("udp_threads")
         .iter()
@@ -449,6 +456,7 @@ fn udp_threads_steered_by_torrent_serve_each_torrent_on_one_thread() {
         c.network.udp_threads = 2;
         c.tracker.policy.max_peers_per_address = 100;
     });
+    assert_eq!(udp_thread_stats(&t)["steering"], "torrent");
     for v6 in [false, true] {
         for group in [0u8, 1] {
             let spread = spread_of_one_torrent(&t, v6, hash_of_group(group, 60 + u8::from(v6)));
@@ -471,6 +479,7 @@ fn udp_threads_steered_by_client_share_each_torrent() {
         c.network.udp_steering = edgetracker_native::config::UdpSteering::Client;
         c.tracker.policy.max_peers_per_address = 100;
     });
+    assert_eq!(udp_thread_stats(&t)["steering"], "client");
     // 16 source ports all hashed to one thread: one chance in 32,768.
     let spread = spread_of_one_torrent(&t, false, hash_of_group(0, 70));
     assert!(
