@@ -12,6 +12,8 @@ pub mod full_scrape;
 pub mod housekeeping;
 pub mod http;
 pub mod page;
+#[cfg(target_os = "linux")]
+mod sockopt;
 pub mod state;
 pub mod stats;
 pub mod udp;

@@ -45,11 +45,14 @@ struct Cell {
 /// do (a shared stripe is still correct, only slower).
 const STRIPES: usize = 16;
 
-/// One stripe: per protocol, family and kind, on cache lines of its own (x86 prefetches lines
-/// in pairs, hence 128).
+/// A value on cache lines of its own, so that a thread writing it moves no line another thread
+/// writes (x86 prefetches lines in pairs, hence 128).
 #[derive(Default)]
 #[repr(align(128))]
-struct Stripe([[[Cell; 4]; 2]; 2]);
+struct Padded<T>(T);
+
+/// One stripe: per protocol, family and kind.
+type Stripe = Padded<[[[Cell; 4]; 2]; 2]>;
 
 thread_local! {
     /// This thread's stripe, handed out in turn as threads first count.
@@ -280,24 +283,19 @@ impl Stats {
     }
 }
 
-/// A counter on cache lines of its own.
-#[derive(Default)]
-#[repr(align(128))]
-struct OwnLine(AtomicU64);
-
 /// Datagrams each UDP thread received: how evenly the kernel spreads them (by client, or by
 /// torrent with `udp_steering = "torrent"`). Each thread adds to its own counter once a batch.
 pub struct UdpThreads {
     /// Each thread's address and its index among that address's threads.
     threads: Vec<(SocketAddr, usize)>,
-    received: Box<[OwnLine]>,
+    received: Box<[Padded<AtomicU64>]>,
     /// Whether the kernel steers announces and scrapes by torrent (it may refuse the program).
     by_torrent: bool,
 }
 
 impl UdpThreads {
     pub fn new(threads: Vec<(SocketAddr, usize)>, by_torrent: bool) -> Self {
-        let received = threads.iter().map(|_| OwnLine::default()).collect();
+        let received = threads.iter().map(|_| Padded::default()).collect();
         UdpThreads {
             threads,
             received,

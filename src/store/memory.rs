@@ -150,8 +150,8 @@ impl MemoryStore {
         Self::with_layout(policy, hash_key, per_group * groups, groups)
     }
 
+    /// `groups` is at least 1 (both callers make sure).
     fn with_layout(policy: Policy, hash_key: [u8; 16], shards: usize, groups: usize) -> Self {
-        let groups = groups.max(1);
         // Whole runs of shards, one per group.
         let shards_per_group = (shards / groups).max(1);
         let shards = (0..shards_per_group * groups)
@@ -181,8 +181,12 @@ impl MemoryStore {
     }
 
     fn shard_index(&self, hash: &InfoHash) -> usize {
-        let within = self.shard_hasher.hash_one(hash) % self.shards_per_group as u64;
-        torrent_group(hash, self.groups) * self.shards_per_group + within as usize
+        let within = (self.shard_hasher.hash_one(hash) % self.shards_per_group as u64) as usize;
+        // Ungrouped (the default), the group's division would be a `% 1` on every announce.
+        if self.groups == 1 {
+            return within;
+        }
+        torrent_group(hash, self.groups) * self.shards_per_group + within
     }
 
     fn shard(&self, hash: &InfoHash) -> std::sync::MutexGuard<'_, Shard> {

@@ -8,8 +8,9 @@
 //! any `Content-Length`, pipelined bytes, another method or path, a WebSocket upgrade, a full
 //! scrape, a malformed request or a target hyper's URI parser refuses — goes to hyper unchanged,
 //! with the bytes already read handed to it first (`connections::Watched`), so this path never
-//! changes what a client sees: its replies are the bytes hyper writes (the tests compare the two). Owns the quick parse and the reply's framing; what
-//! the reply says is `tracker_answer`'s (in the parent module).
+//! changes what a client sees: its replies are the bytes hyper writes (the tests compare the
+//! two). Owns the quick parse and the reply's framing; what the reply says is
+//! `tracker_answer`'s (in the parent module).
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};

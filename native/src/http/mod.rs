@@ -61,28 +61,9 @@ pub fn bind(addr: SocketAddr, defer_secs: u32) -> io::Result<std::net::TcpListen
 /// at once ([`at_accept`]) instead of waiting in the reactor for its first bytes; a silent
 /// connection meanwhile costs no descriptor. Linux only (nginx's `deferred`); elsewhere a no-op.
 #[cfg(target_os = "linux")]
-#[allow(
-    unsafe_code,
-    reason = "setsockopt(TCP_DEFER_ACCEPT), which neither std nor socket2 wraps"
-)]
 fn defer_accept(socket: &Socket, secs: u32) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
     let secs = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
-    // SAFETY: the option value is a c_int that outlives the call, and its size is given.
-    let set = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&raw const secs).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if set == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    crate::sockopt::set(socket, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, &secs)
 }
 
 #[cfg(not(target_os = "linux"))]

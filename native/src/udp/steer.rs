@@ -19,7 +19,6 @@
 
 use std::io;
 use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
 
 use libc::sock_filter;
 
@@ -76,10 +75,6 @@ fn program(sockets: u32) -> [sock_filter; 9] {
 
 /// Attaches the steering program to the `SO_REUSEPORT` group `socket` belongs to, whose
 /// `sockets` members are the UDP threads' sockets in the order they were bound.
-#[allow(
-    unsafe_code,
-    reason = "setsockopt(SO_ATTACH_REUSEPORT_CBPF), which neither std nor socket2 wraps"
-)]
 pub fn by_torrent(socket: &UdpSocket, sockets: usize) -> io::Result<()> {
     let sockets = u32::try_from(sockets).map_err(io::Error::other)?;
     let mut code = program(sockets.max(1));
@@ -87,22 +82,13 @@ pub fn by_torrent(socket: &UdpSocket, sockets: usize) -> io::Result<()> {
         len: code.len() as u16,
         filter: code.as_mut_ptr(),
     };
-    // SAFETY: `prog` points at `code`, which outlives the call; the kernel copies the program.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            // Linux 4.5 and later.
-            libc::SO_ATTACH_REUSEPORT_CBPF,
-            (&raw const prog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    // Linux 4.5 and later. The kernel copies the program out of `code`, which outlives the call.
+    crate::sockopt::set(
+        socket,
+        libc::SOL_SOCKET,
+        libc::SO_ATTACH_REUSEPORT_CBPF,
+        &prog,
+    )
 }
 
 #[cfg(test)]
