@@ -7,6 +7,8 @@
 //! so that one's freed memory does not flatter the next:
 //! - `1M_peers_100k_torrents`: 10 IPv4 peers in each of 100,000 torrents (the usual comparison
 //!   with other trackers: most swarms are small);
+//! - `1M_peers_500k_torrents`: 2 IPv4 peers in each of 500,000 torrents (the long tail, where a
+//!   torrent's peers fit inside it);
 //! - `10M_peers_1_torrent`: one IPv4 swarm of 10,000,000 peers (the chunked layout).
 
 // A counting global allocator must implement the unsafe `GlobalAlloc`.
@@ -53,8 +55,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-const SCENARIOS: [(&str, u32, u32); 2] = [
+const SCENARIOS: [(&str, u32, u32); 3] = [
     ("1M_peers_100k_torrents", 1_000_000, 100_000),
+    ("1M_peers_500k_torrents", 1_000_000, 500_000),
     ("10M_peers_1_torrent", 10_000_000, 1),
 ];
 

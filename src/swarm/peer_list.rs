@@ -6,10 +6,13 @@
 //! peer is a binary search, counting one address's ports is two, and "seeders get no seeders" is a
 //! sample from the leechers only. Counts are kept as they change, never rescanned.
 //!
-//! Up to [`FLAT_MAX`] peers the list is one vector, leechers then seeders, as compact as it gets.
-//! Beyond that each role becomes a [`Run`] of bounded chunks, so that no announce moves more than
-//! one chunk, whatever the swarm's size; it turns back into one vector when it shrinks well below
-//! that size.
+//! Up to `INLINE` peers (a parameter: 0 unless the store asks for more) live inside the list
+//! itself, leechers then seeders: most torrents have a handful of peers, and kept inline they
+//! cost no allocation, and an announce no cache miss beyond the one that found the torrent. Up to
+//! [`FLAT_MAX`] peers the list is one vector in the same order, as compact as it gets. Beyond
+//! that each role becomes a [`Run`] of bounded chunks, so that no announce moves more than one
+//! chunk, whatever the swarm's size; it turns back into one vector when it shrinks well below
+//! that size, and back inline at a sweep that finds it that small.
 
 use crate::time::UnixTime;
 use rand_core::Rng;
@@ -91,14 +94,23 @@ pub struct PeerAt {
 }
 
 /// The peers of one family of one torrent. `X` is per-peer data of the store's (default none),
-/// reset to `X::default()` whenever a peer joins or changes role.
+/// reset to `X::default()` whenever a peer joins or changes role. Up to `INLINE` peers are kept
+/// without an allocation (a store picks it so that they fit where the vector's header would be;
+/// more gains nothing, since the list would grow).
 #[derive(Clone, Debug)]
-pub struct PeerList<const N: usize, X = ()> {
-    repr: Repr<N, X>,
+pub struct PeerList<const N: usize, X = (), const INLINE: usize = 0> {
+    repr: Repr<N, X, INLINE>,
 }
 
 #[derive(Clone, Debug)]
-enum Repr<const N: usize, X> {
+enum Repr<const N: usize, X, const INLINE: usize> {
+    /// `slots[..len]`: `[0, leechers)` leechers, `[leechers, len)` seeders, each sorted by
+    /// address, as in `Flat`.
+    Inline {
+        slots: [Slot<N, X>; INLINE],
+        len: u8,
+        leechers: u8,
+    },
     /// `[0, leechers)` leechers, `[leechers, len)` seeders, each sorted by address.
     Flat {
         slots: Vec<Slot<N, X>>,
@@ -108,20 +120,63 @@ enum Repr<const N: usize, X> {
     Chunked(Box<[Run<N, X>; 2]>),
 }
 
-impl<const N: usize, X> Default for PeerList<N, X> {
+impl<const N: usize, X: Copy + Default, const INLINE: usize> Default for PeerList<N, X, INLINE> {
     fn default() -> Self {
         PeerList {
-            repr: Repr::Flat {
-                slots: Vec::new(),
-                leechers: 0,
-            },
+            repr: Repr::empty(),
         }
     }
 }
 
-impl<const N: usize, X: Copy + Default> PeerList<N, X> {
+impl<const N: usize, X: Copy + Default, const INLINE: usize> Repr<N, X, INLINE> {
+    /// No peers, nothing allocated.
+    fn empty() -> Self {
+        Self::inline_of(&[], 0)
+    }
+
+    /// `peers` (no more than `INLINE`, the first `leechers` of them leechers) kept inline.
+    fn inline_of(peers: &[Slot<N, X>], leechers: usize) -> Self {
+        const { assert!(INLINE <= u8::MAX as usize, "an inline length is a u8") };
+        let blank = Slot {
+            addr: [0; N],
+            seen: 0,
+            extra: X::default(),
+        };
+        let mut slots = [blank; INLINE];
+        slots[..peers.len()].copy_from_slice(peers);
+        Repr::Inline {
+            slots,
+            len: peers.len() as u8,
+            leechers: leechers as u8,
+        }
+    }
+
+    /// The peers as one slice with the count of leechers at its start, or the chunked runs.
+    fn view(&self) -> View<'_, [Slot<N, X>], [Run<N, X>; 2]> {
+        match self {
+            Repr::Inline {
+                slots,
+                len,
+                leechers,
+            } => View::Flat(&slots[..usize::from(*len)], usize::from(*leechers)),
+            Repr::Flat { slots, leechers } => View::Flat(slots, *leechers as usize),
+            Repr::Chunked(runs) => View::Chunked(runs),
+        }
+    }
+}
+
+/// A list seen without caring whether its one slice is inline or allocated.
+enum View<'a, S: ?Sized, R> {
+    /// All peers, leechers (their count) first.
+    Flat(&'a S, usize),
+    /// Leechers' and seeders' runs.
+    Chunked(&'a R),
+}
+
+impl<const N: usize, X: Copy + Default, const INLINE: usize> PeerList<N, X, INLINE> {
     pub fn leechers(&self) -> u32 {
         match &self.repr {
+            Repr::Inline { leechers, .. } => u32::from(*leechers),
             Repr::Flat { leechers, .. } => *leechers,
             Repr::Chunked(runs) => runs[0].len() as u32,
         }
@@ -133,6 +188,7 @@ impl<const N: usize, X: Copy + Default> PeerList<N, X> {
 
     pub fn len(&self) -> usize {
         match &self.repr {
+            Repr::Inline { len, .. } => usize::from(*len),
             Repr::Flat { slots, .. } => slots.len(),
             Repr::Chunked(runs) => runs[0].len() + runs[1].len(),
         }
@@ -145,24 +201,30 @@ impl<const N: usize, X: Copy + Default> PeerList<N, X> {
     /// Where `addr` is (or would go) among the peers of role `seeding`.
     fn find(&self, addr: &[u8; N], seeding: bool) -> Result<PeerAt, PeerAt> {
         let at = |pos| PeerAt { seeding, pos };
-        match &self.repr {
-            Repr::Flat { slots, leechers } => {
+        match self.repr.view() {
+            View::Flat(slots, leechers) => {
                 let run = if seeding {
-                    &slots[*leechers as usize..]
+                    &slots[leechers..]
                 } else {
-                    &slots[..*leechers as usize]
+                    &slots[..leechers]
                 };
                 match run.binary_search_by(|s| s.addr.cmp(addr)) {
                     Ok(i) => Ok(at((0, i as u32))),
                     Err(i) => Err(at((0, i as u32))),
                 }
             }
-            Repr::Chunked(runs) => runs[usize::from(seeding)].find(addr).map(at).map_err(at),
+            View::Chunked(runs) => runs[usize::from(seeding)].find(addr).map(at).map_err(at),
         }
     }
 
     fn slot_mut(&mut self, at: PeerAt) -> &mut Slot<N, X> {
         match &mut self.repr {
+            Repr::Inline {
+                slots, leechers, ..
+            } => {
+                let base = if at.seeding { *leechers } else { 0 };
+                &mut slots[usize::from(base) + at.pos.1 as usize]
+            }
             Repr::Flat { slots, leechers } => {
                 let base = if at.seeding { *leechers } else { 0 };
                 &mut slots[(base + at.pos.1) as usize]
@@ -173,6 +235,22 @@ impl<const N: usize, X: Copy + Default> PeerList<N, X> {
 
     fn remove(&mut self, at: PeerAt) -> Delta {
         match &mut self.repr {
+            Repr::Inline {
+                slots,
+                len,
+                leechers,
+            } => {
+                let i = if at.seeding {
+                    usize::from(*leechers)
+                } else {
+                    0
+                } + at.pos.1 as usize;
+                slots.copy_within(i + 1..usize::from(*len), i);
+                *len -= 1;
+                if !at.seeding {
+                    *leechers -= 1;
+                }
+            }
             Repr::Flat { slots, leechers } => {
                 if at.seeding {
                     slots.remove((*leechers + at.pos.1) as usize);
@@ -206,6 +284,35 @@ impl<const N: usize, X: Copy + Default> PeerList<N, X> {
             unreachable!("inserted only when absent")
         };
         let at = match &mut self.repr {
+            Repr::Inline {
+                slots,
+                len,
+                leechers,
+            } if usize::from(*len) < INLINE => {
+                let i = if seeding { usize::from(*leechers) } else { 0 } + at.pos.1 as usize;
+                slots.copy_within(i..usize::from(*len), i + 1);
+                slots[i] = slot;
+                *len += 1;
+                if !seeding {
+                    *leechers += 1;
+                }
+                at
+            }
+            Repr::Inline {
+                slots,
+                len,
+                leechers,
+            } => {
+                // Full: the peers move to a vector, where the new one joins them at the same
+                // place. Room for four at least, as a Vec's first push would make.
+                let mut moved = Vec::with_capacity((INLINE + 1).max(4));
+                moved.extend_from_slice(&slots[..usize::from(*len)]);
+                self.repr = Repr::Flat {
+                    slots: moved,
+                    leechers: u32::from(*leechers),
+                };
+                return self.insert(addr, seeding, now, Some(at));
+            }
             Repr::Flat { slots, leechers } => {
                 if seeding {
                     slots.insert((*leechers + at.pos.1) as usize, slot);
@@ -236,9 +343,14 @@ impl<const N: usize, X: Copy + Default> PeerList<N, X> {
             let mut slots = Vec::with_capacity(runs[0].len() + runs[1].len());
             runs[0].append_to(&mut slots);
             runs[1].append_to(&mut slots);
-            self.repr = Repr::Flat {
-                slots,
-                leechers: runs[0].len() as u32,
+            let leechers = runs[0].len();
+            self.repr = if slots.len() <= INLINE {
+                Repr::inline_of(&slots, leechers)
+            } else {
+                Repr::Flat {
+                    slots,
+                    leechers: leechers as u32,
+                }
             };
         }
     }
@@ -306,9 +418,9 @@ impl<const N: usize, X: Copy + Default> PeerList<N, X> {
     pub fn count_prefix(&self, prefix: &[u8]) -> usize {
         let prefix = &prefix[..prefix.len().min(N)];
         let k = prefix.len();
-        match &self.repr {
-            Repr::Flat { slots, leechers } => {
-                let (l, s) = slots.split_at(*leechers as usize);
+        match self.repr.view() {
+            View::Flat(slots, leechers) => {
+                let (l, s) = slots.split_at(leechers);
                 [l, s]
                     .into_iter()
                     .map(|run| {
@@ -318,7 +430,7 @@ impl<const N: usize, X: Copy + Default> PeerList<N, X> {
                     })
                     .sum()
             }
-            Repr::Chunked(runs) => runs.iter().map(|r| r.count_prefix(prefix)).sum(),
+            View::Chunked(runs) => runs.iter().map(|r| r.count_prefix(prefix)).sum(),
         }
     }
 
@@ -332,17 +444,17 @@ impl<const N: usize, X: Copy + Default> PeerList<N, X> {
         rng: &mut impl Rng,
         out: &mut Vec<u8>,
     ) {
-        match &self.repr {
-            Repr::Flat { slots, leechers } => select::for_requester(
-                *leechers as usize,
+        match self.repr.view() {
+            View::Flat(slots, leechers) => select::for_requester(
+                leechers,
                 slots.len(),
-                requester.map(|at| (if at.seeding { *leechers } else { 0 } + at.pos.1) as usize),
+                requester.map(|at| if at.seeding { leechers } else { 0 } + at.pos.1 as usize),
                 seeding,
                 want,
                 rng,
                 |i| out.extend_from_slice(&slots[i].addr),
             ),
-            Repr::Chunked(runs) => {
+            View::Chunked(runs) => {
                 let candidates: &[&Run<N, X>] = if seeding {
                     &[&runs[0]]
                 } else {
@@ -387,6 +499,27 @@ impl<const N: usize, X: Copy + Default> PeerList<N, X> {
         };
         let mut gone = Delta::default();
         match &mut self.repr {
+            Repr::Inline {
+                slots,
+                len,
+                leechers,
+            } => {
+                let (mut kept, mut kept_leechers) = (0, 0);
+                for i in 0..usize::from(*len) {
+                    let s = slots[i];
+                    let seeding = i >= usize::from(*leechers);
+                    if fresh(&s) {
+                        slots[kept] = s;
+                        kept += 1;
+                        kept_leechers += u8::from(!seeding);
+                    } else {
+                        on_gone(&s.addr, seeding);
+                        gone += Delta::one(seeding, -1);
+                    }
+                }
+                *len = kept as u8;
+                *leechers = kept_leechers;
+            }
             Repr::Flat { slots, leechers } => {
                 let mut index = 0u32;
                 let mut gone_leechers = 0;
@@ -403,7 +536,9 @@ impl<const N: usize, X: Copy + Default> PeerList<N, X> {
                     keep
                 });
                 *leechers -= gone_leechers;
-                if slots.capacity() > 2 * slots.len() + 4 {
+                if slots.len() <= INLINE {
+                    self.repr = Repr::inline_of(slots, *leechers as usize);
+                } else if slots.capacity() > 2 * slots.len() + 4 {
                     slots.shrink_to_fit();
                 }
             }
@@ -426,12 +561,12 @@ impl<const N: usize, X: Copy + Default> PeerList<N, X> {
 
     /// Each role's peers as slices in address order: leechers' first.
     fn pieces(&self) -> impl Iterator<Item = (&[Slot<N, X>], bool)> {
-        let (flat, runs): ([&[Slot<N, X>]; 2], &[Run<N, X>]) = match &self.repr {
-            Repr::Flat { slots, leechers } => {
-                let (l, s) = slots.split_at(*leechers as usize);
+        let (flat, runs): ([&[Slot<N, X>]; 2], &[Run<N, X>]) = match self.repr.view() {
+            View::Flat(slots, leechers) => {
+                let (l, s) = slots.split_at(leechers);
                 ([l, s], &[])
             }
-            Repr::Chunked(runs) => ([&[], &[]], &runs[..]),
+            View::Chunked(runs) => ([&[], &[]], &runs[..]),
         };
         flat.into_iter().zip([false, true]).chain(
             runs.iter()

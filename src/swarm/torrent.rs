@@ -3,14 +3,20 @@
 //! IPv6 peers live in a separate, boxed list so IPv4-only torrents pay one pointer for them.
 
 use super::peer_list::{Delta, PeerList};
+
+/// IPv4 peers kept inside the torrent: three 8-byte slots fit where the vector's header would
+/// be, so a torrent stays 48 bytes and most torrents (a few peers each) need no allocation.
+pub const V4_INLINE: usize = 3;
+/// IPv6 peers kept inside their (boxed) list: one 20-byte slot fits the same way.
+pub const V6_INLINE: usize = 1;
 use crate::protocol::types::SwarmCounts;
 use crate::time::UnixTime;
 
 /// One torrent: its IPv4 and IPv6 swarms and its completed count.
 #[derive(Clone, Debug, Default)]
 pub struct Torrent {
-    pub v4: PeerList<6>,
-    pub v6: Option<Box<PeerList<18>>>,
+    pub v4: PeerList<6, (), V4_INLINE>,
+    pub v6: Option<Box<PeerList<18, (), V6_INLINE>>>,
     /// Completed downloads: announces with event=completed from peers not already seeding.
     pub downloaded: u32,
     /// The day (Unix days, 0: not quiet) a sweep first found the torrent without peers; its

@@ -14,12 +14,12 @@ fn a(i: u32) -> [u8; 6] {
     [10, b[1], b[2], b[3], 0x1a, 0xe1]
 }
 
-fn peers(list: &PeerList<6>) -> Vec<([u8; 6], bool)> {
+fn peers<const K: usize>(list: &PeerList<6, (), K>) -> Vec<([u8; 6], bool)> {
     list.iter().map(|(a, s)| (*a, s)).collect()
 }
 
 /// The layout's promises: each role sorted, counts right, chunks bounded and filled.
-fn check(list: &PeerList<6>) {
+fn check<const K: usize>(list: &PeerList<6, (), K>) {
     let all = peers(list);
     let (l, s): (Vec<&([u8; 6], bool)>, Vec<_>) = all.iter().partition(|(_, seeding)| !seeding);
     assert!(
@@ -62,6 +62,9 @@ fn check(list: &PeerList<6>) {
     } else {
         assert!(list.len() <= FLAT_MAX, "large lists are chunked");
     }
+    if let Repr::Inline { len, .. } = &list.repr {
+        assert!(usize::from(*len) <= K, "inline within its room");
+    }
 }
 
 #[test]
@@ -69,6 +72,66 @@ fn slots_are_compact() {
     assert_eq!(std::mem::size_of::<Slot<6>>(), 8);
     assert_eq!(std::mem::size_of::<Slot<18>>(), 20);
     assert!(std::mem::size_of::<PeerList<6>>() <= 32);
+    assert!(std::mem::size_of::<PeerList<6, (), 3>>() <= 32);
+    assert!(std::mem::size_of::<PeerList<18, (), 1>>() <= 32);
+}
+
+fn is_inline<const K: usize>(l: &PeerList<6, (), K>) -> bool {
+    matches!(l.repr, Repr::Inline { .. })
+}
+
+/// Up to its room a list stays inline through joins, role changes and leaves; one more peer
+/// moves it to a vector, and a sweep that leaves it small brings it back.
+#[test]
+fn small_lists_live_inline() {
+    let mut l = PeerList::<6, (), 3>::default();
+    assert!(is_inline(&l), "an empty list allocates nothing");
+    l.announce(a(5), PeerStatus::Seeding, UnixTime(100));
+    l.announce(a(3), PeerStatus::Leeching, UnixTime(100));
+    l.announce(a(4), PeerStatus::Leeching, UnixTime(200));
+    assert!(is_inline(&l));
+    assert_eq!(
+        peers(&l),
+        vec![(a(3), false), (a(4), false), (a(5), true)],
+        "leechers first, each role sorted"
+    );
+    // A leecher becomes a seeder: it moves to the seeders' side, in order.
+    let (r, _) = l.announce(a(3), PeerStatus::Seeding, UnixTime(200));
+    assert_eq!(r.delta.seeders - r.delta.leechers, 2);
+    assert_eq!(peers(&l), vec![(a(4), false), (a(3), true), (a(5), true)]);
+    assert!(is_inline(&l));
+    // A leecher's picks from an inline list: everyone but itself.
+    let (_, me) = l.announce(a(4), PeerStatus::Leeching, UnixTime(200));
+    let mut out = Vec::new();
+    l.select(me, false, 50, &mut SmallRng::seed_from_u64(1), &mut out);
+    assert_eq!(out, [a(3), a(5)].concat());
+    assert_eq!(l.count_prefix(&a(3)[..4]), 1);
+
+    l.announce(a(1), PeerStatus::Leeching, UnixTime(200));
+    assert!(!is_inline(&l), "the fourth peer moves the list to a vector");
+    assert_eq!(
+        peers(&l),
+        vec![(a(1), false), (a(4), false), (a(3), true), (a(5), true)]
+    );
+    // a(5) was last seen at 100: a sweep at 250 with a timeout of 100 drops it alone.
+    let mut dropped = Vec::new();
+    let gone = l.expire_each(UnixTime(250), 100, |addr, seeding| {
+        dropped.push((*addr, seeding))
+    });
+    assert_eq!(dropped, vec![(a(5), true)]);
+    assert_eq!(gone, Delta::one(true, -1));
+    assert!(
+        is_inline(&l),
+        "a sweep leaving three peers brings them back inline"
+    );
+    assert_eq!(peers(&l), vec![(a(1), false), (a(4), false), (a(3), true)]);
+    // Leaving from inline.
+    l.announce(a(4), PeerStatus::Stopped, UnixTime(260));
+    assert_eq!(peers(&l), vec![(a(1), false), (a(3), true)]);
+    assert_eq!((l.leechers(), l.seeders()), (1, 1));
+    // An inline sweep keeps the order and the counts.
+    l.expire(UnixTime(10_000), 100);
+    assert!(l.is_empty() && is_inline(&l));
 }
 
 #[test]
@@ -361,12 +424,78 @@ enum Op {
     },
 }
 
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        500 => (0..(3 * FLAT_MAX as u16 / 2), any::<bool>(), prop::bool::weighted(0.2), 0..2_000u16)
+/// Announces of `peers` distinct peers, and now and then a sweep (one in `sweep_odds + 1`).
+fn ops(peers: u16, sweep_odds: u32, max: usize) -> impl Strategy<Value = Vec<Op>> {
+    let op = prop_oneof![
+        sweep_odds => (0..peers, any::<bool>(), prop::bool::weighted(0.2), 0..2_000u16)
             .prop_map(|(peer, seeding, stopped, at)| Op::Announce { peer, seeding, stopped, at }),
         1 => (0..2_000u16).prop_map(|at| Op::Expire { at }),
-    ]
+    ];
+    prop::collection::vec(op, 1..max)
+}
+
+/// Plays `ops` on a list and on a plain map of peers; they must agree throughout.
+fn behaves_like_a_map<const K: usize>(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let mut l = PeerList::<6, (), K>::default();
+    let mut model: BTreeMap<[u8; 6], (bool, u32)> = BTreeMap::new();
+    let mut clock = 0u32;
+    for (i, op) in ops.into_iter().enumerate() {
+        if i % 512 == 0 || K > 0 {
+            check(&l);
+        }
+        match op {
+            Op::Announce {
+                peer,
+                seeding,
+                stopped,
+                at,
+            } => {
+                clock += u32::from(at % 2);
+                let addr = a(u32::from(peer));
+                let before = model.get(&addr).copied();
+                let status = if stopped {
+                    PeerStatus::Stopped
+                } else {
+                    PeerStatus::staying(seeding)
+                };
+                let (r, _) = l.announce(addr, status, UnixTime(clock));
+                let want_delta = match (before, stopped) {
+                    (Some((was, _)), true) => Delta::one(was, -1),
+                    (None, true) => Delta::default(),
+                    (Some((was, _)), false) if was == seeding => Delta::default(),
+                    (Some((was, _)), false) => {
+                        let mut d = Delta::one(was, -1);
+                        d += Delta::one(seeding, 1);
+                        d
+                    }
+                    (None, false) => Delta::one(seeding, 1),
+                };
+                prop_assert_eq!(r.delta, want_delta);
+                if stopped {
+                    model.remove(&addr);
+                } else {
+                    model.insert(addr, (seeding, clock));
+                }
+            }
+            Op::Expire { at } => {
+                let timeout = u32::from(at);
+                l.expire(UnixTime(clock), timeout);
+                model.retain(|_, (_, seen)| clock - *seen <= timeout);
+                if model.len() <= K {
+                    prop_assert!(
+                        matches!(l.repr, Repr::Inline { .. }),
+                        "small after a sweep: inline"
+                    );
+                }
+            }
+        }
+    }
+    check(&l);
+    let mut got = peers(&l);
+    got.sort();
+    let want: Vec<([u8; 6], bool)> = model.iter().map(|(p, (s, _))| (*p, *s)).collect();
+    prop_assert_eq!(got, want);
+    Ok(())
 }
 
 proptest! {
@@ -375,42 +504,13 @@ proptest! {
     /// Any mix of joins, role changes, leaves and sweeps, across the flat and chunked layouts,
     /// leaves the list holding what a plain map of peers holds.
     #[test]
-    fn the_list_behaves_like_a_map(ops in prop::collection::vec(op(), 1..6_000)) {
-        let mut l = PeerList::<6>::default();
-        let mut model: BTreeMap<[u8; 6], (bool, u32)> = BTreeMap::new();
-        let mut clock = 0u32;
-        for (i, op) in ops.into_iter().enumerate() {
-            if i % 512 == 0 {
-                check(&l);
-            }
-            match op {
-                Op::Announce { peer, seeding, stopped, at } => {
-                    clock += u32::from(at % 2);
-                    let addr = a(u32::from(peer));
-                    let before = model.get(&addr).copied();
-                    let status = if stopped { PeerStatus::Stopped } else { PeerStatus::staying(seeding) };
-                    let (r, _) = l.announce(addr, status, UnixTime(clock));
-                    let want_delta = match (before, stopped) {
-                        (Some((was, _)), true) => Delta::one(was, -1),
-                        (None, true) => Delta::default(),
-                        (Some((was, _)), false) if was == seeding => Delta::default(),
-                        (Some((was, _)), false) => { let mut d = Delta::one(was, -1); d += Delta::one(seeding, 1); d }
-                        (None, false) => Delta::one(seeding, 1),
-                    };
-                    prop_assert_eq!(r.delta, want_delta);
-                    if stopped { model.remove(&addr); } else { model.insert(addr, (seeding, clock)); }
-                }
-                Op::Expire { at } => {
-                    let timeout = u32::from(at);
-                    l.expire(UnixTime(clock), timeout);
-                    model.retain(|_, (_, seen)| clock - *seen <= timeout);
-                }
-            }
-        }
-        check(&l);
-        let mut got = peers(&l);
-        got.sort();
-        let want: Vec<([u8; 6], bool)> = model.iter().map(|(p, (s, _))| (*p, *s)).collect();
-        prop_assert_eq!(got, want);
+    fn the_list_behaves_like_a_map(ops in ops(3 * FLAT_MAX as u16 / 2, 500, 6_000)) {
+        behaves_like_a_map::<0>(ops)?;
+    }
+
+    /// The same across the inline and flat layouts of a list with room for three.
+    #[test]
+    fn a_small_list_behaves_like_a_map(ops in ops(8, 8, 400)) {
+        behaves_like_a_map::<3>(ops)?;
     }
 }
