@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# edgetracker against the field, side by side in one run: aquatic_udp 0.9 and opentracker.
+# edgetracker against the field, side by side in one run: aquatic_udp 0.9 (its mio backend, and
+# its io_uring backend where the kernel allows io_uring) and opentracker.
 #
 #   native/bench/baselines.sh [ROUNDS] [SECONDS]     # default 3 rounds of 20 s; ONLY="udp" or "mem"
 #
 # - udp: aquatic_udp_load_test 0.9.0 (defaults: 1 M torrents, 2 M peers) against each tracker
-#   for SECONDS; responses per second, and responses per tracker CPU-second (the load tester
-#   saturates its core before the trackers do, so the second is the tracker's own speed).
+#   for SECONDS; responses per second, and responses per tracker CPU-second (when the load tester
+#   saturates its core before a tracker does, the second is the tracker's own speed); then the
+#   tracker's CPU per response split into user space and kernel (microseconds): the kernel's part
+#   is the floor no tracker code can go below while it uses the kernel's sockets.
 # - mem: 1 M peers over 100 k torrents announced over UDP (native/examples/bench_udp_fill.rs),
 #   then the tracker's resident memory growth per peer.
 # Rounds are interleaved (round r runs every tracker once, in a rotating order) so that the
@@ -13,7 +16,7 @@
 #
 # Needs nothing outside the checkout. Installs what is missing from the registries: from
 # crates.io aquatic_udp_load_test and aquatic_udp 0.9.0 (into $BENCH_TOOLS, default
-# ~/.cache/edgetracker-bench), from Debian opentracker (apt, as root; without it that column is
+# ~/.cache/edgetracker-bench; the io_uring build into its uring/ folder), from Debian opentracker (apt, as root; without it that column is
 # skipped). Every tracker starts empty (ours with no state file), listens on 127.0.0.1 only, is
 # pinned to core 0 with the load on core 1, and is stopped by its PID.
 set -euo pipefail
@@ -31,11 +34,22 @@ command -v aquatic_udp_load_test >/dev/null || install aquatic_udp_load_test
 # aquatic_udp's default features pull a metrics crate that no longer builds on current Rust;
 # prometheus export is not needed to measure it.
 command -v aquatic_udp >/dev/null || install --no-default-features --features mimalloc aquatic_udp
+# aquatic's io_uring backend (its fastest, +21 % over mio by aquatic's own account), where the
+# kernel allows io_uring: a separate build, since the feature replaces the mio backend's default.
+uring_bin=$tools/uring/bin/aquatic_udp
+if [ "$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)" = 0 ]; then
+    [ -x "$uring_bin" ] || cargo install --locked --quiet --version "$AQUATIC_VERSION" \
+        --root "$tools/uring" --no-default-features --features "mimalloc io-uring" aquatic_udp
+else
+    uring_bin=""
+    echo "io_uring is disabled on this kernel: aquatic_uring's column is skipped" >&2
+fi
 if ! command -v opentracker >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opentracker >/dev/null ||
         echo "opentracker could not be installed: its column is skipped" >&2
 fi
 trackers="edgetracker aquatic_udp"
+[ -n "$uring_bin" ] && [ "$only" != mem ] && trackers="$trackers aquatic_uring"
 command -v opentracker >/dev/null && trackers="$trackers opentracker"
 
 cargo build --release --quiet -p edgetracker-native --bin edgetracker --example bench_udp_fill
@@ -52,6 +66,13 @@ sed -i -e "s|^socket_workers = .*|socket_workers = 1|" \
     -e "s|^address = .*|address = \"127.0.0.1:$port\"|" "$work/aquatic.toml"
 grep -q "^address = \"127.0.0.1:$port\"" "$work/aquatic.toml" ||
     { echo "aquatic_udp's printed config has no 'address' key to set" >&2; exit 1; }
+if [ -n "$uring_bin" ]; then
+    "$uring_bin" -p >"$work/aquatic_uring.toml"
+    sed -i -e "s|^socket_workers = .*|socket_workers = 1|" \
+        -e "s|^address = .*|address = \"127.0.0.1:$port\"|" "$work/aquatic_uring.toml"
+    grep -q "^use_io_uring = true" "$work/aquatic_uring.toml" ||
+        { echo "aquatic_udp's io_uring build does not default to io_uring" >&2; exit 1; }
+fi
 mkdir -m 755 "$work/ot"
 cp "$work/whitelist.txt" "$work/ot/whitelist.txt"
 chmod 644 "$work/ot/whitelist.txt"
@@ -78,6 +99,7 @@ start() {
             >"$work/tracker.log" 2>&1 &
         ;;
     aquatic_udp) taskset -c 0 aquatic_udp -c "$work/aquatic.toml" >"$work/tracker.log" 2>&1 & ;;
+    aquatic_uring) taskset -c 0 "$uring_bin" -c "$work/aquatic_uring.toml" >"$work/tracker.log" 2>&1 & ;;
     opentracker)
         (cd "$work/ot" && exec taskset -c 0 opentracker -f "$work/ot/opentracker.conf") \
             >"$work/tracker.log" 2>&1 &
@@ -93,17 +115,19 @@ start() {
 }
 
 
-# udp NAME: "responses_per_s responses_per_tracker_cpu_s"
+# udp NAME: "responses_per_s responses_per_tracker_cpu_s user_us_per_response kernel_us_per_response"
 udp() {
     start "$1"
     local cpu0 cpu1 rps
-    cpu0=$(cpu_secs)
+    cpu0=$(cpu_split)
     timeout $((secs + 60)) taskset -c 1 aquatic_udp_load_test -c "$work/load.toml" >"$work/load.out" 2>&1
-    cpu1=$(cpu_secs)
+    cpu1=$(cpu_split)
     stop
     rps=$(sed -n 's/^Average responses per second: //p' "$work/load.out")
     [ -n "$rps" ] || { cat "$work/load.out" "$work/tracker.log" >&2; exit 1; }
-    awk -v r="$rps" -v c="$cpu1" -v c0="$cpu0" -v s="$secs" 'BEGIN { printf "%.0f %.0f\n", r, r * s / (c - c0) }'
+    echo "$cpu0 $cpu1" | awk -v r="$rps" -v s="$secs" '{
+        n = r * s; u = $3 - $1; k = $4 - $2
+        printf "%.0f %.0f %.2f %.2f\n", r, n / (u + k), u / n * 1e6, k / n * 1e6 }'
 }
 
 # mem NAME: resident bytes per peer after 1 M peers over 100 k torrents.
@@ -128,6 +152,8 @@ for kind in $only; do
     udp)
         summarize udp 1 "responses/s (higher is better)"
         summarize udp 2 "responses per tracker CPU-second (higher is better)"
+        summarize udp 3 "user-space CPU per response, microseconds (lower is better)" lower
+        summarize udp 4 "kernel CPU per response, microseconds (lower is better)" lower
         ;;
     mem) summarize mem 1 "resident bytes per peer (lower is better)" lower ;;
     esac

@@ -21,6 +21,8 @@ trap 'stop; rm -rf "$work"' EXIT
 
 # The running tracker's CPU seconds so far, and its resident memory in KiB.
 cpu_secs() { awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$(cat "$work/pid")/stat"; }
+# The same split: "user system" CPU seconds.
+cpu_split() { awk -v t="$ticks" '{print $14 / t, $15 / t}' "/proc/$(cat "$work/pid")/stat"; }
 rss_kb() { awk '$1 == "VmRSS:" {print $2}' "/proc/$(cat "$work/pid")/status"; }
 
 # The median of the numbers on standard input (mean of the middle two for an even count).
