@@ -152,7 +152,7 @@ impl<const N: usize, X: Copy + Default, const INLINE: usize> Repr<N, X, INLINE> 
     }
 
     /// The peers as one slice with the count of leechers at its start, or the chunked runs.
-    fn view(&self) -> View<'_, [Slot<N, X>], [Run<N, X>; 2]> {
+    fn view(&self) -> View<'_, N, X> {
         match self {
             Repr::Inline {
                 slots,
@@ -166,11 +166,11 @@ impl<const N: usize, X: Copy + Default, const INLINE: usize> Repr<N, X, INLINE> 
 }
 
 /// A list seen without caring whether its one slice is inline or allocated.
-enum View<'a, S: ?Sized, R> {
+enum View<'a, const N: usize, X> {
     /// All peers, leechers (their count) first.
-    Flat(&'a S, usize),
+    Flat(&'a [Slot<N, X>], usize),
     /// Leechers' and seeders' runs.
-    Chunked(&'a R),
+    Chunked(&'a [Run<N, X>; 2]),
 }
 
 impl<const N: usize, X: Copy + Default, const INLINE: usize> PeerList<N, X, INLINE> {
