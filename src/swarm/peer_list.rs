@@ -536,6 +536,8 @@ impl<const N: usize, X: Copy + Default, const INLINE: usize> PeerList<N, X, INLI
                     keep
                 });
                 *leechers -= gone_leechers;
+                // A list hovering at INLINE + 1 may move out at a join and back at each sweep:
+                // one allocation per sweep interval at most.
                 if slots.len() <= INLINE {
                     self.repr = Repr::inline_of(slots, *leechers as usize);
                 } else if slots.capacity() > 2 * slots.len() + 4 {
