@@ -2,7 +2,7 @@
 # edgetracker against the field, side by side in one run: aquatic_udp 0.9 (its mio backend, and
 # its io_uring backend where the kernel allows io_uring) and opentracker.
 #
-#   native/bench/baselines.sh [ROUNDS] [SECONDS]     # default 3 rounds of 20 s; ONLY="udp" or "mem"
+#   native/bench/baselines.sh [ROUNDS] [SECONDS]     # default 3 rounds of 20 s; ONLY="udp", "mem", "tail"
 #
 # - udp: aquatic_udp_load_test 0.9.0 (defaults: 1 M torrents, 2 M peers) against each tracker
 #   for SECONDS; responses per second, and responses per tracker CPU-second (when the load tester
@@ -10,6 +10,7 @@
 #   tracker's CPU per response split into user space and kernel (microseconds): the kernel's part
 #   is the floor no tracker code can go below while it uses the kernel's sockets.
 # - mem: 1 M peers over 100 k torrents announced over UDP (native/examples/bench_udp_fill.rs),
+#   and tail: 1 M peers over 500 k torrents (two each, the long tail of small swarms),
 #   then the tracker's resident memory growth per peer.
 # Rounds are interleaved (round r runs every tracker once, in a rotating order) so that the
 # shared machine's noise hits all alike; each round prints its ratios, and the end their medians.
@@ -23,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}
 secs=${2:-20}
-only=${ONLY:-"udp mem"}
+only=${ONLY:-"udp mem tail"}
 port=${PORT:-34270}
 AQUATIC_VERSION=0.9.0
 tools=${BENCH_TOOLS:-$HOME/.cache/edgetracker-bench}
@@ -131,17 +132,19 @@ udp() {
         printf "%.0f %.0f %.2f %.2f\n", r, n / (u + k), u / n * 1e6, k / n * 1e6 }'
 }
 
-# mem NAME: resident bytes per peer after 1 M peers over 100 k torrents.
+# mem NAME [TORRENTS]: resident bytes per peer after 1 M peers over TORRENTS (100 k) torrents.
 mem() {
     start "$1"
     local before after
     before=$(rss_kb)
-    taskset -c 1 "$fill" fill "127.0.0.1:$port" 1000000 100000 >"$work/fill.out" 2>&1 ||
+    taskset -c 1 "$fill" fill "127.0.0.1:$port" 1000000 "${2:-100000}" >"$work/fill.out" 2>&1 ||
         { cat "$work/fill.out" "$work/tracker.log" >&2; stop; exit 1; }
     after=$(rss_kb)
     stop
     awk -v a="$after" -v b="$before" 'BEGIN { printf "%.1f\n", (a - b) * 1024 / 1000000 }'
 }
+
+tail() { mem "$1" 500000; }
 
 measure() { "$1" "$2"; }
 echo "== $rounds rounds; trackers: $trackers; tracker on core 0, load on core 1"
@@ -156,6 +159,7 @@ for kind in $only; do
         summarize udp 3 "user-space CPU per response, microseconds (lower is better)" lower
         summarize udp 4 "kernel CPU per response, microseconds (lower is better)" lower
         ;;
-    mem) summarize mem 1 "resident bytes per peer (lower is better)" lower ;;
+    mem) summarize mem 1 "resident bytes per peer, 1 M peers over 100 k torrents (lower is better)" lower ;;
+    tail) summarize tail 1 "resident bytes per peer, 1 M peers over 500 k torrents (lower is better)" lower ;;
     esac
 done
