@@ -179,10 +179,13 @@ fn bind_on_port(
     Ok((udp_sockets, tcp_listeners))
 }
 
-/// Whether the UDP threads can be steered by torrent: several of them, each with a socket of its
-/// own (Linux only).
-fn steers(config: &Config) -> bool {
-    cfg!(target_os = "linux") && config.network.udp && config.network.udp_threads > 1
+/// Whether the UDP threads are to be steered by torrent: asked for, and several of them, each
+/// with a socket of its own (Linux only).
+fn steers_by_torrent(config: &Config) -> bool {
+    config.network.udp_steering == UdpSteering::Torrent
+        && cfg!(target_os = "linux")
+        && config.network.udp
+        && config.network.udp_threads > 1
 }
 
 /// Starts serving `config`: loads the access files and binds every socket first (so errors
@@ -202,11 +205,10 @@ pub fn start(config: Config) -> io::Result<Running> {
     );
     // Steered UDP threads each own a group of shards (see `udp::steer`); without steering the
     // groups cost nothing, every thread using all of them.
-    let store = match config.network.udp_steering {
-        UdpSteering::Torrent if steers(&config) => {
-            MemoryStore::with_groups(policy.clone(), random_bytes(), config.network.udp_threads)
-        }
-        _ => MemoryStore::new(policy.clone(), random_bytes()),
+    let store = if steers_by_torrent(&config) {
+        MemoryStore::with_groups(policy.clone(), random_bytes(), config.network.udp_threads)
+    } else {
+        MemoryStore::new(policy.clone(), random_bytes())
     };
     let state_file = config.state.file.clone();
     if let Some(path) = &state_file {
@@ -239,8 +241,7 @@ pub fn start(config: Config) -> io::Result<Running> {
     let max_connections = config.network.http_max_connections.min(by_files);
     tracing::info!("HTTP: at most {max_connections} connections (open-file limit {open_files})");
     let samples_per_hour = (3600 / config.stats.history_interval) as usize + 1;
-    let steered = config.network.udp_steering == UdpSteering::Torrent
-        && steers(&config)
+    let steered = steers_by_torrent(&config)
         && match udp_sockets
             .iter()
             .try_for_each(|s| udp::steer_by_torrent(s))

@@ -93,6 +93,13 @@ pub struct PeerAt {
     pos: chunks::Pos,
 }
 
+impl PeerAt {
+    /// Its index in a one-slice list (inline or flat) whose first `leechers` peers leech.
+    fn index(self, leechers: usize) -> usize {
+        (if self.seeding { leechers } else { 0 }) + self.pos.1 as usize
+    }
+}
+
 /// The peers of one family of one torrent. `X` is per-peer data of the store's (default none),
 /// reset to `X::default()` whenever a peer joins or changes role. Up to `INLINE` peers are kept
 /// without an allocation (a store picks it so that they fit where the vector's header would be;
@@ -221,14 +228,8 @@ impl<const N: usize, X: Copy + Default, const INLINE: usize> PeerList<N, X, INLI
         match &mut self.repr {
             Repr::Inline {
                 slots, leechers, ..
-            } => {
-                let base = if at.seeding { *leechers } else { 0 };
-                &mut slots[usize::from(base) + at.pos.1 as usize]
-            }
-            Repr::Flat { slots, leechers } => {
-                let base = if at.seeding { *leechers } else { 0 };
-                &mut slots[(base + at.pos.1) as usize]
-            }
+            } => &mut slots[at.index(usize::from(*leechers))],
+            Repr::Flat { slots, leechers } => &mut slots[at.index(*leechers as usize)],
             Repr::Chunked(runs) => runs[usize::from(at.seeding)].get_mut(at.pos),
         }
     }
@@ -240,11 +241,7 @@ impl<const N: usize, X: Copy + Default, const INLINE: usize> PeerList<N, X, INLI
                 len,
                 leechers,
             } => {
-                let i = if at.seeding {
-                    usize::from(*leechers)
-                } else {
-                    0
-                } + at.pos.1 as usize;
+                let i = at.index(usize::from(*leechers));
                 slots.copy_within(i + 1..usize::from(*len), i);
                 *len -= 1;
                 if !at.seeding {
@@ -252,10 +249,8 @@ impl<const N: usize, X: Copy + Default, const INLINE: usize> PeerList<N, X, INLI
                 }
             }
             Repr::Flat { slots, leechers } => {
-                if at.seeding {
-                    slots.remove((*leechers + at.pos.1) as usize);
-                } else {
-                    slots.remove(at.pos.1 as usize);
+                slots.remove(at.index(*leechers as usize));
+                if !at.seeding {
                     *leechers -= 1;
                 }
             }
@@ -289,7 +284,7 @@ impl<const N: usize, X: Copy + Default, const INLINE: usize> PeerList<N, X, INLI
                 len,
                 leechers,
             } if usize::from(*len) < INLINE => {
-                let i = if seeding { usize::from(*leechers) } else { 0 } + at.pos.1 as usize;
+                let i = at.index(usize::from(*leechers));
                 slots.copy_within(i..usize::from(*len), i + 1);
                 slots[i] = slot;
                 *len += 1;
@@ -314,10 +309,8 @@ impl<const N: usize, X: Copy + Default, const INLINE: usize> PeerList<N, X, INLI
                 return self.insert(addr, seeding, now, Some(at));
             }
             Repr::Flat { slots, leechers } => {
-                if seeding {
-                    slots.insert((*leechers + at.pos.1) as usize, slot);
-                } else {
-                    slots.insert(at.pos.1 as usize, slot);
+                slots.insert(at.index(*leechers as usize), slot);
+                if !seeding {
                     *leechers += 1;
                 }
                 if slots.len() > FLAT_MAX {
@@ -448,7 +441,7 @@ impl<const N: usize, X: Copy + Default, const INLINE: usize> PeerList<N, X, INLI
             View::Flat(slots, leechers) => select::for_requester(
                 leechers,
                 slots.len(),
-                requester.map(|at| if at.seeding { leechers } else { 0 } + at.pos.1 as usize),
+                requester.map(|at| at.index(leechers)),
                 seeding,
                 want,
                 rng,
@@ -498,44 +491,32 @@ impl<const N: usize, X: Copy + Default, const INLINE: usize> PeerList<N, X, INLI
             age <= timeout || age > u16::MAX - FUTURE_SLACK
         };
         let mut gone = Delta::default();
+        let mut keep = |s: &Slot<N, X>, seeding: bool| {
+            let fresh = fresh(s);
+            if !fresh {
+                on_gone(&s.addr, seeding);
+                gone += Delta::one(seeding, -1);
+            }
+            fresh
+        };
         match &mut self.repr {
             Repr::Inline {
                 slots,
                 len,
                 leechers,
             } => {
-                let (mut kept, mut kept_leechers) = (0, 0);
-                for i in 0..usize::from(*len) {
-                    let s = slots[i];
-                    let seeding = i >= usize::from(*leechers);
-                    if fresh(&s) {
-                        slots[kept] = s;
-                        kept += 1;
-                        kept_leechers += u8::from(!seeding);
-                    } else {
-                        on_gone(&s.addr, seeding);
-                        gone += Delta::one(seeding, -1);
-                    }
-                }
+                let (kept, kept_leechers) = compact(
+                    &mut slots[..usize::from(*len)],
+                    usize::from(*leechers),
+                    keep,
+                );
                 *len = kept as u8;
-                *leechers = kept_leechers;
+                *leechers = kept_leechers as u8;
             }
             Repr::Flat { slots, leechers } => {
-                let mut index = 0u32;
-                let mut gone_leechers = 0;
-                let l = *leechers;
-                slots.retain(|s| {
-                    let seeding = index >= l;
-                    index += 1;
-                    let keep = fresh(s);
-                    if !keep {
-                        on_gone(&s.addr, seeding);
-                        gone += Delta::one(seeding, -1);
-                        gone_leechers += u32::from(!seeding);
-                    }
-                    keep
-                });
-                *leechers -= gone_leechers;
+                let (kept, kept_leechers) = compact(slots, *leechers as usize, keep);
+                slots.truncate(kept);
+                *leechers = kept_leechers as u32;
                 // A list hovering at INLINE + 1 may move out at a join and back at each sweep:
                 // one allocation per sweep interval at most.
                 if slots.len() <= INLINE {
@@ -546,14 +527,7 @@ impl<const N: usize, X: Copy + Default, const INLINE: usize> PeerList<N, X, INLI
             }
             Repr::Chunked(runs) => {
                 for (run, seeding) in runs.iter_mut().zip([false, true]) {
-                    run.retain(|s| {
-                        let keep = fresh(s);
-                        if !keep {
-                            on_gone(&s.addr, seeding);
-                            gone += Delta::one(seeding, -1);
-                        }
-                        keep
-                    });
+                    run.retain(|s| keep(s, seeding));
                 }
                 self.flatten_if_small();
             }
@@ -610,6 +584,27 @@ impl<const N: usize, X: Copy + Default, const INLINE: usize> PeerList<N, X, INLI
     pub fn is_chunked(&self) -> bool {
         matches!(self.repr, Repr::Chunked(_))
     }
+}
+
+/// Moves the peers of `slots` (leechers first, `leechers` of them) that `keep(peer, seeding)`
+/// accepts to the front, in order, for a one-slice list's sweep. Returns how many stayed and how
+/// many of those leech.
+fn compact<T: Copy>(
+    slots: &mut [T],
+    leechers: usize,
+    mut keep: impl FnMut(&T, bool) -> bool,
+) -> (usize, usize) {
+    let (mut kept, mut kept_leechers) = (0, 0);
+    for i in 0..slots.len() {
+        let s = slots[i];
+        let seeding = i >= leechers;
+        if keep(&s, seeding) {
+            slots[kept] = s;
+            kept += 1;
+            kept_leechers += usize::from(!seeding);
+        }
+    }
+    (kept, kept_leechers)
 }
 
 #[cfg(test)]
