@@ -29,6 +29,16 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The network a client belongs to, for caps that a host holding many addresses must not
+/// multiply: an IPv4 /24 or an IPv6 /48 (what an ISP hands one site, 65,536 /64s). A cap per
+/// [`client_key`] alone is one /64 of those; a second cap per group bounds the whole site.
+pub fn client_group(ip: IpAddr) -> IpAddr {
+    match canonical_ip(ip) {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 48))),
+        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & !0xff).into()),
+    }
+}
+
 /// Decides whether a client may announce now. The seam between the service and a home's limiter:
 /// the in-process [`Limiter`] answers at once (a ready future, so the native hot path pays
 /// nothing for the edge's async); the Worker asks a Cloudflare binding.
@@ -59,15 +69,24 @@ struct Bucket {
 
 const SHARDS: usize = 16;
 
+/// Token buckets, one per client ([`client_key`], or another key function).
 pub struct Limiter {
     limit: RateLimit,
+    key: fn(IpAddr) -> IpAddr,
     shards: Vec<Mutex<HashMap<IpAddr, Bucket>>>,
 }
 
 impl Limiter {
+    /// One bucket per [`client_key`].
     pub fn new(limit: RateLimit) -> Self {
+        Self::keyed_by(limit, client_key)
+    }
+
+    /// One bucket per `key(ip)` ([`client_group`], say).
+    pub fn keyed_by(limit: RateLimit, key: fn(IpAddr) -> IpAddr) -> Self {
         Limiter {
             limit,
+            key,
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
         }
     }
@@ -81,21 +100,21 @@ impl Limiter {
     }
 
     fn shard(&self, key: &IpAddr) -> &Mutex<HashMap<IpAddr, Bucket>> {
-        // The lowest byte that varies between clients: IPv4's last, the /64 prefix's last.
+        // The low bytes of the prefix that vary between keys (the same for every key function).
         let spread = match key {
-            IpAddr::V4(v4) => v4.octets()[3] as usize,
-            IpAddr::V6(v6) => v6.octets()[7] as usize,
+            IpAddr::V4(v4) => v4.octets().iter().fold(0, |h, b| h * 31 + *b as usize),
+            IpAddr::V6(v6) => v6.octets()[..8].iter().fold(0, |h, b| h * 31 + *b as usize),
         };
         &self.shards[spread % SHARDS]
     }
 
-    /// Takes one token for the client at `ip` ([`client_key`]) at `now`; false
-    /// when its bucket is empty.
+    /// Takes one token for the client at `ip` ([`client_key`], or the limiter's key) at `now`;
+    /// false when its bucket is empty.
     pub fn allow(&self, ip: IpAddr, now: UnixTime) -> bool {
         if !self.is_on() {
             return true;
         }
-        let key = client_key(ip);
+        let key = (self.key)(ip);
         let capacity = self.capacity();
         let mut buckets = self.shard(&key).lock().unwrap_or_else(|p| p.into_inner());
         let bucket = buckets.entry(key).or_insert(Bucket {
@@ -199,5 +218,32 @@ mod tests {
             l.allow(ip("2001:db8:1:3::1"), UnixTime(5)),
             "the next /64 does not"
         );
+    }
+
+    #[test]
+    fn a_group_is_an_ipv4_24_or_an_ipv6_48() {
+        assert_eq!(client_group(ip("192.0.2.7")), ip("192.0.2.0"));
+        assert_eq!(client_group(ip("::ffff:192.0.2.7")), ip("192.0.2.0"));
+        assert_eq!(
+            client_group(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            ip("2001:db8:1::")
+        );
+        let l = Limiter::keyed_by(
+            RateLimit {
+                per_minute: 1,
+                burst: 2,
+            },
+            client_group,
+        );
+        assert!(l.allow(ip("2001:db8:1:2::1"), UnixTime(5)));
+        assert!(l.allow(ip("2001:db8:1:ffff::1"), UnixTime(5)));
+        assert!(
+            !l.allow(ip("2001:db8:1:abcd::1"), UnixTime(5)),
+            "any /64 of the /48 shares the bucket"
+        );
+        assert!(l.allow(ip("2001:db8:2::1"), UnixTime(5)));
+        assert!(l.allow(ip("192.0.2.1"), UnixTime(5)));
+        assert!(l.allow(ip("192.0.2.200"), UnixTime(5)));
+        assert!(!l.allow(ip("192.0.2.99"), UnixTime(5)), "one /24");
     }
 }

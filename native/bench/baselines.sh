@@ -87,8 +87,9 @@ sed -i -e "s|^server_address = .*|server_address = \"127.0.0.1:$port\"|" \
 start() {
     case $1 in
     edgetracker)
-        # The load tester sends every peer from four addresses: lift the per-address cap.
-        EDGETRACKER__STATE__FILE="" EDGETRACKER__TRACKER__MAX_PEERS_PER_ADDRESS=1000000 \
+        # The load tester sends every peer from four addresses: lift the per-address caps.
+        # shellcheck disable=SC2046 # one word per setting
+        env EDGETRACKER__STATE__FILE="" $(loopback_env "$ours") \
             taskset -c 0 "$ours" --listen 127.0.0.1 --port "$port" --log-level warn \
             >"$work/tracker.log" 2>&1 &
         ;;

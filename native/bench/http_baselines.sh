@@ -100,8 +100,8 @@ start() {
         local bin=$ours
         [ "$1" = edgetracker_base ] && bin=$work/target/release/edgetracker
         # Every peer comes from 127.0.0.1: lift the per-address caps.
-        EDGETRACKER__STATE__FILE="" EDGETRACKER__TRACKER__MAX_PEERS_PER_ADDRESS=1000000 \
-            EDGETRACKER__NETWORK__HTTP_MAX_CONNECTIONS_PER_ADDRESS=100000 \
+        # shellcheck disable=SC2046 # one word per setting
+        env EDGETRACKER__STATE__FILE="" $(loopback_env "$bin") \
             taskset -c 0 "$bin" --listen 127.0.0.1 --port "$port" --log-level warn \
             >"$work/tracker.log" 2>&1 &
         ;;

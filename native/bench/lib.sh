@@ -3,6 +3,9 @@
 # http_baselines.sh, ws_baselines.sh). Source it after setting up: it makes the work directory `$work` (removed at
 # exit, with the running tracker stopped) and keeps the running tracker's PID in `$work/pid`.
 
+# shellcheck source=loopback.sh
+source "$(dirname "${BASH_SOURCE[0]}")/loopback.sh"
+
 work=$(mktemp -d)
 chmod 755 "$work"
 ticks=$(getconf CLK_TCK)

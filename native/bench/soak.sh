@@ -37,7 +37,12 @@ port = $port
 # All the load comes from loopback, where a real tracker's clients are many addresses: the
 # per-address caps, which would refuse most of it, are lifted; the others stay as shipped.
 http_max_connections_per_address = 100000
+http_max_connections_per_network = 100000
+[webtorrent]
+max_connections_per_address = 100000
+max_connections_per_network = 100000
 [tracker]
+new_torrents_per_minute = 0
 announce_interval = 60
 min_interval = 30
 peer_timeout = 120

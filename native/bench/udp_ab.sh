@@ -21,6 +21,8 @@
 # so REV=HEAD compares two settings of one build:
 #   REV_ENV=EDGETRACKER__NETWORK__UDP_STEERING=client UDP_THREADS=2 ... udp_ab.sh HEAD 5 15
 set -euo pipefail
+# shellcheck source=loopback.sh
+source "$(dirname "${BASH_SOURCE[0]}")/loopback.sh"
 cd "$(dirname "$0")/../.."
 rev=${1:?usage: native/bench/udp_ab.sh REV [ROUNDS] [SECONDS]}
 rounds=${2:-3}
@@ -61,7 +63,8 @@ ticks=$(getconf CLK_TCK)
 run() {
     local bin=$1 extra=()
     [ "$bin" = "$work/old" ] && read -ra extra <<<"${REV_ENV:-}"
-    env EDGETRACKER__STATE__FILE="" EDGETRACKER__TRACKER__MAX_PEERS_PER_ADDRESS=1000000 \
+    # shellcheck disable=SC2046 # one word per setting
+    env EDGETRACKER__STATE__FILE="" $(loopback_env "$bin") \
         EDGETRACKER__NETWORK__UDP_THREADS="$udp_threads" ${extra[@]+"${extra[@]}"} \
         taskset -c "$tracker_cores" "$bin" --listen 127.0.0.1 --port "$port" >"$work/tracker.log" 2>&1 &
     local tracker_pid=$!

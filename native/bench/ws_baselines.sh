@@ -37,8 +37,8 @@ sed -i -e "s|^address = .*|address = \"127.0.0.1:$port\"|" "$work/aquatic.toml"
 start() {
     case $1 in
     edgetracker)
-        EDGETRACKER__STATE__FILE="" EDGETRACKER__NETWORK__HTTP_MAX_CONNECTIONS_PER_ADDRESS=1000000 \
-            EDGETRACKER__WEBTORRENT__MAX_TORRENTS_PER_CONNECTION=1000000 \
+        # shellcheck disable=SC2046 # one word per setting
+        env EDGETRACKER__STATE__FILE="" $(loopback_env "$ours") \
             taskset -c 0 "$ours" --listen 127.0.0.1 --port "$port" --log-level warn >"$work/tracker.log" 2>&1 &
         ;;
     aquatic_ws) (cd "$work" && exec taskset -c 0 aquatic_ws -c "$work/aquatic.toml") >"$work/tracker.log" 2>&1 & ;;

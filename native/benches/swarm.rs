@@ -67,6 +67,7 @@ fn swarm_of(n: u32) -> (MemoryStore, InfoHash) {
     let policy = Policy {
         max_peers: 20_000_000,
         max_peers_per_torrent: 20_000_000,
+        new_torrents_per_minute: 0,
         ..Policy::default()
     };
     let store = MemoryStore::new(policy, [7; 16]);
@@ -169,6 +170,7 @@ fn store_of(total: u32, size: u32) -> MemoryStore {
     let policy = Policy {
         max_peers: 20_000_000,
         max_peers_per_torrent: 20_000_000,
+        new_torrents_per_minute: 0,
         ..Policy::default()
     };
     let store = MemoryStore::new(policy, [7; 16]);

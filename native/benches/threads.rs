@@ -162,7 +162,11 @@ fn main() {
     let wanted = |run: &str| only.as_deref().is_none_or(|o| o == run);
     let ids = ConnectionIds::new([4; 16], 120, 0);
     let served = |groups: usize| {
-        let policy = Policy::default();
+        // Torrents are made up by the load, from few addresses: no budget of new torrents.
+        let policy = Policy {
+            new_torrents_per_minute: 0,
+            ..Policy::default()
+        };
         let store = MemoryStore::with_groups(policy.clone(), [9; 16], groups);
         Served {
             tracker: Tracker::new(store, policy).with_udp(ids.clone()),

@@ -50,6 +50,14 @@ pub struct NetworkSection {
     pub http_max_connections: usize,
     /// HTTP connections open at once from one client (an IPv4 address, an IPv6 /64).
     pub http_max_connections_per_address: u32,
+    /// HTTP connections open at once from one network (an IPv4 /24, an IPv6 /48).
+    pub http_max_connections_per_network: u32,
+    /// Seconds since a connection's last request (or WebSocket message) after which it may be
+    /// closed to admit a new one at a total connection cap (0: never; the new one is refused).
+    pub shed_idle_after: u64,
+    /// Connections the kernel queues for `accept` (and half-open ones it holds), per listener;
+    /// the kernel caps it at `net.core.somaxconn`.
+    pub http_listen_backlog: u32,
     /// Seconds an HTTP connection may move no byte either way before it is closed.
     pub http_idle_timeout: u64,
     /// Seconds the kernel holds a new connection that has sent nothing yet before handing it to
@@ -204,6 +212,11 @@ pub struct WebtorrentSection {
     pub idle_timeout: u64,
     /// Messages waiting for one connection that reads slowly; more are dropped (and counted).
     pub send_queue: usize,
+    /// WebSockets open at once: in all, from one client (an IPv4 address, an IPv6 /64) and
+    /// from one network (an IPv4 /24, an IPv6 /48). Apart from `[network]`'s HTTP caps.
+    pub max_connections: usize,
+    pub max_connections_per_address: u32,
+    pub max_connections_per_network: u32,
 }
 
 impl Default for WebtorrentSection {
@@ -217,6 +230,9 @@ impl Default for WebtorrentSection {
             max_torrents_per_connection: rtc.max_torrents_per_connection,
             idle_timeout: 300,
             send_queue: 64,
+            max_connections: 16_384,
+            max_connections_per_address: 64,
+            max_connections_per_network: 256,
         }
     }
 }
@@ -253,6 +269,9 @@ impl Default for NetworkSection {
             http_threads: 1,
             http_max_connections: 16_384,
             http_max_connections_per_address: 64,
+            http_max_connections_per_network: 256,
+            shed_idle_after: 1,
+            http_listen_backlog: 4096,
             http_idle_timeout: 30,
             http_defer_accept: 5,
             http_max_header_bytes: 8192,
@@ -321,22 +340,37 @@ udp_threads = 1
 # "client" spreads everything by a hash of the client's address and port.
 udp_steering = "torrent"
 http_threads = 1
-# HTTP connections open at once, in all (never more than the open-file limit, raised to its hard
-# limit at start, allows) and from one client (an IPv4 address or an IPv6 /64). Over a cap, a
-# connection gets a failure reason and is closed; both are counted on /stats. An open
-# connection holds about 15 KB at most (its buffers and task): 16,384 of them about 250 MB.
+# HTTP connections open at once: in all (never more than the open-file limit, raised to its hard
+# limit at start, allows), from one client (an IPv4 address or an IPv6 /64) and from one network
+# (an IPv4 /24 or an IPv6 /48). At the first cap the idlest connection (the one whose last
+# request is oldest, a silent one first) is closed to make room, unless every one looked at made
+# a request within the last second; over a cap, a connection gets a failure reason and is
+# closed. All of it is counted on /stats. An open connection holds about 15 KB at most (its
+# buffers and task): 16,384 of them about 250 MB. WebSockets have caps of their own
+# ([webtorrent]).
 http_max_connections = 16384
 http_max_connections_per_address = 64
+http_max_connections_per_network = 256
+# Seconds since a connection's last request (or a WebSocket's last message) after which it may be
+# closed to make room at http_max_connections or [webtorrent] max_connections. 0: never; new
+# connections are refused at the cap instead.
+shed_idle_after = 1
 # Seconds an HTTP connection may move no byte either way (a client that stops reading its
 # answers included) before it is closed.
 http_idle_timeout = 30
 # Seconds the kernel keeps a new connection to itself until its client sends something (Linux's
 # TCP_DEFER_ACCEPT; elsewhere ignored). A request then usually arrives whole with the connection
 # and is answered at once; a connection that stays silent costs no descriptor and counts toward
-# no cap until then, only a place in the kernel's queue of half-open connections (1,024; the
-# kernel rounds the wait up to its SYN-ACK retries, 5 s to about 7). 0 hands over every
+# no cap until then, only a place in the kernel's queue of half-open connections
+# (http_listen_backlog; the kernel rounds the wait up to its SYN-ACK retries, 5 s to about 7). 0 hands over every
 # connection at once.
 http_defer_accept = 5
+# Connections the kernel queues for the tracker to accept, and half-open ones it holds for
+# http_defer_accept, per listener (Linux caps it at net.core.somaxconn, 4096 by default). Past
+# it the kernel answers with SYN cookies, and a connection made with one is handed over at once,
+# silent or not: it then takes a descriptor and a place under the caps above, and is the first
+# to be closed when they are full.
+http_listen_backlog = 4096
 # Bytes of request line and headers buffered per connection (at least 8192; an announce needs
 # under 1 KB). Longer heads get 431.
 http_max_header_bytes = 8192
@@ -375,7 +409,15 @@ completed_retention = 2592000
 # Caps on what clients can make the tracker hold. A new torrent or peer beyond one is refused
 # with a failure reason saying which, and counted on /stats. With these defaults memory stays
 # under about 1.5 GB (README: "Holding up under abuse").
+# At max_torrents, torrents kept without peers (for their completed count) make room for a new
+# one, oldest first; a torrent with peers is never pushed out.
 max_torrents = 5000000
+# New torrents one client (an IPv4 address or an IPv6 /64) may create: this many a minute after a
+# burst of new_torrents_burst; its network (an IPv4 /24 or an IPv6 /48) four times as many. Over
+# it: "too many new torrents from your address, retry later". 0 turns it off. Announces to known
+# torrents are not limited by it.
+new_torrents_per_minute = 100
+new_torrents_burst = 1000
 max_peers = 20000000
 max_peers_per_torrent = 1000000
 # Peers in one torrent from one client (an IPv4 address, an IPv6 /64): one address announcing
@@ -420,7 +462,7 @@ history_interval = 60
 # Browsers (WebTorrent) announce over a WebSocket on the HTTP port: ws://host:2710/announce, or
 # ws://host:2710/<passkey>/announce on a private tracker (wss:// behind a TLS-terminating proxy).
 # The tracker forwards their WebRTC offers and answers; the same access rules and rate limit
-# apply. Connections count toward [network]'s connection caps.
+# apply.
 enabled = true
 # interval handed to browsers: their offers expire within a minute, so it is short.
 announce_interval = 120
@@ -433,6 +475,15 @@ max_torrents_per_connection = 64
 idle_timeout = 300
 # Messages waiting for one slow reader; past this, new ones for it are dropped (and counted).
 send_queue = 64
+# WebSockets open at once: in all, from one client (an IPv4 address or an IPv6 /64) and from one
+# network (an IPv4 /24 or an IPv6 /48). A WebSocket leaves [network]'s HTTP caps when it opens,
+# so browsers never take the connections announces need. At the first cap the socket silent
+# longest (pongs do not count) is closed to make room, unless every one looked at sent a
+# message within the last second. An open socket holds about 10 KB (its buffers and task, and
+# its queue while a reader is slow): 16,384 of them about 160 MB.
+max_connections = 16384
+max_connections_per_address = 64
+max_connections_per_network = 256
 
 [log]
 # A tracing filter: "warn", "info", "debug", "edgetracker_native=debug". Nothing per request is
@@ -562,11 +613,37 @@ impl Config {
         if self.network.udp_threads == 0 || self.network.http_threads == 0 {
             return Err("[network] udp_threads and http_threads must be at least 1".into());
         }
-        if self.network.http_max_connections == 0 {
-            return Err("[network] http_max_connections must be at least 1".into());
-        }
-        if self.network.http_max_connections_per_address == 0 {
-            return Err("[network] http_max_connections_per_address must be at least 1".into());
+        let ws = &self.webtorrent;
+        for (cap, name) in [
+            (
+                self.network.http_max_connections,
+                "[network] http_max_connections",
+            ),
+            (
+                self.network.http_max_connections_per_address as usize,
+                "[network] http_max_connections_per_address",
+            ),
+            (
+                self.network.http_max_connections_per_network as usize,
+                "[network] http_max_connections_per_network",
+            ),
+            (
+                self.network.http_listen_backlog as usize,
+                "[network] http_listen_backlog",
+            ),
+            (ws.max_connections, "[webtorrent] max_connections"),
+            (
+                ws.max_connections_per_address as usize,
+                "[webtorrent] max_connections_per_address",
+            ),
+            (
+                ws.max_connections_per_network as usize,
+                "[webtorrent] max_connections_per_network",
+            ),
+        ] {
+            if cap == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
         }
         if self.network.http_idle_timeout == 0 {
             return Err("[network] http_idle_timeout must be positive".into());

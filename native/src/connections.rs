@@ -1,10 +1,16 @@
-//! HTTP connections: who may open one, and how long one may sit without progress.
+//! Connections: who may open one, who makes room when none is left, and how long one may sit
+//! without progress.
 //!
-//! Caps the connections open at once, in total and per client (an IPv4 address or an IPv6 /64,
-//! as the rate limit counts them); a connection over a cap is answered with a bencoded `failure
-//! reason` and closed. Every connection carries a watchdog: one that moves no byte either way
-//! for `http_idle_timeout` is closed, whatever hyper is waiting for (a client that pipelines
-//! requests and never reads its answers holds hyper in a write that never ends). Refusals and
+//! A [`Connections`] pool caps the connections open at once: in total, per client (an IPv4
+//! address or an IPv6 /64, as the rate limit counts them) and per network (an IPv4 /24, an IPv6
+//! /48). HTTP connections and WebSockets are two pools, so browsers can never take the slots that
+//! announces need. At the total cap the pool sheds the idlest holder it finds (the connection
+//! whose last request, or WebSocket message, is oldest: a silent connection's is its accept) to
+//! admit a new client; only when every holder it looks at is busy is the client refused. A
+//! refused connection is answered with a bencoded `failure reason` and closed. Every HTTP
+//! connection also carries a watchdog: one that moves no byte either way for
+//! `http_idle_timeout` is closed, whatever hyper is waiting for (a client that pipelines requests
+//! and never reads its answers holds hyper in a write that never ends). Refusals, sheddings and
 //! closures are counted for `/stats`. Owns admission and the watchdog; HTTP itself is hyper's.
 
 use std::collections::HashMap;
@@ -16,14 +22,16 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use edgetracker::ratelimit::client_key;
+use edgetracker::ratelimit::{client_group, client_key};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 
 /// Why a connection was not admitted; also its counter's name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refused {
     Total,
     PerAddress,
+    PerNetwork,
 }
 
 impl Refused {
@@ -31,21 +39,97 @@ impl Refused {
         match self {
             Refused::Total => "tracker busy: too many connections, retry later",
             Refused::PerAddress => "too many connections from your address, retry later",
+            Refused::PerNetwork => "too many connections from your network, retry later",
         }
     }
 }
 
-/// The open connections and their caps.
+/// A pool's caps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caps {
+    pub total: usize,
+    /// Per client: an IPv4 address, an IPv6 /64.
+    pub per_address: u32,
+    /// Per network: an IPv4 /24, an IPv6 /48.
+    pub per_network: u32,
+    /// At the total cap, a holder whose last request is at least this old is shed to admit a
+    /// new connection (`None`: never; the new connection is refused).
+    pub shed_after: Option<Duration>,
+}
+
+/// Holders looked at to find one to shed: the idlest of a random 16 is, with 16 of 16,384 open,
+/// idler than 94 % of them would be in expectation (1 − 1/17), at the cost of 16 reads instead
+/// of an ordered index that every request would have to update.
+const SHED_SAMPLE: usize = 16;
+
+/// The open connections of one kind and their caps.
 pub struct Connections {
-    max_total: usize,
-    max_per_address: u32,
-    /// Open connections per client key (entries removed at zero, so this holds open clients
-    /// only, at most `max_total` of them).
-    open: Mutex<(usize, HashMap<IpAddr, u32>)>,
+    caps: Caps,
+    /// Times are milliseconds after this.
+    epoch: Instant,
+    pool: Mutex<Pool>,
     refused_total: AtomicU64,
     refused_per_address: AtomicU64,
+    refused_per_network: AtomicU64,
+    shed: AtomicU64,
     idle_closed: AtomicU64,
     answered_at_accept: AtomicU64,
+}
+
+#[derive(Default)]
+struct Pool {
+    open: usize,
+    /// Open connections per client and per network (entries removed at zero, so these hold
+    /// open clients only).
+    per_address: HashMap<IpAddr, u32>,
+    per_network: HashMap<IpAddr, u32>,
+    /// One slot per open connection (and free slots, listed in `free`): a dense array, so that
+    /// at the cap, when every slot is taken, a random index is a random holder.
+    holders: Vec<Option<Holder>>,
+    free: Vec<usize>,
+    next_generation: u64,
+    /// xorshift state for sampling; what an attacker could learn of it buys nothing a random
+    /// choice would not give it.
+    rng: u64,
+}
+
+struct Holder {
+    generation: u64,
+    /// Its client and network, when it counts under them (a trusted proxy's do not).
+    keys: Option<(IpAddr, IpAddr)>,
+    last_request: Arc<AtomicU64>,
+    shed: Arc<Notify>,
+}
+
+impl Pool {
+    fn release(&mut self, slot: usize) -> Option<Holder> {
+        let holder = self.holders.get_mut(slot)?.take()?;
+        self.free.push(slot);
+        self.open -= 1;
+        if let Some((address, network)) = holder.keys {
+            for (map, key) in [
+                (&mut self.per_address, address),
+                (&mut self.per_network, network),
+            ] {
+                if let Some(n) = map.get_mut(&key) {
+                    *n -= 1;
+                    if *n == 0 {
+                        map.remove(&key);
+                    }
+                }
+            }
+        }
+        Some(holder)
+    }
+
+    fn random(&mut self, below: usize) -> usize {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        (x % below as u64) as usize
+    }
 }
 
 /// Counters for `/stats`.
@@ -54,6 +138,9 @@ pub struct Counts {
     pub open: u64,
     pub refused_total_cap: u64,
     pub refused_per_address_cap: u64,
+    pub refused_per_network_cap: u64,
+    /// Idle holders closed to admit a new connection at the total cap.
+    pub shed_idle: u64,
     pub closed_idle: u64,
     /// Requests answered by the accept loop itself (a whole request on a connection that
     /// closes after it), without hyper.
@@ -61,41 +148,122 @@ pub struct Counts {
 }
 
 impl Connections {
-    pub fn new(max_total: usize, max_per_address: u32) -> Self {
+    pub fn new(caps: Caps) -> Self {
+        let epoch = Instant::now();
         Connections {
-            max_total,
-            max_per_address,
-            open: Mutex::new((0, HashMap::new())),
+            caps,
+            epoch,
+            pool: Mutex::new(Pool {
+                // Any odd seed will do: a random one, from the hasher std seeds for HashMaps.
+                rng: std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0u8) | 1,
+                ..Pool::default()
+            }),
             refused_total: AtomicU64::new(0),
             refused_per_address: AtomicU64::new(0),
+            refused_per_network: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
             idle_closed: AtomicU64::new(0),
             answered_at_accept: AtomicU64::new(0),
         }
     }
 
-    /// Admits a connection from `ip`, or says which cap it would pass (and counts that). A
-    /// connection from a trusted proxy (`per_address` false) counts toward the total only.
+    pub fn caps(&self) -> Caps {
+        self.caps
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Admits a connection from `ip`, or says which cap it would pass (and counts that). At the
+    /// total cap the idlest of a sample of holders is shed (told to close, and out of the caps
+    /// at once) to make room. A connection from a trusted proxy (`per_address` false) counts
+    /// toward the total only.
     pub fn admit(self: &Arc<Self>, ip: IpAddr, per_address: bool) -> Result<Admitted, Refused> {
-        let key = client_key(ip);
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let (total, per) = &mut *open;
-        if *total >= self.max_total {
-            self.refused_total.fetch_add(1, Ordering::Relaxed);
-            return Err(Refused::Total);
-        }
-        if per_address {
-            let mine = per.entry(key).or_insert(0);
-            if *mine >= self.max_per_address {
+        let keys = per_address.then(|| (client_key(ip), client_group(ip)));
+        let now = self.now_ms();
+        let mut pool = self.lock();
+        if let Some((address, network)) = keys {
+            if pool.per_address.get(&address).copied().unwrap_or(0) >= self.caps.per_address {
                 self.refused_per_address.fetch_add(1, Ordering::Relaxed);
                 return Err(Refused::PerAddress);
             }
-            *mine += 1;
+            if pool.per_network.get(&network).copied().unwrap_or(0) >= self.caps.per_network {
+                self.refused_per_network.fetch_add(1, Ordering::Relaxed);
+                return Err(Refused::PerNetwork);
+            }
         }
-        *total += 1;
+        if pool.open >= self.caps.total {
+            match self.idlest(&mut pool, now) {
+                Some(slot) => {
+                    let shed = pool.release(slot).expect("a holder");
+                    shed.shed.notify_one();
+                    self.shed.fetch_add(1, Ordering::Relaxed);
+                }
+                None => {
+                    self.refused_total.fetch_add(1, Ordering::Relaxed);
+                    return Err(Refused::Total);
+                }
+            }
+        }
+        if let Some((address, network)) = keys {
+            *pool.per_address.entry(address).or_insert(0) += 1;
+            *pool.per_network.entry(network).or_insert(0) += 1;
+        }
+        pool.open += 1;
+        let generation = pool.next_generation;
+        pool.next_generation += 1;
+        let last_request = Arc::new(AtomicU64::new(now));
+        let shed = Arc::new(Notify::new());
+        let holder = Holder {
+            generation,
+            keys,
+            last_request: last_request.clone(),
+            shed: shed.clone(),
+        };
+        let slot = match pool.free.pop() {
+            Some(slot) => {
+                pool.holders[slot] = Some(holder);
+                slot
+            }
+            None => {
+                pool.holders.push(Some(holder));
+                pool.holders.len() - 1
+            }
+        };
         Ok(Admitted {
             connections: self.clone(),
-            key: per_address.then_some(key),
+            slot,
+            generation,
+            last_request,
+            shed,
         })
+    }
+
+    /// The slot of the idlest of a random sample of holders, if it has been idle at least
+    /// [`Caps::shed_after`].
+    fn idlest(&self, pool: &mut Pool, now: u64) -> Option<usize> {
+        let len = pool.holders.len();
+        let min_idle = self.caps.shed_after?.as_millis() as u64;
+        if len == 0 {
+            return None;
+        }
+        let mut best: Option<(u64, usize)> = None;
+        for _ in 0..SHED_SAMPLE.min(len) {
+            let slot = pool.random(len);
+            let Some(holder) = &pool.holders[slot] else {
+                continue;
+            };
+            let idle = now.saturating_sub(holder.last_request.load(Ordering::Relaxed));
+            if idle >= min_idle && best.is_none_or(|(most, _)| idle > most) {
+                best = Some((idle, slot));
+            }
+        }
+        best.map(|(_, slot)| slot)
     }
 
     pub fn counted_idle_close(&self) {
@@ -107,40 +275,72 @@ impl Connections {
     }
 
     pub fn counts(&self) -> Counts {
-        let open = self.open.lock().unwrap_or_else(|p| p.into_inner()).0 as u64;
+        let open = self.lock().open as u64;
         Counts {
             open,
             refused_total_cap: self.refused_total.load(Ordering::Relaxed),
             refused_per_address_cap: self.refused_per_address.load(Ordering::Relaxed),
+            refused_per_network_cap: self.refused_per_network.load(Ordering::Relaxed),
+            shed_idle: self.shed.load(Ordering::Relaxed),
             closed_idle: self.idle_closed.load(Ordering::Relaxed),
             answered_at_accept: self.answered_at_accept.load(Ordering::Relaxed),
         }
     }
 }
 
-/// An admitted connection; leaving the caps when dropped.
+/// An admitted connection; leaving the caps when dropped (or when shed, whichever is first).
 pub struct Admitted {
     connections: Arc<Connections>,
-    /// The client key it counts under, if it counts per address.
-    key: Option<IpAddr>,
+    slot: usize,
+    generation: u64,
+    last_request: Arc<AtomicU64>,
+    shed: Arc<Notify>,
+}
+
+impl Admitted {
+    /// Records a request (or a WebSocket message): the connection is busy, not idle.
+    pub fn progressed(&self) {
+        self.last_request
+            .store(self.connections.now_ms(), Ordering::Relaxed);
+    }
+
+    /// A handle that records requests as [`Admitted::progressed`] does, for a service function.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            connections: self.connections.clone(),
+            last_request: self.last_request.clone(),
+        }
+    }
+
+    /// Completes when the pool sheds this connection to admit another: close it then.
+    pub async fn shed(&self) {
+        self.shed.notified().await
+    }
+}
+
+/// See [`Admitted::progress`].
+#[derive(Clone)]
+pub struct Progress {
+    connections: Arc<Connections>,
+    last_request: Arc<AtomicU64>,
+}
+
+impl Progress {
+    pub fn progressed(&self) {
+        self.last_request
+            .store(self.connections.now_ms(), Ordering::Relaxed);
+    }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        let mut open = self
-            .connections
-            .open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let (total, per) = &mut *open;
-        *total -= 1;
-        if let Some(key) = &self.key
-            && let Some(n) = per.get_mut(key)
+        let mut pool = self.connections.lock();
+        // A shed connection left the caps already, and its slot may be someone else's now.
+        if pool.holders[self.slot]
+            .as_ref()
+            .is_some_and(|h| h.generation == self.generation)
         {
-            *n -= 1;
-            if *n == 0 {
-                per.remove(key);
-            }
+            pool.release(self.slot);
         }
     }
 }
@@ -310,27 +510,42 @@ pub fn raise_open_file_limit() -> io::Result<u64> {
 mod tests {
     use super::*;
 
+    const SHED_AFTER: Duration = Duration::from_millis(300);
+
+    fn caps(total: usize, per_address: u32, per_network: u32) -> Caps {
+        Caps {
+            total,
+            per_address,
+            per_network,
+            shed_after: Some(SHED_AFTER),
+        }
+    }
+
     #[test]
-    fn caps_count_clients_and_release_on_drop() {
-        let c = Arc::new(Connections::new(3, 2));
+    fn caps_count_clients_and_networks_and_release_on_drop() {
+        let c = Arc::new(Connections::new(caps(4, 2, 3)));
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let (a1, a2) = (c.admit(a, true).unwrap(), c.admit(a, true).unwrap());
         assert_eq!(c.admit(a, true).err(), Some(Refused::PerAddress));
-        // Another address of the same IPv6 /64 is the same client.
-        let b1 = c.admit("2001:db8::1".parse().unwrap(), true).unwrap();
+        let b1 = c.admit("10.0.0.2".parse().unwrap(), true).unwrap();
         assert_eq!(
-            c.admit("10.0.0.2".parse().unwrap(), true).err(),
-            Some(Refused::Total)
+            c.admit("10.0.0.3".parse().unwrap(), true).err(),
+            Some(Refused::PerNetwork),
+            "three from 10.0.0.0/24"
+        );
+        // Another address of the same IPv6 /64 is the same client; of the same /48, the same
+        // network.
+        let v6 = c.admit("2001:db8::1".parse().unwrap(), true).unwrap();
+        assert_eq!(
+            c.admit("2001:db8::2".parse().unwrap(), true).err(),
+            Some(Refused::Total),
+            "four open, none idle long enough yet"
         );
         drop(a1);
         let again = c.admit(a, true).unwrap();
-        assert_eq!(
-            c.admit("2001:db8::ffff".parse().unwrap(), true).err(),
-            Some(Refused::Total)
-        );
-        drop((a2, b1, again));
+        drop((a2, b1, again, v6));
         // A trusted proxy's connections count toward the total only.
-        let proxied: Vec<_> = (0..3).map(|_| c.admit(a, false).unwrap()).collect();
+        let proxied: Vec<_> = (0..4).map(|_| c.admit(a, false).unwrap()).collect();
         assert_eq!(c.admit(a, false).err(), Some(Refused::Total));
         drop(proxied);
         let counts = c.counts();
@@ -338,10 +553,48 @@ mod tests {
             (
                 counts.open,
                 counts.refused_per_address_cap,
+                counts.refused_per_network_cap,
                 counts.refused_total_cap
             ),
-            (0, 1, 3)
+            (0, 1, 1, 2)
         );
-        assert!(c.open.lock().unwrap().1.is_empty(), "no entry left behind");
+        let pool = c.lock();
+        assert!(pool.per_address.is_empty() && pool.per_network.is_empty());
+    }
+
+    #[tokio::test]
+    async fn at_the_cap_the_idlest_holder_makes_room() {
+        let c = Arc::new(Connections::new(caps(3, 10, 10)));
+        let ip = |i: u8| IpAddr::from([10, 0, i, 1]);
+        let silent = c.admit(ip(1), true).unwrap();
+        let busy: Vec<_> = (2..4).map(|i| c.admit(ip(i), true).unwrap()).collect();
+        std::thread::sleep(SHED_AFTER + Duration::from_millis(100));
+        busy.iter().for_each(Admitted::progressed);
+        let newcomer = c.admit(ip(9), true).expect("room made");
+        // The silent one was told, and is out of the caps already.
+        tokio::time::timeout(Duration::from_secs(1), silent.shed())
+            .await
+            .expect("the silent holder is shed");
+        assert_eq!(c.counts().open, 3);
+        assert_eq!(c.counts().shed_idle, 1);
+        drop(silent);
+        assert_eq!(
+            c.counts().open,
+            3,
+            "a shed holder's drop releases nothing twice"
+        );
+        // Everyone busy: refused.
+        newcomer.progressed();
+        assert_eq!(c.admit(ip(10), true).err(), Some(Refused::Total));
+        drop((busy, newcomer));
+        assert_eq!(c.counts().open, 0);
+        // Shedding off: the cap refuses, however idle the holders.
+        let never = Arc::new(Connections::new(Caps {
+            shed_after: None,
+            ..caps(1, 10, 10)
+        }));
+        let _held = never.admit(ip(1), true).unwrap();
+        std::thread::sleep(SHED_AFTER + Duration::from_millis(100));
+        assert_eq!(never.admit(ip(2), true).err(), Some(Refused::Total));
     }
 }

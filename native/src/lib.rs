@@ -42,6 +42,40 @@ use crate::stats::Stats;
 /// runtime's own.
 const FD_RESERVE: u64 = 128;
 
+/// The caps of the HTTP and WebSocket pools: the configured ones, within what the open-file
+/// limit leaves after [`FD_RESERVE`] and the refused connections being closed (see
+/// [`http::LINGERING_MAX`]). When the two configured totals do not fit, each gets its share.
+fn connection_caps(config: &Config, open_files: u64) -> (connections::Caps, connections::Caps) {
+    let budget =
+        (open_files.saturating_sub(FD_RESERVE + http::LINGERING_MAX as u64) as usize).max(32);
+    let (net, ws) = (&config.network, &config.webtorrent);
+    let (mut http_total, mut ws_total) = (net.http_max_connections, ws.max_connections);
+    if !ws.enabled {
+        ws_total = 0;
+    }
+    if http_total + ws_total > budget {
+        let ws_share =
+            (budget as u128 * ws_total as u128 / (http_total + ws_total) as u128) as usize;
+        ws_total = ws_share.min(ws_total);
+        http_total = (budget - ws_total).min(http_total).max(16);
+    }
+    let shed_after = (net.shed_idle_after > 0).then(|| Duration::from_secs(net.shed_idle_after));
+    (
+        connections::Caps {
+            total: http_total,
+            per_address: net.http_max_connections_per_address,
+            per_network: net.http_max_connections_per_network,
+            shed_after,
+        },
+        connections::Caps {
+            total: ws_total.max(1),
+            per_address: ws.max_connections_per_address,
+            per_network: ws.max_connections_per_network,
+            shed_after,
+        },
+    )
+}
+
 /// The time, as the core wants `now`: the wall clock read once, then advanced by the
 /// monotonic clock, so a wall clock stepped back (or forward) while the tracker runs cannot make
 /// fresh peers look 18 hours old or connection ids look expired.
@@ -83,6 +117,8 @@ pub struct Shared {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Open HTTP connections and their caps.
     pub connections: Arc<connections::Connections>,
+    /// Open WebSockets and their caps (a socket leaves `connections` when it opens).
+    pub ws_connections: Arc<connections::Connections>,
     /// WebTorrent: swarms of browsers and their sockets' queues.
     pub ws: ws::Hub,
     pub config: Config,
@@ -166,7 +202,11 @@ fn bind_on_port(
     let mut tcp_listeners = Vec::new();
     for &ip in &net.listen {
         if net.http {
-            let l = http::bind(SocketAddr::new(ip, port), net.http_defer_accept)?;
+            let l = http::bind(
+                SocketAddr::new(ip, port),
+                net.http_defer_accept,
+                net.http_listen_backlog,
+            )?;
             port = l.local_addr()?.port();
             tcp_listeners.push(l);
         }
@@ -220,7 +260,16 @@ pub fn start(config: Config) -> io::Result<Running> {
                     s.torrents,
                     s.peers,
                     path.display()
-                )
+                );
+                if s.refused_torrents + s.refused_peers > 0 {
+                    tracing::warn!(
+                        "the caps kept {} torrents and {} peers of {} out (max_torrents, \
+                         max_peers, max_peers_per_torrent, max_peers_per_address)",
+                        s.refused_torrents,
+                        s.refused_peers,
+                        path.display()
+                    )
+                }
             }
             state::Loaded::Skipped { reason } => {
                 tracing::error!("state file skipped, starting empty: {reason}")
@@ -237,9 +286,12 @@ pub fn start(config: Config) -> io::Result<Running> {
     // The connection cap, not the process's default 1,024 descriptors, decides how many HTTP
     // clients are served; descriptors for sockets, files and the runtime stay in reserve.
     let open_files = connections::raise_open_file_limit()?;
-    let by_files = (open_files.saturating_sub(FD_RESERVE) as usize).max(16);
-    let max_connections = config.network.http_max_connections.min(by_files);
-    tracing::info!("HTTP: at most {max_connections} connections (open-file limit {open_files})");
+    let (http_caps, ws_caps) = connection_caps(&config, open_files);
+    tracing::info!(
+        "at most {} HTTP connections and {} WebSockets (open-file limit {open_files})",
+        http_caps.total,
+        ws_caps.total
+    );
     let samples_per_hour = (3600 / config.stats.history_interval) as usize + 1;
     let steered = steers_by_torrent(&config)
         && match udp_sockets
@@ -275,10 +327,8 @@ pub fn start(config: Config) -> io::Result<Running> {
             config.tracker.policy.max_peers_per_torrent as usize,
         ),
         trusted_proxies: config.trusted_proxies().map_err(io::Error::other)?,
-        connections: Arc::new(connections::Connections::new(
-            max_connections,
-            config.network.http_max_connections_per_address,
-        )),
+        connections: Arc::new(connections::Connections::new(http_caps)),
+        ws_connections: Arc::new(connections::Connections::new(ws_caps)),
         config,
     });
     let stop = Arc::new(AtomicBool::new(false));

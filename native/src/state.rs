@@ -41,7 +41,15 @@ const VERSION: u32 = 2;
 pub struct Summary {
     pub torrents: usize,
     pub peers: usize,
+    /// A load's torrents and peers that the caps kept out (a file written under larger caps,
+    /// or made up).
+    pub refused_torrents: usize,
+    pub refused_peers: usize,
 }
+
+/// Peers of one torrent handed to the store at a time while loading: a file naming millions of
+/// peers for one torrent must not be held whole in memory (nor past the caps).
+const RESTORE_PART: usize = 1 << 16;
 
 /// A writer that keeps the CRC-32 of everything written through it.
 struct Checksummed<W> {
@@ -145,11 +153,12 @@ impl<R: Read> Fields<R> {
 }
 
 /// Reads a whole file from `input`, handing each torrent to `restore` (hash, completed count,
-/// peers); checks the checksum at the end. Allocates only one torrent's peers at a time, and
-/// for them only what the bytes read so far back (a header cannot make it reserve more).
+/// peers, and whether these are its last peers); checks the checksum at the end. Allocates at
+/// most [`RESTORE_PART`] peers at a time (a torrent with more comes in several calls), and for
+/// them only what the bytes read so far back (a header cannot make it reserve more).
 fn parse(
     input: impl Read,
-    mut restore: impl FnMut(SavedTorrent, &mut Vec<SavedPeer>),
+    mut restore: impl FnMut(SavedTorrent, &mut Vec<SavedPeer>, bool),
 ) -> Result<(), String> {
     let mut r = Fields {
         inner: input,
@@ -182,34 +191,30 @@ fn parse(
                 u16::from_le_bytes(r.take()?)
             };
             let (n4, n6) = (r.u32()?, r.u32()?);
-            peers.clear();
-            for _ in 0..n4 {
-                let addr = PeerAddr::V4(r.take()?);
-                let [flags] = r.take()?;
-                peers.push(SavedPeer {
-                    addr,
-                    seeding: flags & 1 == 1,
-                    last_seen: UnixTime(r.u32()?),
-                });
-            }
-            for _ in 0..n6 {
-                let addr = PeerAddr::V6(r.take()?);
-                let [flags] = r.take()?;
-                peers.push(SavedPeer {
-                    addr,
-                    seeding: flags & 1 == 1,
-                    last_seen: UnixTime(r.u32()?),
-                });
-            }
             let saved = SavedTorrent {
                 hash,
                 downloaded,
                 quiet_since,
             };
-            restore(saved, &mut peers);
-            if peers.capacity() > 1 << 16 {
-                peers = Vec::new();
+            peers.clear();
+            for i in 0..u64::from(n4) + u64::from(n6) {
+                let addr = if i < u64::from(n4) {
+                    PeerAddr::V4(r.take()?)
+                } else {
+                    PeerAddr::V6(r.take()?)
+                };
+                let [flags] = r.take()?;
+                peers.push(SavedPeer {
+                    addr,
+                    seeding: flags & 1 == 1,
+                    last_seen: UnixTime(r.u32()?),
+                });
+                if peers.len() == RESTORE_PART {
+                    restore(saved, &mut peers, false);
+                    peers.clear();
+                }
             }
+            restore(saved, &mut peers, true);
         }
         if version == 1 {
             break;
@@ -286,12 +291,19 @@ fn load_from(
     rewind(&mut input)?;
     checksum_matches(&mut input)?;
     rewind(&mut input)?;
-    parse(&mut input, |_, _| {})?;
+    parse(&mut input, |_, _, _| {})?;
     rewind(&mut input)?;
     let mut summary = Summary::default();
-    parse(&mut input, |saved, peers| {
-        summary.peers += store.restore(saved, peers.drain(..), now);
-        summary.torrents += 1;
+    let mut refused_torrent = false;
+    parse(&mut input, |saved, peers, last| {
+        let restored = store.restore(saved, peers.drain(..), now);
+        summary.peers += restored.peers;
+        summary.refused_peers += restored.refused_peers;
+        refused_torrent |= restored.refused_torrent;
+        if last {
+            summary.torrents += 1;
+            summary.refused_torrents += usize::from(std::mem::take(&mut refused_torrent));
+        }
     })?;
     Ok(summary)
 }
@@ -418,7 +430,8 @@ mod tests {
             summary,
             Summary {
                 torrents: 2,
-                peers: 3
+                peers: 3,
+                ..Summary::default()
             }
         );
         let restored = store();
@@ -426,7 +439,8 @@ mod tests {
             decode_into(&bytes, &restored, UnixTime(1_000_200)),
             Ok(Summary {
                 torrents: 2,
-                peers: 3
+                peers: 3,
+                ..Summary::default()
             })
         );
         assert_eq!(counts(&restored), counts(&original));
@@ -442,7 +456,8 @@ mod tests {
             decode_into(&bytes, &restored, UnixTime(later)),
             Ok(Summary {
                 torrents: 2,
-                peers: 0
+                peers: 0,
+                ..Summary::default()
             })
         );
         assert_eq!(
@@ -561,7 +576,8 @@ mod tests {
             decode_into(&v1, &s, UnixTime(1_000_000)),
             Ok(Summary {
                 torrents: 1,
-                peers: 1
+                peers: 1,
+                ..Summary::default()
             })
         );
         let mut got = Vec::new();
@@ -589,7 +605,8 @@ mod tests {
             load(&store(), &path, UnixTime(1_000_001)),
             Ok(Loaded::Loaded(Summary {
                 torrents: 2,
-                peers: 3
+                peers: 3,
+                ..Summary::default()
             }))
         );
         std::fs::write(&path, b"garbage").unwrap();

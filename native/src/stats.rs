@@ -70,7 +70,7 @@ pub struct Stats {
     rate_limited: AtomicU64,
     udp_restarts: AtomicU64,
     /// Announces refused at a cap, by [`Full::ALL`]'s order.
-    full: [AtomicU64; 4],
+    full: [AtomicU64; Full::ALL.len()],
 }
 
 fn kind_index(action: Option<Action>) -> usize {
@@ -352,38 +352,43 @@ impl UdpThreads {
     }
 }
 
-/// The HTTP connection counters in Prometheus text form.
-pub fn connections_prometheus(c: &crate::connections::Counts) -> String {
+/// A connection pool's counters in Prometheus text form: `kind` is `http` or `websocket`.
+pub fn connections_prometheus(kind: &str, c: &crate::connections::Counts) -> String {
     let mut out = String::new();
+    let name = format!("edgetracker_{kind}_connections");
     let _ = writeln!(
         out,
-        "# HELP edgetracker_http_connections Open HTTP connections.\n# TYPE edgetracker_http_connections gauge\nedgetracker_http_connections {}",
+        "# HELP {name} Open {kind} connections.\n# TYPE {name} gauge\n{name} {}",
         c.open
     );
     let _ = writeln!(
         out,
-        "# HELP edgetracker_http_connections_refused_total HTTP connections refused at a cap.\n# TYPE edgetracker_http_connections_refused_total counter"
+        "# HELP {name}_refused_total {kind} connections refused at a cap.\n# TYPE {name}_refused_total counter"
     );
+    for (cap, n) in [
+        ("total", c.refused_total_cap),
+        ("per_address", c.refused_per_address_cap),
+        ("per_network", c.refused_per_network_cap),
+    ] {
+        let _ = writeln!(out, "{name}_refused_total{{cap=\"{cap}\"}} {n}");
+    }
     let _ = writeln!(
         out,
-        "edgetracker_http_connections_refused_total{{cap=\"total\"}} {}",
-        c.refused_total_cap
+        "# HELP {name}_shed_total Idle {kind} connections closed to admit another at the cap.\n# TYPE {name}_shed_total counter\n{name}_shed_total {}",
+        c.shed_idle
     );
-    let _ = writeln!(
-        out,
-        "edgetracker_http_connections_refused_total{{cap=\"per_address\"}} {}",
-        c.refused_per_address_cap
-    );
-    let _ = writeln!(
-        out,
-        "# HELP edgetracker_http_connections_idle_closed_total HTTP connections closed for moving nothing.\n# TYPE edgetracker_http_connections_idle_closed_total counter\nedgetracker_http_connections_idle_closed_total {}",
-        c.closed_idle
-    );
-    let _ = writeln!(
-        out,
-        "# HELP edgetracker_http_answered_at_accept_total HTTP requests answered at accept (whole, on a connection that closes after them).\n# TYPE edgetracker_http_answered_at_accept_total counter\nedgetracker_http_answered_at_accept_total {}",
-        c.answered_at_accept
-    );
+    if kind == "http" {
+        let _ = writeln!(
+            out,
+            "# HELP {name}_idle_closed_total HTTP connections closed for moving nothing.\n# TYPE {name}_idle_closed_total counter\n{name}_idle_closed_total {}",
+            c.closed_idle
+        );
+        let _ = writeln!(
+            out,
+            "# HELP edgetracker_http_answered_at_accept_total HTTP requests answered at accept (whole, on a connection that closes after them).\n# TYPE edgetracker_http_answered_at_accept_total counter\nedgetracker_http_answered_at_accept_total {}",
+            c.answered_at_accept
+        );
+    }
     out
 }
 

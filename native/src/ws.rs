@@ -40,6 +40,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::config::WebtorrentSection;
+use crate::connections::Admitted;
 use crate::{Shared, thread_rng, unix_now};
 
 const QUEUE_SHARDS: usize = 16;
@@ -229,28 +230,36 @@ pub fn is_upgrade(req: &Request<Incoming>) -> bool {
 }
 
 /// Answers an upgrade request with 101 and serves the socket in a task of its own, whose handle
-/// goes to `task` (the connection's, so that its admission lasts as long as the socket). An
-/// upgrade request it cannot take is an error naming what is missing.
+/// goes to `task` (the connection's). The socket is admitted among the WebSockets (see
+/// [`crate::connections`]) before the 101: an upgrade request it cannot take is an error with
+/// its status, naming what is missing or which cap is full.
 pub fn upgrade(
     req: &mut Request<Incoming>,
     client: IpAddr,
     passkey: Option<Vec<u8>>,
     shared: &Arc<Shared>,
     task: &Mutex<Option<tokio::task::JoinHandle<()>>>,
-) -> Result<Response<http_body_util::Full<hyper::body::Bytes>>, &'static str> {
+) -> Result<Response<http_body_util::Full<hyper::body::Bytes>>, (StatusCode, &'static str)> {
     let version_ok = req
         .headers()
         .get("sec-websocket-version")
         .is_some_and(|v| v == "13");
     let Some(key) = req.headers().get(SEC_WEBSOCKET_KEY).filter(|_| version_ok) else {
-        return Err("a WebSocket upgrade needs Sec-WebSocket-Key and Sec-WebSocket-Version: 13");
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "a WebSocket upgrade needs Sec-WebSocket-Key and Sec-WebSocket-Version: 13",
+        ));
     };
+    let admitted = shared
+        .ws_connections
+        .admit(client, true)
+        .map_err(|refused| (StatusCode::SERVICE_UNAVAILABLE, refused.reason()))?;
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(req);
     let shared = shared.clone();
     let handle = tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => serve(TokioIo::new(upgraded), client, passkey, shared).await,
+            Ok(upgraded) => serve(TokioIo::new(upgraded), client, passkey, admitted, shared).await,
             Err(e) => tracing::debug!("websocket upgrade failed: {e}"),
         }
     });
@@ -300,8 +309,13 @@ impl Drop for Registered<'_> {
     }
 }
 
-async fn serve<S>(io: S, client: IpAddr, passkey: Option<Vec<u8>>, shared: Arc<Shared>)
-where
+async fn serve<S>(
+    io: S,
+    client: IpAddr,
+    passkey: Option<Vec<u8>>,
+    admitted: Admitted,
+    shared: Arc<Shared>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let hub = &shared.ws;
@@ -350,6 +364,7 @@ where
                 match message {
                     Message::Text(text) => {
                         idle_deadline = Instant::now() + idle;
+                        admitted.progressed();
                         let full_scrape = shared
                             .full_scrape
                             .as_ref()
@@ -393,6 +408,8 @@ where
                 hub.counters.closed_idle.fetch_add(1, Ordering::Relaxed);
                 break;
             }
+            // Shed at the WebSockets' cap to admit another: silent longest of those looked at.
+            () = admitted.shed() => break,
             _ = ping.tick() => {
                 if heard.elapsed() > DEAD_AFTER {
                     hub.counters.closed_idle.fetch_add(1, Ordering::Relaxed);

@@ -107,6 +107,8 @@ pub fn policy(vars: &impl Vars, store: StoreKind) -> Result<Policy, String> {
         max_peers_per_address: var(vars, "MAX_PEERS_PER_ADDRESS", d.max_peers_per_address)?,
         // Store-wide caps are the native memory's: the edge's stores bill, not fill, by size.
         max_torrents: d.max_torrents,
+        new_torrents_per_minute: d.new_torrents_per_minute,
+        new_torrents_burst: d.new_torrents_burst,
         max_peers: d.max_peers,
     };
     p.validate()?;

@@ -6,17 +6,18 @@
 //! walks the swarms. Owns memory layout and locking; policy comes in as [`Policy`] and random
 //! numbers as an RNG, and there is no clock here.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, TryLockError};
 
 use rand_core::Rng;
 use siphasher::sip::SipHasher13;
 
 use super::{AnnounceError, Full, PeerAnnounce, PeerStore, StoreError, Totals};
 use crate::protocol::types::{Event, InfoHash, SwarmCounts};
+use crate::ratelimit::{Limiter, RateLimit, client_group};
 use crate::swarm::Policy;
 use crate::swarm::peer_list::Delta;
 use crate::swarm::torrent::Torrent;
@@ -53,9 +54,93 @@ struct ShardTotals {
 struct Shard {
     torrents: HashMap<InfoHash, Torrent, KeyedHasher>,
     totals: ShardTotals,
+    /// Torrents a sweep found without peers (kept for their completed count), in the order it
+    /// found them, with the day it did (their `quiet_since` then): at `max_torrents` the oldest
+    /// makes room for a new torrent. An entry whose torrent has since gained peers or been
+    /// dropped no longer matches its torrent and is skipped; sweeps drop such entries.
+    quiet: VecDeque<(InfoHash, u16)>,
+    /// Peers that were seeders and then announced something left (a recheck, or a client
+    /// cycling to be counted again): their next `completed` is not another download. Rare, so
+    /// kept aside rather than in every peer's slot; sweeps forget peers that left.
+    demoted: HashSet<(InfoHash, PeerAddr), KeyedHasher>,
+}
+
+/// The Unix day of `now`, as [`Torrent::quiet_since`] keeps it (never 0, which means "has peers").
+fn day_of(now: UnixTime) -> u16 {
+    ((now.secs() / 86_400) as u16).max(1)
+}
+
+/// Whether `hash` is a torrent without peers since `day` (an entry of [`Shard::quiet`] that still
+/// holds).
+fn quiet_since(
+    torrents: &HashMap<InfoHash, Torrent, KeyedHasher>,
+    hash: &InfoHash,
+    day: u16,
+) -> bool {
+    torrents
+        .get(hash)
+        .is_some_and(|t| !t.has_peers() && t.quiet_since == day)
 }
 
 impl Shard {
+    fn new(hash_key: [u8; 16]) -> Self {
+        Shard {
+            torrents: HashMap::with_hasher(KeyedHasher(hash_key)),
+            totals: ShardTotals::default(),
+            quiet: VecDeque::new(),
+            demoted: HashSet::with_hasher(KeyedHasher(hash_key)),
+        }
+    }
+
+    /// Drops entries of [`Shard::quiet`] and [`Shard::demoted`] that no longer match their
+    /// torrent, after a sweep that left `quiet_now` torrents without peers, so neither outgrows
+    /// what it describes.
+    fn tidy_aside(&mut self, quiet_now: usize) {
+        let torrents = &self.torrents;
+        self.quiet
+            .retain(|(hash, day)| quiet_since(torrents, hash, *day));
+        // A torrent that went quiet, gained a peer and went quiet again on the same day has
+        // two entries that both match: rare, but repeated every sweep it would add up.
+        if self.quiet.len() > quiet_now {
+            let mut seen = HashSet::with_capacity(quiet_now);
+            self.quiet.retain(|(hash, _)| seen.insert(*hash));
+        }
+        self.demoted.retain(|(hash, peer)| {
+            torrents.get(hash).is_some_and(|t| match peer {
+                PeerAddr::V4(a) => t.v4.count_prefix(a) > 0,
+                PeerAddr::V6(a) => t.v6.as_ref().is_some_and(|l| l.count_prefix(a) > 0),
+            })
+        });
+        if self.quiet.capacity() > 2 * self.quiet.len() + 64 {
+            self.quiet.shrink_to_fit();
+        }
+        if self.demoted.capacity() > 2 * self.demoted.len() + 64 {
+            self.demoted.shrink_to_fit();
+        }
+    }
+
+    /// The day the oldest torrent of [`Shard::quiet`] went quiet; stale entries in front of it
+    /// are dropped.
+    fn oldest_quiet(&mut self) -> Option<u16> {
+        while let Some(&(hash, day)) = self.quiet.front() {
+            if quiet_since(&self.torrents, &hash, day) {
+                return Some(day);
+            }
+            self.quiet.pop_front();
+        }
+        None
+    }
+
+    /// Drops the oldest torrent kept without peers; false if there is none.
+    fn evict_oldest_quiet(&mut self) -> bool {
+        if self.oldest_quiet().is_none() {
+            return false;
+        }
+        let (hash, _) = self.quiet.pop_front().expect("just seen");
+        self.torrents.remove(&hash);
+        true
+    }
+
     fn apply(&mut self, v6: bool, d: Delta) {
         if v6 {
             self.totals.seeders_v6 += d.seeders;
@@ -86,6 +171,17 @@ pub struct SavedPeer {
     pub last_seen: UnixTime,
 }
 
+/// What [`MemoryStore::restore`] put back, and what the caps kept out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Peers added.
+    pub peers: usize,
+    /// Peers a cap refused (not those past the peer timeout, nor repeats).
+    pub refused_peers: usize,
+    /// The torrent was new and `max_torrents` full.
+    pub refused_torrent: bool,
+}
+
 /// Swarms in process memory. `Sync`: share it between socket threads behind an `Arc`.
 pub struct MemoryStore {
     shards: Box<[Padded<Mutex<Shard>>]>,
@@ -102,10 +198,15 @@ pub struct MemoryStore {
     /// cap check reads one number rather than every shard).
     torrent_count: AtomicUsize,
     peer_count: AtomicI64,
+    quiet_evicted: AtomicU64,
     /// Shards come in `groups` runs of `shards_per_group`, one run per [`torrent_group`]; the
     /// keyed hash picks the shard within the run (1 group: the whole store).
     groups: usize,
     shards_per_group: usize,
+    /// Each client's budget of new torrents ([`Policy::new_torrents_per_minute`]), and its
+    /// network's (four times as much).
+    new_torrents: Limiter,
+    new_torrents_by_group: Limiter,
 }
 
 /// Which of `groups` a torrent belongs to: the first four bytes of its info-hash, big-endian,
@@ -122,6 +223,9 @@ pub fn torrent_group(hash: &InfoHash, groups: usize) -> usize {
 /// Shards: enough that a handful of socket threads rarely contend, few enough that each shard's
 /// map is big (a map's growth slack is per map).
 pub const DEFAULT_SHARDS: usize = 64;
+
+/// How many clients' budgets of new torrents a client's network ([`client_group`]) gets.
+pub const GROUP_SHARE: u32 = 4;
 
 /// Shards per group at least, in a store [`MemoryStore::with_groups`]: 512 shards for 64 groups.
 pub const MIN_SHARDS_PER_GROUP: usize = 8;
@@ -155,16 +259,21 @@ impl MemoryStore {
         // Whole runs of shards, one per group.
         let shards_per_group = (shards / groups).max(1);
         let shards = (0..shards_per_group * groups)
-            .map(|_| {
-                Padded(Mutex::new(Shard {
-                    torrents: HashMap::with_hasher(KeyedHasher(hash_key)),
-                    totals: ShardTotals::default(),
-                }))
-            })
+            .map(|_| Padded(Mutex::new(Shard::new(hash_key))))
             .collect();
         let mut shard_key = hash_key;
         shard_key.iter_mut().for_each(|b| *b ^= 0x5c);
+        let budget = RateLimit {
+            per_minute: policy.new_torrents_per_minute,
+            burst: policy.new_torrents_burst,
+        };
+        let group_budget = RateLimit {
+            per_minute: budget.per_minute.saturating_mul(GROUP_SHARE),
+            burst: budget.burst.saturating_mul(GROUP_SHARE),
+        };
         MemoryStore {
+            new_torrents: Limiter::new(budget),
+            new_torrents_by_group: Limiter::keyed_by(group_budget, client_group),
             shards_per_group,
             groups,
             shards,
@@ -173,6 +282,7 @@ impl MemoryStore {
             latest_sweep: AtomicU32::new(0),
             torrent_count: AtomicUsize::new(0),
             peer_count: AtomicI64::new(0),
+            quiet_evicted: AtomicU64::new(0),
         }
     }
 
@@ -190,7 +300,10 @@ impl MemoryStore {
     }
 
     fn shard(&self, hash: &InfoHash) -> std::sync::MutexGuard<'_, Shard> {
-        let i = self.shard_index(hash);
+        self.lock_shard(self.shard_index(hash))
+    }
+
+    fn lock_shard(&self, i: usize) -> std::sync::MutexGuard<'_, Shard> {
         // A panic while a shard was locked cannot leave it half-updated in a way that matters
         // more than losing the tracker: keep serving.
         self.shards[i]
@@ -208,20 +321,31 @@ impl MemoryStore {
         peers: &mut Vec<u8>,
     ) -> Result<SwarmCounts, Full> {
         let stopped = a.event == Event::Stopped;
-        let mut shard = self.shard(&a.info_hash);
-        let shard = &mut *shard;
+        let index = self.shard_index(&a.info_hash);
+        let mut guard = self.lock_shard(index);
+        let shard = &mut *guard;
+        // At the cap, a new torrent first makes room (here, since making room needs the shard
+        // that the entry below borrows): rare, so the hot path pays one atomic load for it.
+        let mut budget_spent = false;
+        if !stopped && self.at_torrent_cap() && !shard.torrents.contains_key(&a.info_hash) {
+            self.spend_new_torrent_budget(&a.peer, now)?;
+            budget_spent = true;
+            if !self.make_room(shard, index) {
+                return Err(Full::Torrents);
+            }
+        }
         // One lookup on the hot path: the entry decides whether the torrent is new.
         let (new_torrent, torrent) = match shard.torrents.entry(a.info_hash) {
             Entry::Occupied(known) => (false, known.into_mut()),
             // Never create a torrent just to remove a peer from it.
             Entry::Vacant(_) if stopped => return Ok(SwarmCounts::default()),
-            Entry::Vacant(_)
-                if self.torrent_count.load(Ordering::Relaxed)
-                    >= self.policy.max_torrents as usize =>
-            {
-                return Err(Full::Torrents);
-            }
             Entry::Vacant(vacant) => {
+                if !budget_spent {
+                    self.spend_new_torrent_budget(&a.peer, now)?;
+                }
+                if self.at_torrent_cap() {
+                    return Err(Full::Torrents);
+                }
                 self.torrent_count.fetch_add(1, Ordering::Relaxed);
                 (true, vacant.insert(Torrent::default()))
             }
@@ -281,8 +405,15 @@ impl MemoryStore {
                 return Err(full);
             }
         };
-        if a.event == Event::Completed && !announced.was_seeder {
+        // A completion counts once per peer: a peer that seeded, went back to leeching and says
+        // `completed` again is not another download.
+        if a.event == Event::Completed
+            && !announced.was_seeder
+            && !shard.demoted.remove(&(a.info_hash, a.peer))
+        {
             torrent.downloaded = torrent.downloaded.saturating_add(1);
+        } else if announced.was_seeder && !a.seeding && !stopped {
+            shard.demoted.insert((a.info_hash, a.peer));
         }
         let downloaded = torrent.downloaded;
         if torrent.has_peers() {
@@ -301,6 +432,61 @@ impl MemoryStore {
             incomplete: counts.1,
             downloaded,
         })
+    }
+
+    fn at_torrent_cap(&self) -> bool {
+        self.torrent_count.load(Ordering::Relaxed) >= self.policy.max_torrents as usize
+    }
+
+    /// Spends one of the budgets of new torrents of `peer`'s client and network, or says which
+    /// is spent.
+    fn spend_new_torrent_budget(&self, peer: &PeerAddr, now: UnixTime) -> Result<(), Full> {
+        let ip = peer.socket_addr().ip();
+        if self.new_torrents.allow(ip, now) && self.new_torrents_by_group.allow(ip, now) {
+            Ok(())
+        } else {
+            Err(Full::NewTorrentsFromAddress)
+        }
+    }
+
+    /// Drops the torrent that has been without peers longest, to admit a new one at
+    /// `max_torrents`: from `own` (shard `own_index`, locked by the caller) or from another shard
+    /// that is free at once (waiting for one while holding `own` could deadlock). False when no
+    /// torrent is kept without peers: the cap is full of swarms, and the new torrent is refused.
+    fn make_room(&self, own: &mut Shard, own_index: usize) -> bool {
+        let mut oldest = own.oldest_quiet();
+        let mut other = None;
+        for (i, shard) in self.shards.iter().enumerate() {
+            if i == own_index {
+                continue;
+            }
+            let mut guard = match shard.0.try_lock() {
+                Ok(g) => g,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => continue,
+            };
+            if let Some(day) = guard.oldest_quiet()
+                && oldest.is_none_or(|best| day < best)
+            {
+                oldest = Some(day);
+                other = Some(guard);
+            }
+        }
+        let evicted = match other {
+            Some(mut shard) => shard.evict_oldest_quiet(),
+            None => own.evict_oldest_quiet(),
+        };
+        if evicted {
+            self.torrent_count.fetch_sub(1, Ordering::Relaxed);
+            self.quiet_evicted.fetch_add(1, Ordering::Relaxed);
+        }
+        evicted
+    }
+
+    /// Torrents kept without peers that were dropped to make room for new ones at
+    /// `max_torrents`.
+    pub fn quiet_evicted(&self) -> u64 {
+        self.quiet_evicted.load(Ordering::Relaxed)
     }
 
     /// Applies a change of seeders and leechers to a shard's totals and the store's.
@@ -329,7 +515,7 @@ impl MemoryStore {
     pub fn expire_now(&self, now: UnixTime) {
         let now = UnixTime(self.latest_sweep.fetch_max(now.secs(), Ordering::Relaxed)).max(now);
         let timeout = self.policy.peer_timeout;
-        let today = ((now.secs() / 86_400) as u16).max(1);
+        let today = day_of(now);
         let retention_days = self.policy.completed_retention.div_ceil(86_400);
         for shard in self.shards.iter() {
             let mut shard = shard.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -337,7 +523,9 @@ impl MemoryStore {
             let mut gone4 = Delta::default();
             let mut gone6 = Delta::default();
             let before = shard.torrents.len();
-            shard.torrents.retain(|_, t| {
+            let quiet = &mut shard.quiet;
+            let mut quiet_now = 0;
+            shard.torrents.retain(|hash, t| {
                 gone4 += t.v4.expire(now, timeout);
                 if let Some(v6) = &mut t.v6 {
                     gone6 += v6.expire(now, timeout);
@@ -354,9 +542,13 @@ impl MemoryStore {
                 }
                 if t.quiet_since == 0 {
                     t.quiet_since = today;
+                    quiet.push_back((*hash, today));
                 }
-                u32::from(today.wrapping_sub(t.quiet_since)) < retention_days
+                let keep = u32::from(today.wrapping_sub(t.quiet_since)) < retention_days;
+                quiet_now += usize::from(keep);
+                keep
             });
+            shard.tidy_aside(quiet_now);
             self.torrent_count
                 .fetch_sub(before - shard.torrents.len(), Ordering::Relaxed);
             self.apply(shard, false, gone4);
@@ -381,31 +573,44 @@ impl MemoryStore {
         t
     }
 
-    /// Puts a saved torrent back with its peers. Peers already past the peer timeout at `now` are
-    /// left out. Returns how many peers were restored.
+    /// Puts a saved torrent back with its peers, within the caps: a file written under other
+    /// caps, or crafted, must not load what announces could not have made. Peers already past
+    /// the peer timeout at `now` are left out. A torrent may come in several calls (its peers a
+    /// part at a time).
     pub fn restore(
         &self,
         saved: SavedTorrent,
         peers: impl IntoIterator<Item = SavedPeer>,
         now: UnixTime,
-    ) -> usize {
+    ) -> Restored {
         let SavedTorrent {
             hash,
             downloaded,
             quiet_since,
         } = saved;
+        let mut out = Restored::default();
         let timeout = self.policy.peer_timeout;
         let mut shard = self.shard(&hash);
         let shard = &mut *shard;
-        if !shard.torrents.contains_key(&hash) {
-            self.torrent_count.fetch_add(1, Ordering::Relaxed);
-        }
-        let torrent = shard.torrents.entry(hash).or_default();
+        let torrent = match shard.torrents.entry(hash) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(_) if self.at_torrent_cap() => {
+                out.refused_torrent = true;
+                out.refused_peers = peers.into_iter().count();
+                return out;
+            }
+            Entry::Vacant(vacant) => {
+                self.torrent_count.fetch_add(1, Ordering::Relaxed);
+                vacant.insert(Torrent::default())
+            }
+        };
         torrent.downloaded = torrent.downloaded.max(downloaded);
         // A restart must not restart the retention of a count kept without peers.
         if torrent.quiet_since == 0 {
             torrent.quiet_since = quiet_since;
         }
+        let policy = &self.policy;
+        let peer_count = &self.peer_count;
         let (mut d4, mut d6) = (Delta::default(), Delta::default());
         for SavedPeer {
             addr,
@@ -417,28 +622,54 @@ impl MemoryStore {
             if now.since(seen) > timeout {
                 continue;
             }
-            let status = PeerStatus::staying(seeding);
-            match addr {
-                PeerAddr::V4(addr) => d4 += torrent.v4.announce(addr, status, seen).0.delta,
-                PeerAddr::V6(addr) => {
-                    d6 += torrent
-                        .v6
-                        .get_or_insert_default()
-                        .announce(addr, status, seen)
-                        .0
-                        .delta;
+            let in_torrent = torrent.v4.len() + torrent.v6.as_ref().map_or(0, |l| l.len());
+            // Added by this call so far: the store's count takes them at the end.
+            let added = d4.seeders + d4.leechers + d6.seeders + d6.leechers;
+            let room = |same_address: usize| {
+                if peer_count.load(Ordering::Relaxed) + added >= i64::from(policy.max_peers)
+                    || in_torrent >= policy.max_peers_per_torrent as usize
+                    || same_address >= policy.max_peers_per_address as usize
+                {
+                    Err(())
+                } else {
+                    Ok(())
                 }
-            }
+            };
+            let status = PeerStatus::staying(seeding);
+            let joined = match addr {
+                PeerAddr::V4(addr) => torrent
+                    .v4
+                    .announce_admitting(addr, status, seen, |l| room(l.count_prefix(&addr[..4])))
+                    .map(|(a, _)| d4 += a.delta),
+                PeerAddr::V6(addr) => torrent
+                    .v6
+                    .get_or_insert_default()
+                    .announce_admitting(addr, status, seen, |l| room(l.count_prefix(&addr[..8])))
+                    .map(|(a, _)| d6 += a.delta),
+            };
+            out.refused_peers += usize::from(joined.is_err());
+        }
+        if torrent.v6.as_ref().is_some_and(|l| l.is_empty()) {
+            torrent.v6 = None;
         }
         // Peers added, not entries read: a file naming one peer twice restores it once.
-        let restored = (d4.seeders + d4.leechers + d6.seeders + d6.leechers) as usize;
-        if !torrent.has_peers() && torrent.downloaded == 0 {
-            shard.torrents.remove(&hash);
-            self.torrent_count.fetch_sub(1, Ordering::Relaxed);
+        out.peers = (d4.seeders + d4.leechers + d6.seeders + d6.leechers) as usize;
+        if !torrent.has_peers() {
+            if torrent.downloaded == 0 {
+                shard.torrents.remove(&hash);
+                self.torrent_count.fetch_sub(1, Ordering::Relaxed);
+            } else {
+                // Evictable at once, as a sweep would make it (a torrent restored in parts may
+                // be queued twice: the next sweep keeps one).
+                if torrent.quiet_since == 0 {
+                    torrent.quiet_since = day_of(now);
+                }
+                shard.quiet.push_back((hash, torrent.quiet_since));
+            }
         }
         self.apply(shard, false, d4);
         self.apply(shard, true, d6);
-        restored
+        out
     }
 
     /// Visits every torrent (for snapshots), one shard locked at a time.
@@ -568,6 +799,221 @@ mod tests {
             .announce_now(&stop, UnixTime(1001), &mut other_rng, &mut Vec::new())
             .unwrap();
         assert_eq!(join(4, "10.0.0.7", 1), Ok(()));
+    }
+
+    fn announce(hash: u32, ip: &str, port: u16, event: Event, seeding: bool) -> PeerAnnounce {
+        let mut h = [0; 20];
+        h[..4].copy_from_slice(&hash.to_be_bytes());
+        PeerAnnounce {
+            info_hash: InfoHash(h),
+            peer: PeerAddr::new(ip.parse().unwrap(), port),
+            event,
+            seeding,
+            want: 10,
+        }
+    }
+
+    #[test]
+    fn a_cap_full_of_torrents_without_peers_makes_room_oldest_first() {
+        // Before: one address filled max_torrents with `completed` announces to made-up
+        // hashes, each kept 30 days without peers (and saved); every new torrent was refused.
+        let policy = Policy {
+            max_torrents: 100,
+            new_torrents_per_minute: 0,
+            ..conformance::policy()
+        };
+        let store = MemoryStore::with_shards(policy, [6; 16], 4);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+        let day = 86_400;
+        let t0 = 20_000 * day;
+        let mut run = |a: &PeerAnnounce, at: u32| {
+            store
+                .announce_now(a, UnixTime(at), &mut rng, &mut Vec::new())
+                .map(|_| ())
+        };
+        // 60 completed-only torrents on day 0, 40 more on day 1 (after the sweeps that find them).
+        for (range, day_no) in [(0..60, 0), (60..100, 1)] {
+            for i in range {
+                let done = announce(i, "10.6.6.6", 1, Event::Completed, true);
+                run(&done, t0 + day_no * day).unwrap();
+                run(
+                    &PeerAnnounce {
+                        event: Event::Stopped,
+                        ..done
+                    },
+                    t0 + day_no * day,
+                )
+                .unwrap();
+            }
+            store.expire_now(UnixTime(t0 + day_no * day + 10));
+        }
+        assert_eq!(store.totals().torrents, 100);
+        // Another client's new torrents get in, pushing out day-0 torrents first.
+        for i in 0..60 {
+            run(
+                &announce(1000 + i, "10.0.0.9", 1, Event::Started, false),
+                t0 + day + 20,
+            )
+            .unwrap_or_else(|e| panic!("new torrent {i} refused: {e:?}"));
+        }
+        assert_eq!(store.totals().torrents, 100);
+        assert_eq!(store.quiet_evicted(), 60);
+        let mut counts = Vec::new();
+        let hashes: Vec<InfoHash> = (0..100)
+            .map(|i| announce(i, "10.0.0.1", 1, Event::None, false).info_hash)
+            .collect();
+        store.scrape_now(&hashes, &mut counts);
+        let kept: Vec<u32> = (0..100)
+            .filter(|&i| counts[i as usize].downloaded == 1)
+            .collect();
+        assert_eq!(kept, (60..100).collect::<Vec<_>>(), "the oldest went first");
+        // Torrents with peers are never pushed out: 40 more fit, then the cap refuses.
+        for i in 0..40 {
+            run(
+                &announce(2000 + i, "10.0.0.9", 1, Event::Started, false),
+                t0 + day + 30,
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            run(
+                &announce(3000, "10.0.0.9", 1, Event::Started, false),
+                t0 + day + 30
+            ),
+            Err(Full::Torrents)
+        );
+        assert_eq!(store.totals().peers(), 100);
+    }
+
+    #[test]
+    fn one_client_and_its_network_create_torrents_within_a_budget() {
+        // Before: one client made 54,868 torrents a second, filling the default cap in 91 s.
+        let policy = Policy {
+            new_torrents_per_minute: 60,
+            new_torrents_burst: 5,
+            ..conformance::policy()
+        };
+        let store = MemoryStore::new(policy, [6; 16]);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(2);
+        let mut next = 0;
+        let mut create = |ip: &str, at: u32| {
+            next += 1;
+            store
+                .announce_now(
+                    &announce(next, ip, 1, Event::Started, false),
+                    UnixTime(at),
+                    &mut rng,
+                    &mut Vec::new(),
+                )
+                .map(|_| ())
+        };
+        let refused = Err(Full::NewTorrentsFromAddress);
+        assert!((0..5).all(|_| create("10.0.0.1", 100).is_ok()), "the burst");
+        assert_eq!(create("10.0.0.1", 100), refused);
+        assert_eq!(create("10.0.0.1", 101), Ok(()), "one a second after it");
+        assert_eq!(create("10.0.0.1", 101), refused);
+        // Each /64 of one /48 has a budget, and the /48 four budgets in all.
+        let made = (0..30)
+            .filter(|i| create(&format!("2001:db8:7:{i:x}::1"), 100).is_ok())
+            .count();
+        assert_eq!(made, 20, "4 × the burst of 5 for the whole /48");
+        assert_eq!(create("2001:db8:8::1", 100), Ok(()), "another /48");
+        // Known torrents are not new: the budget is spent only by creating.
+        let known = announce(1, "10.0.0.1", 2, Event::Started, false);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(3);
+        assert!(
+            store
+                .announce_now(&known, UnixTime(101), &mut rng, &mut Vec::new())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_completion_counts_once_per_peer() {
+        // Before: a peer alternating a leeching announce and `completed` was counted each time
+        // (50 cycles from one UDP peer: downloaded = 50).
+        let store = MemoryStore::new(conformance::policy(), [6; 16]);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(4);
+        let mut run = |ip: &str, event, seeding, at| {
+            store
+                .announce_now(
+                    &announce(7, ip, 1, event, seeding),
+                    UnixTime(at),
+                    &mut rng,
+                    &mut Vec::new(),
+                )
+                .unwrap()
+                .downloaded
+        };
+        run("10.0.0.1", Event::Started, false, 1000);
+        for cycle in 0..50 {
+            run("10.0.0.1", Event::Completed, true, 1001 + 2 * cycle);
+            run("10.0.0.1", Event::None, false, 1002 + 2 * cycle);
+        }
+        assert_eq!(run("10.0.0.1", Event::Completed, true, 1200), 1);
+        run("10.0.0.2", Event::Started, false, 1200);
+        assert_eq!(
+            run("10.0.0.2", Event::Completed, true, 1201),
+            2,
+            "another peer counts"
+        );
+        // A sweep forgets what it no longer needs: the peer left.
+        run("10.0.0.1", Event::None, false, 1300);
+        run("10.0.0.1", Event::Stopped, false, 1301);
+        store.expire_now(UnixTime(1400));
+        assert_eq!(
+            store
+                .shards
+                .iter()
+                .map(|s| s.0.lock().unwrap().demoted.len())
+                .sum::<usize>(),
+            0
+        );
+    }
+
+    #[test]
+    fn restore_applies_the_caps() {
+        // Before: a file with 10,000,000 peers in one torrent (cap 1 M) was loaded whole, and
+        // 20 peers of one address (cap 16).
+        let policy = Policy {
+            max_torrents: 2,
+            max_peers: 25,
+            max_peers_per_torrent: 12,
+            max_peers_per_address: 3,
+            ..conformance::policy()
+        };
+        let store = MemoryStore::new(policy, [6; 16]);
+        let now = UnixTime(50_000);
+        let saved = |n: u8| SavedTorrent {
+            hash: InfoHash([n; 20]),
+            downloaded: 1,
+            quiet_since: 0,
+        };
+        let peers = |n: usize| {
+            (0..n).map(move |i| SavedPeer {
+                addr: PeerAddr::new(
+                    format!("10.0.{}.{}", i / 200, i % 200).parse().unwrap(),
+                    1 + (i % 5) as u16,
+                ),
+                seeding: false,
+                last_seen: now,
+            })
+        };
+        let one_address = (0..20).map(|port| SavedPeer {
+            addr: PeerAddr::new("10.9.9.9".parse().unwrap(), port),
+            seeding: true,
+            last_seen: now,
+        });
+        let r = store.restore(saved(1), one_address, now);
+        assert_eq!((r.peers, r.refused_peers), (3, 17));
+        let r = store.restore(saved(2), peers(1000), now);
+        assert_eq!((r.peers, r.refused_peers), (12, 988));
+        let r = store.restore(saved(3), peers(5), now);
+        assert_eq!((r.peers, r.refused_peers, r.refused_torrent), (0, 5, true));
+        assert_eq!((store.totals().torrents, store.totals().peers()), (2, 15));
+        let r = store.restore(saved(1), peers(100), now);
+        assert_eq!(r.peers, 9, "then max_peers: 25 in all");
+        assert_eq!(store.totals().peers(), 24);
     }
 
     #[test]
@@ -705,7 +1151,7 @@ mod tests {
             last_seen: UnixTime(now),
         };
         let n = store.restore(saved, [peer(true), peer(false)], UnixTime(now));
-        assert_eq!((n, store.totals().peers()), (1, 1));
+        assert_eq!((n.peers, store.totals().peers()), (1, 1));
     }
 
     #[test]
@@ -728,7 +1174,7 @@ mod tests {
             downloaded: 7,
             quiet_since: 0,
         };
-        assert_eq!(store.restore(saved, peers, UnixTime(now)), 2);
+        assert_eq!(store.restore(saved, peers, UnixTime(now)).peers, 2);
         let mut out = Vec::new();
         store.scrape_now(&[InfoHash([5; 20])], &mut out);
         assert_eq!(

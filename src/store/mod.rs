@@ -66,14 +66,17 @@ pub enum Full {
     Peers,
     PeersInTorrent,
     PeersFromAddress,
+    /// The client's (or its network's) budget of new torrents is spent for now.
+    NewTorrentsFromAddress,
 }
 
 impl Full {
-    pub const ALL: [Full; 4] = [
+    pub const ALL: [Full; 5] = [
         Full::Torrents,
         Full::Peers,
         Full::PeersInTorrent,
         Full::PeersFromAddress,
+        Full::NewTorrentsFromAddress,
     ];
 
     /// What the client is told.
@@ -83,6 +86,7 @@ impl Full {
             Full::Peers => "tracker full: no room for another peer, retry later",
             Full::PeersInTorrent => "torrent full: no room for another peer in this swarm",
             Full::PeersFromAddress => "too many peers from your address in this torrent",
+            Full::NewTorrentsFromAddress => "too many new torrents from your address, retry later",
         }
     }
 
@@ -93,6 +97,7 @@ impl Full {
             Full::Peers => "peers",
             Full::PeersInTorrent => "peers_in_torrent",
             Full::PeersFromAddress => "peers_from_address",
+            Full::NewTorrentsFromAddress => "new_torrents_from_address",
         }
     }
 }

@@ -40,8 +40,16 @@ pub struct Policy {
     /// the last peer). Without a bound, anyone could fill memory with peerless torrents by
     /// announcing `completed` once in each.
     pub completed_retention: u32,
-    /// Most torrents tracked at once.
+    /// Most torrents tracked at once. At the cap, torrents kept without peers (for their
+    /// completed count) make room for a new one, oldest first; a torrent with peers is never
+    /// pushed out.
     pub max_torrents: u32,
+    /// New torrents one client (an IPv4 address, an IPv6 /64) may create a minute, after a
+    /// burst of `new_torrents_burst` (0: no limit). Its network (an IPv4 /24, an IPv6 /48) may
+    /// create four times as many. Without it one address could fill `max_torrents` with made-up
+    /// info hashes in a minute and a half.
+    pub new_torrents_per_minute: u32,
+    pub new_torrents_burst: u32,
     /// Most peers tracked at once, over all torrents.
     pub max_peers: u32,
     /// Most peers in one torrent (both families).
@@ -68,6 +76,8 @@ impl Default for Policy {
             sparse_swarm_interval: 0,
             completed_retention: 30 * 86_400,
             max_torrents: 5_000_000,
+            new_torrents_per_minute: 100,
+            new_torrents_burst: 1000,
             max_peers: 20_000_000,
             max_peers_per_torrent: 1_000_000,
             max_peers_per_address: 16,

@@ -125,6 +125,8 @@ fn connections_over_the_caps_are_refused_with_a_reason_and_counted() {
     let t = tracker_with(|c| {
         c.network.http_max_connections = 6;
         c.network.http_max_connections_per_address = 4;
+        // Refused, not shed, however long the test takes (shedding has a test of its own).
+        c.network.shed_idle_after = 0;
     });
     let addr = http_addr(&t, false);
     let one: IpAddr = "127.0.0.1".parse().unwrap();
@@ -227,7 +229,10 @@ fn requests_answered_at_accept_give_way_to_other_connections() {
     // budget), so with one HTTP thread a steady flood of requests that close held back every
     // hyper connection (keep-alive clients, /stats, WebSockets) until the flood paused.
     const QUEUED: usize = 600;
-    let t = tracker_with(|c| c.network.http_max_connections_per_address = 10_000);
+    let t = tracker_with(|c| {
+        c.network.http_max_connections_per_address = 10_000;
+        c.network.http_max_connections_per_network = 10_000;
+    });
     let addr = http_addr(&t, false);
     // A keep-alive client, its first request answered: it now waits in hyper.
     let mut keep = TcpStream::connect(addr).unwrap();
@@ -350,5 +355,189 @@ fn one_address_cannot_fill_a_swarm_or_the_tracker() {
     assert_eq!(stats["refused_at_cap"]["peers_from_address"], 2);
     assert_eq!(stats["refused_at_cap"]["torrents"], 1);
     assert_eq!(stats["torrents"], 5);
+    t.shutdown();
+}
+
+#[test]
+fn at_the_connection_cap_the_idlest_holder_makes_room() {
+    // Before: 17,000 connections from 300 addresses, each sending one byte, held every slot:
+    // 11 of 11 HTTP probes failed over 33 s.
+    let t = tracker_with(|c| {
+        c.network.http_max_connections = 4;
+        c.network.http_max_connections_per_address = 2;
+        c.network.http_max_connections_per_network = 100;
+    });
+    let addr = http_addr(&t, false);
+    // Four holders from four addresses, each with a request begun and never finished: the cap.
+    let mut held: Vec<TcpStream> = (1..=4)
+        .map(|i| connect_from(format!("127.0.0.{i}").parse().unwrap(), addr))
+        .collect();
+    // Longer than shed_idle_after (1 s): until then a newcomer is refused, every holder busy.
+    std::thread::sleep(Duration::from_millis(1500));
+    // New clients still get in and are answered: the first in the place of the idlest holder,
+    // the next in the place the first left.
+    for i in 0..3 {
+        let mut s = silent_from(format!("127.0.0.{}", 20 + i).parse().unwrap(), addr);
+        s.write_all(b"GET /scrape HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let answer = refusal(s);
+        assert!(answer.starts_with("HTTP/1.1 200"), "client {i}: {answer}");
+    }
+    let c = connections(addr);
+    assert_eq!(c["shed_idle"], 1, "{c}");
+    assert_eq!(c["refused_total_cap"], 0, "{c}");
+    // The shed holder was closed (it reads the end of its stream); the others wait on.
+    for s in &held {
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+    }
+    let closed = held
+        .iter_mut()
+        .map(|s| s.read(&mut [0u8; 64]))
+        .filter(|read| matches!(read, Ok(0)))
+        .count();
+    assert_eq!(closed, 1, "holders closed");
+    let (_, _, metrics) = http_get(addr, "/metrics", &[]);
+    assert!(
+        String::from_utf8_lossy(&metrics).contains("edgetracker_http_connections_shed_total "),
+        "counted in Prometheus form too"
+    );
+    t.shutdown();
+}
+
+#[test]
+fn one_network_cannot_fill_the_connection_cap() {
+    // Before: the per-client cap (an IPv4 address, an IPv6 /64) was the only one below the
+    // total: 256 addresses of one network, or one IPv6 /56, filled 16,384 slots.
+    let t = tracker_with(|c| {
+        c.network.http_max_connections_per_address = 2;
+        c.network.http_max_connections_per_network = 3;
+        c.network.shed_idle_after = 0;
+    });
+    let addr = http_addr(&t, false);
+    let _held: Vec<TcpStream> = (1..=3)
+        .map(|i| connect_from(format!("127.0.0.{i}").parse().unwrap(), addr))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let refused = refusal(connect_from("127.0.0.4".parse().unwrap(), addr));
+    assert!(
+        refused.ends_with("too many connections from your network, retry latere"),
+        "{refused}"
+    );
+    // Another network is served (::1 is one of its own), and sees the refusal counted.
+    let (status, _, stats) = http_get(http_addr(&t, true), "/stats?format=json", &[]);
+    assert_eq!(status, 200);
+    let stats: serde_json::Value = serde_json::from_slice(&stats).unwrap();
+    assert_eq!(stats["http_connections"]["refused_per_network_cap"], 1);
+    assert_eq!(stats["http_connections"]["open"], 4, "3 held and this one");
+    t.shutdown();
+}
+
+fn failure_reason(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body).to_string();
+    text.strip_prefix("d14:failure reason").map(|r| {
+        r.split_once(':')
+            .unwrap()
+            .1
+            .trim_end_matches('e')
+            .to_string()
+    })
+}
+
+fn announce_over_http(
+    addr: SocketAddr,
+    hash: u8,
+    port: u16,
+    left: u64,
+    event: edgetracker::protocol::types::Event,
+) -> Option<String> {
+    let q = edgetracker::protocol::http::announce_query(&announce(
+        common::hash(hash),
+        port,
+        left,
+        event,
+    ));
+    failure_reason(&http_get(addr, &format!("/announce?{q}"), &[]).2)
+}
+
+#[test]
+fn a_cap_full_of_completed_only_torrents_still_takes_torrents_with_peers() {
+    // Before: one address filled max_torrents with `completed` announces to made-up hashes,
+    // each torrent kept 30 days without peers (and saved); every new torrent from anyone was
+    // refused, over HTTP and UDP, also after a restart. One client made 54,868 torrents a
+    // second.
+    use edgetracker::protocol::types::Event;
+    let t = tracker_with(|c| {
+        c.tracker.policy.max_torrents = 20;
+        c.tracker.policy.new_torrents_burst = 22;
+        c.tracker.policy.new_torrents_per_minute = 1;
+        c.tracker.cleanup_interval = 1;
+    });
+    let (h4, h6) = (http_addr(&t, false), http_addr(&t, true));
+    for hash in 1..=20 {
+        assert_eq!(announce_over_http(h4, hash, 1, 0, Event::Completed), None);
+        assert_eq!(announce_over_http(h4, hash, 1, 0, Event::Stopped), None);
+    }
+    // The address's budget of new torrents: 2 left, then refused.
+    assert_eq!(
+        announce_over_http(h4, 100, 1, 5, Event::Started).as_deref(),
+        Some("tracker full: no room for another torrent, retry later"),
+        "before a sweep has found the 20 without peers"
+    );
+    // Once a sweep has, a torrent with peers takes the place of the oldest, over HTTP from
+    // another client and over UDP.
+    wait_for(
+        "room made for a torrent with peers",
+        Duration::from_secs(5),
+        || announce_over_http(h6, 101, 1, 5, Event::Started).is_none(),
+    );
+    let u = udp_client(udp_addr(&t, false));
+    let connect = udp_exchange(&u, &edgetracker::protocol::udp::connect_request(1));
+    let id: [u8; 8] = connect[8..16].try_into().unwrap();
+    let a = announce(common::hash(102), 7, 5, Event::Started);
+    let reply = udp_exchange(
+        &u,
+        &edgetracker::protocol::udp::announce_request(id, 9, &a, b""),
+    );
+    assert_eq!(&reply[..4], &[0, 0, 0, 1], "an announce reply: {reply:?}");
+    // The address has spent its budget of new torrents now (20 + 2).
+    assert_eq!(
+        announce_over_http(h4, 103, 1, 5, Event::Started).as_deref(),
+        Some("too many new torrents from your address, retry later")
+    );
+    let (_, _, stats) = http_get(h4, "/stats?format=json", &[]);
+    let stats: serde_json::Value = serde_json::from_slice(&stats).unwrap();
+    assert_eq!(stats["torrents"], 20);
+    assert_eq!(stats["quiet_torrents_dropped"], 2);
+    assert_eq!(stats["refused_at_cap"]["new_torrents_from_address"], 1);
+    t.shutdown();
+}
+
+#[test]
+fn a_peer_cycling_through_completed_is_counted_once() {
+    // Before: a peer alternating a leeching announce and `completed` was counted each cycle
+    // (50 cycles from one UDP peer: scrape `downloaded` = 50).
+    use edgetracker::protocol::types::Event;
+    let t = tracker();
+    let u = udp_client(udp_addr(&t, false));
+    let connect = udp_exchange(&u, &edgetracker::protocol::udp::connect_request(1));
+    let id: [u8; 8] = connect[8..16].try_into().unwrap();
+    for cycle in 0..10u32 {
+        for (left, event) in [(5, Event::None), (0, Event::Completed)] {
+            let a = announce(common::hash(9), 7, left, event);
+            let reply = udp_exchange(
+                &u,
+                &edgetracker::protocol::udp::announce_request(id, cycle, &a, b""),
+            );
+            assert_eq!(&reply[..4], &[0, 0, 0, 1], "announce");
+        }
+    }
+    let reply = udp_exchange(
+        &u,
+        &edgetracker::protocol::udp::scrape_request(id, 1, &[common::hash(9)]),
+    );
+    assert_eq!(&reply[..4], &[0, 0, 0, 2], "a scrape reply");
+    let downloaded = u32::from_be_bytes(reply[12..16].try_into().unwrap());
+    assert_eq!(downloaded, 1);
     t.shutdown();
 }

@@ -384,7 +384,7 @@ fn the_open_file_limit_is_raised_to_the_hard_limit_at_start() {
         .by_ref()
         .map_while(Result::ok)
         .take(20)
-        .find(|l| l.contains("HTTP: at most"))
+        .find(|l| l.contains("HTTP connections and"))
         .expect("the connection cap is logged");
     // Signal handlers are in place once it serves (SIGTERM before that would kill it outright).
     stderr

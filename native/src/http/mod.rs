@@ -41,8 +41,9 @@ use at_accept::AtAccept;
 pub mod at_accept;
 
 /// Binds a TCP listener; `[::]` is IPv6-only so `0.0.0.0` can be bound beside it.
-/// `defer_secs`: `[network] http_defer_accept` (see `defer_accept`).
-pub fn bind(addr: SocketAddr, defer_secs: u32) -> io::Result<std::net::TcpListener> {
+/// `defer_secs`: `[network] http_defer_accept` (see `defer_accept`); `backlog`:
+/// `[network] http_listen_backlog`.
+pub fn bind(addr: SocketAddr, defer_secs: u32, backlog: u32) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
@@ -50,7 +51,7 @@ pub fn bind(addr: SocketAddr, defer_secs: u32) -> io::Result<std::net::TcpListen
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
     defer_accept(&socket, defer_secs)?;
-    socket.listen(1024)?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
@@ -221,18 +222,19 @@ async fn serve(
     admitted: Admitted,
     shared: Arc<Shared>,
 ) {
-    let _admitted = admitted;
     let _ = stream.set_nodelay(true);
     let network = &shared.config.network;
     let idle_limit = Duration::from_secs(network.http_idle_timeout);
     let activity = Activity::new();
     let io = TokioIo::new(Watched::new(stream, activity.clone(), read));
     let service_shared = shared.clone();
-    // A WebSocket upgrade hands the connection to a task of its own; its handle lands here so
-    // that the connection stays admitted (counted) while the socket lives.
+    // A WebSocket upgrade hands the connection to a task of its own (admitted among the
+    // WebSockets); its handle lands here, so the connection's task lasts as long as the socket.
     let websocket = Arc::new(std::sync::Mutex::new(None));
     let upgraded = websocket.clone();
+    let progress = admitted.progress();
     let service = hyper::service::service_fn(move |mut req| {
+        progress.progressed();
         let response = handle(&mut req, remote, &service_shared, &upgraded);
         async move { Ok::<_, Infallible>(response) }
     });
@@ -251,7 +253,12 @@ async fn serve(
             shared.connections.counted_idle_close();
             tracing::debug!(%remote, "http connection closed: nothing moved for {idle_limit:?}");
         }
+        () = admitted.shed() => {
+            tracing::debug!(%remote, "http connection closed to make room for another");
+        }
     }
+    // An upgraded connection is the WebSocket's now, under the WebSockets' caps.
+    drop(admitted);
     let socket = websocket.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(socket) = socket {
         let _ = socket.await;
@@ -259,7 +266,7 @@ async fn serve(
 }
 
 /// Refused connections being closed gracefully at once; past this, they are dropped outright.
-const LINGERING_MAX: usize = 256;
+pub const LINGERING_MAX: usize = 256;
 /// How long a refused connection is given to deliver its request before it is closed.
 const LINGER: Duration = Duration::from_secs(2);
 static LINGERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -429,7 +436,7 @@ fn handle(
             };
             let passkey = route.passkey.map(<[u8]>::to_vec);
             return ws::upgrade(req, client, passkey, shared, websocket)
-                .unwrap_or_else(|reason| failure(StatusCode::BAD_REQUEST, reason));
+                .unwrap_or_else(|(status, reason)| failure(status, reason));
         }
         return tracker_request(req, remote, shared, route, query);
     }
@@ -665,13 +672,21 @@ fn stats_response(
             "text/plain; version=0.0.4; charset=utf-8",
             shared.stats.prometheus(&totals, uptime)
                 + &shared.udp_threads.prometheus()
-                + &stats::connections_prometheus(&shared.connections.counts())
-                + &shared.ws.prometheus(),
+                + &stats::connections_prometheus("http", &shared.connections.counts())
+                + &stats::connections_prometheus("websocket", &shared.ws_connections.counts())
+                + &shared.ws.prometheus()
+                + &format!(
+                    "# HELP edgetracker_quiet_torrents_dropped_total Torrents without peers dropped to make room for new ones at max_torrents.\n# TYPE edgetracker_quiet_torrents_dropped_total counter\nedgetracker_quiet_torrents_dropped_total {}\n",
+                    shared.tracker.store.quiet_evicted()
+                ),
         ),
         StatsFormat::Json => {
             let mut json = shared.stats.json(&totals, uptime);
             json["udp_threads"] = shared.udp_threads.json();
             json["http_connections"] = serde_json::json!(shared.connections.counts());
+            json["websocket_connections"] = serde_json::json!(shared.ws_connections.counts());
+            json["quiet_torrents_dropped"] =
+                serde_json::json!(shared.tracker.store.quiet_evicted());
             json["webtorrent"] = shared.ws.json();
             let body = serde_json::to_vec_pretty(&json).unwrap_or_default();
             response(StatusCode::OK, "application/json", body)

@@ -62,6 +62,7 @@ pub fn full_code(f: Full) -> u8 {
         Full::Peers => 2,
         Full::PeersInTorrent => 3,
         Full::PeersFromAddress => 4,
+        Full::NewTorrentsFromAddress => 5,
     }
 }
 
