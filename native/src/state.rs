@@ -423,6 +423,68 @@ mod tests {
     }
 
     #[test]
+    fn a_file_past_the_caps_loads_within_them_a_part_at_a_time() {
+        // Before: a file with 10,000,000 peers in one torrent (cap 1 M) was loaded whole, with a
+        // peak of 334 MB against 107 MB steady, and 20 peers of one address (cap 16).
+        let big = Policy {
+            max_peers_per_torrent: u32::MAX,
+            max_peers_per_address: u32::MAX,
+            ..Policy::default()
+        };
+        let now = UnixTime(1_000_000);
+        let original = MemoryStore::new(big, [3; 16]);
+        let peers = 3 * RESTORE_PART as u32 / 2;
+        let saved = SavedTorrent {
+            hash: InfoHash([9; 20]),
+            downloaded: 2,
+            quiet_since: 0,
+        };
+        original.restore(
+            saved,
+            (0..peers).map(|i| SavedPeer {
+                addr: PeerAddr::new(
+                    std::net::Ipv4Addr::from(0x0a00_0000 + i / 4).into(),
+                    i as u16 % 4,
+                ),
+                seeding: i % 2 == 0,
+                last_seen: now,
+            }),
+            now,
+        );
+        original.restore(
+            SavedTorrent {
+                hash: InfoHash([8; 20]),
+                ..saved
+            },
+            (0..20).map(|port| SavedPeer {
+                addr: PeerAddr::new("10.9.9.9".parse().unwrap(), port),
+                seeding: true,
+                last_seen: now,
+            }),
+            now,
+        );
+        let (bytes, _) = encode(&original, now);
+        let capped = MemoryStore::new(
+            Policy {
+                max_peers_per_torrent: 70_000,
+                ..Policy::default()
+            },
+            [3; 16],
+        );
+        let loaded = decode_into(&bytes, &capped, now).unwrap();
+        assert_eq!(
+            loaded,
+            Summary {
+                torrents: 2,
+                peers: 70_000 + 16,
+                refused_torrents: 0,
+                refused_peers: peers as usize - 70_000 + 4,
+            }
+        );
+        assert_eq!(capped.totals().peers(), 70_016);
+    }
+
+    #[test]
     fn round_trips_swarms_and_completed_counts() {
         let original = filled(UnixTime(1_000_000));
         let (bytes, summary) = encode(&original, UnixTime(1_000_100));
