@@ -18,11 +18,11 @@ fuzz_target!(|data: &[u8]| {
         Ok(ClientMessage::Announce(a)) => {
             assert!(a.offers.len() <= 10);
             for o in &a.offers {
-                let sent = json(&ws::write_offer(&a.info_hash, &a.peer_id, o));
+                let sent = json(&ws::write_offer(&a.info_hash, &a.peer_id, &o.offer_id, &o.offer));
                 assert_eq!(sent["offer"]["sdp"].as_str(), Some(o.offer.sdp.as_str()));
             }
             if let Some(answer) = &a.answer {
-                json(&ws::write_answer(&a.info_hash, &a.peer_id, answer));
+                json(&ws::write_answer(&a.info_hash, &a.peer_id, &answer.offer_id, &answer.answer));
             }
         }
         Ok(ClientMessage::Scrape(s)) => {

@@ -212,6 +212,9 @@ pub struct WebtorrentSection {
     pub idle_timeout: u64,
     /// Messages waiting for one connection that reads slowly; more are dropped (and counted).
     pub send_queue: usize,
+    /// Offers one connection may have forwarded a minute, after a burst (0: no limit).
+    pub offers_per_minute: u32,
+    pub offers_burst: u32,
     /// WebSockets open at once: in all, from one client (an IPv4 address, an IPv6 /64) and
     /// from one network (an IPv4 /24, an IPv6 /48). Apart from `[network]`'s HTTP caps.
     pub max_connections: usize,
@@ -230,6 +233,8 @@ impl Default for WebtorrentSection {
             max_torrents_per_connection: rtc.max_torrents_per_connection,
             idle_timeout: 300,
             send_queue: 64,
+            offers_per_minute: rtc.offers_per_minute,
+            offers_burst: rtc.offers_burst,
             max_connections: 16_384,
             max_connections_per_address: 64,
             max_connections_per_network: 256,
@@ -244,6 +249,8 @@ impl WebtorrentSection {
             peer_timeout: self.peer_timeout,
             max_offers: self.max_offers,
             max_torrents_per_connection: self.max_torrents_per_connection,
+            offers_per_minute: self.offers_per_minute,
+            offers_burst: self.offers_burst,
         }
     }
 }
@@ -475,6 +482,12 @@ max_torrents_per_connection = 64
 idle_timeout = 300
 # Messages waiting for one slow reader; past this, new ones for it are dropped (and counted).
 send_queue = 64
+# Offers one socket may have forwarded a minute, after a burst of offers_burst (enough for a
+# browser in max_torrents_per_connection swarms, announcing each with max_offers offers). Each
+# offer asks a browser to build a WebRTC answer; past the budget an announce still counts, but
+# its offers are not forwarded (counted as offers_over_budget). 0 turns it off.
+offers_per_minute = 600
+offers_burst = 640
 # WebSockets open at once: in all, from one client (an IPv4 address or an IPv6 /64) and from one
 # network (an IPv4 /24 or an IPv6 /48). A WebSocket leaves [network]'s HTTP caps when it opens,
 # so browsers never take the connections announces need. At the first cap the socket silent

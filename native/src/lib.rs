@@ -325,6 +325,7 @@ pub fn start(config: Config) -> io::Result<Running> {
             random_bytes(),
             config.tracker.policy.max_torrents as usize,
             config.tracker.policy.max_peers_per_torrent as usize,
+            config.tracker.policy.max_peers_per_address as usize,
         ),
         trusted_proxies: config.trusted_proxies().map_err(io::Error::other)?,
         connections: Arc::new(connections::Connections::new(http_caps)),

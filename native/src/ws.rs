@@ -52,6 +52,8 @@ type Queues = HashMap<ConnId, (mpsc::Sender<String>, Arc<AtomicUsize>)>;
 pub struct Hub {
     pub swarms: RtcSwarms,
     pub policy: RtcPolicy,
+    /// Keys the tags of forwarded offer ids (see `offer_tag`).
+    offer_key: [u8; 16],
     queues: Box<[Mutex<Queues>]>,
     next_id: AtomicU64,
     counters: Counters,
@@ -66,6 +68,7 @@ struct Counters {
     rate_limited: AtomicU64,
     refused_at_cap: AtomicU64,
     offers_forwarded: AtomicU64,
+    offers_over_budget: AtomicU64,
     answers_forwarded: AtomicU64,
     dropped: AtomicU64,
     closed_idle: AtomicU64,
@@ -77,9 +80,18 @@ impl Hub {
         hash_key: [u8; 16],
         max_torrents: usize,
         max_peers_per_torrent: usize,
+        max_peers_per_address: usize,
     ) -> Hub {
+        let mut offer_key = hash_key;
+        offer_key.iter_mut().for_each(|b| *b ^= 0xa5);
         Hub {
-            swarms: RtcSwarms::new(hash_key, max_torrents, max_peers_per_torrent),
+            swarms: RtcSwarms::new(
+                hash_key,
+                max_torrents,
+                max_peers_per_torrent,
+                max_peers_per_address,
+            ),
+            offer_key,
             policy: config.policy(),
             queues: (0..QUEUE_SHARDS).map(|_| Mutex::default()).collect(),
             next_id: AtomicU64::new(1),
@@ -128,6 +140,8 @@ impl Hub {
         }
         c.offers_forwarded
             .fetch_add(outcome.offers_forwarded as u64, Ordering::Relaxed);
+        c.offers_over_budget
+            .fetch_add(outcome.offers_over_budget as u64, Ordering::Relaxed);
         c.answers_forwarded
             .fetch_add(outcome.answers_forwarded as u64, Ordering::Relaxed);
     }
@@ -146,6 +160,7 @@ impl Hub {
             "rate_limited": load(&c.rate_limited),
             "refused_at_cap": load(&c.refused_at_cap),
             "offers_forwarded": load(&c.offers_forwarded),
+            "offers_over_budget": load(&c.offers_over_budget),
             "answers_forwarded": load(&c.answers_forwarded),
             "messages_dropped": load(&c.dropped),
             "torrents": torrents,
@@ -189,6 +204,11 @@ impl Hub {
                 "offers_forwarded",
                 "counter",
                 "WebRTC offers forwarded to peers.",
+            ),
+            (
+                "offers_over_budget",
+                "counter",
+                "WebRTC offers not forwarded: past their connection's budget.",
             ),
             (
                 "answers_forwarded",
@@ -370,6 +390,7 @@ async fn serve<S>(
                             .as_ref()
                             .map(|full| move |ip, now| full.permit(ip, now));
                         let home = WsHome {
+                            offer_key: hub.offer_key,
                             swarms: &hub.swarms,
                             policy: &hub.policy,
                             is_open: &is_open,

@@ -153,6 +153,8 @@ pub fn webtorrent(vars: &impl Vars) -> Result<Option<RtcPolicy>, String> {
         max_offers: var(vars, "WEBTORRENT_MAX_OFFERS", d.max_offers as u32)? as usize,
         max_torrents_per_connection: var(vars, "WEBTORRENT_MAX_TORRENTS_PER_CONNECTION", 32)?
             as usize,
+        offers_per_minute: var(vars, "WEBTORRENT_OFFERS_PER_MINUTE", d.offers_per_minute)?,
+        offers_burst: var(vars, "WEBTORRENT_OFFERS_BURST", d.offers_burst)?,
     };
     p.validate()
         .map_err(|e| format!("WEBTORRENT_* vars: {e}"))?;
@@ -199,6 +201,8 @@ mod tests {
             "WEBTORRENT_PEER_TIMEOUT" => rtc().peer_timeout,
             "WEBTORRENT_MAX_OFFERS" => rtc().max_offers as u32,
             "WEBTORRENT_MAX_TORRENTS_PER_CONNECTION" => rtc().max_torrents_per_connection as u32,
+            "WEBTORRENT_OFFERS_PER_MINUTE" => rtc().offers_per_minute,
+            "WEBTORRENT_OFFERS_BURST" => rtc().offers_burst,
             _ => return None,
         })
     }
@@ -247,7 +251,7 @@ mod tests {
             }
         }
         assert_eq!(
-            checked, 14,
+            checked, 16,
             "every policy var is in wrangler.toml: {vars:?}"
         );
         // What the file sets changes nothing: it only writes the defaults down.

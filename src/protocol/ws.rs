@@ -30,6 +30,9 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 pub const BINARY_REFUSED: &str = "binary frames are not part of the protocol: send JSON text";
 /// Longest offer id forwarded, in UTF-8 bytes (the clients' 20-byte binary string takes 20–40).
 pub const MAX_OFFER_ID: usize = 64;
+/// Longest offer id an answer may name: a forwarded offer's id carries a tracker's tag of up to
+/// this much more in front of the offerer's.
+pub const OFFER_ID_TAG_ROOM: usize = 16;
 
 /// A client's message, validated.
 #[derive(Clone, Debug, PartialEq)]
@@ -284,8 +287,8 @@ pub fn parse(text: &str, max_offers: usize) -> Result<ClientMessage, WsError> {
                     let to_peer_id = binary_string(&to)
                         .map(PeerId)
                         .ok_or_else(|| invalid("to_peer_id must be 20 bytes"))?;
-                    if !offer_id_ok(&offer_id) {
-                        return Err(invalid("offer_id must be 1 to 64 bytes"));
+                    if offer_id.is_empty() || offer_id.len() > MAX_OFFER_ID + OFFER_ID_TAG_ROOM {
+                        return Err(invalid("an answer's offer_id must be 1 to 80 bytes"));
                     }
                     Some(Answer {
                         to_peer_id,
@@ -332,20 +335,15 @@ pub fn write_announce_reply(
     })
 }
 
-/// An offer from `from` (in swarm `info_hash`), as the peer it is handed to receives it.
-pub fn write_offer(info_hash: &InfoHash, from: &PeerId, offer: &Offer) -> String {
-    write_forward(info_hash, from, &offer.offer_id, Some(&offer.offer), None)
+/// An offer from `from` (in swarm `info_hash`), as the peer it is handed to receives it, under
+/// the offer id `offer_id`.
+pub fn write_offer(info_hash: &InfoHash, from: &PeerId, offer_id: &str, offer: &Sdp) -> String {
+    write_forward(info_hash, from, offer_id, Some(offer), None)
 }
 
-/// An answer from `from`, as the peer that made the offer receives it.
-pub fn write_answer(info_hash: &InfoHash, from: &PeerId, answer: &Answer) -> String {
-    write_forward(
-        info_hash,
-        from,
-        &answer.offer_id,
-        None,
-        Some(&answer.answer),
-    )
+/// An answer from `from` to offer `offer_id`, as the peer that made the offer receives it.
+pub fn write_answer(info_hash: &InfoHash, from: &PeerId, offer_id: &str, answer: &Sdp) -> String {
+    write_forward(info_hash, from, offer_id, None, Some(answer))
 }
 
 /// A forwarded offer or answer: the sender, the offer id, and the session description.

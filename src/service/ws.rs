@@ -14,11 +14,13 @@ use super::{RATE_LIMITED, Scratch, Tracker};
 use crate::protocol::http::RequestError;
 use crate::protocol::types::{Event, InfoHash, PeerId};
 use crate::protocol::ws::{self, Announce, ClientMessage, ScrapeCounts, WsAction, WsError};
-use crate::ratelimit::AnnounceGate;
+use crate::ratelimit::{AnnounceGate, client_key};
 use crate::store::rtc::{RtcStore, RtcSwarms};
 use crate::store::{PeerStore, StoreError};
 use crate::swarm::rtc::{ConnId, RtcAnnounce, RtcCounts, RtcPolicy, RtcRefusal};
 use crate::time::UnixTime;
+use siphasher::sip::SipHasher13;
+use std::hash::Hasher;
 
 /// One WebSocket, as the core needs to know it.
 #[derive(Debug)]
@@ -29,6 +31,17 @@ pub struct WsConnection {
     pub client: IpAddr,
     /// The swarms this connection is in, as which peer: left when it closes.
     joined: Vec<(InfoHash, PeerId)>,
+    /// What is left of its budget of offers ([`RtcPolicy::offers_per_minute`]); `None`: whole.
+    offer_budget: Option<OfferBudget>,
+}
+
+/// A connection's budget of forwarded offers: a token bucket, in thousandths of an offer (so a
+/// slow rate refills smoothly on a clock of whole seconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OfferBudget {
+    pub milli: u64,
+    /// When it was last spent from.
+    pub last: UnixTime,
 }
 
 impl WsConnection {
@@ -49,7 +62,38 @@ impl WsConnection {
             passkey,
             client,
             joined,
+            offer_budget: None,
         }
+    }
+
+    /// The budget of offers as a home keeps it between messages (`None`: untouched).
+    pub fn offer_budget(&self) -> Option<OfferBudget> {
+        self.offer_budget
+    }
+
+    /// [`WsConnection::restore`]'s budget of offers.
+    pub fn with_offer_budget(mut self, budget: Option<OfferBudget>) -> Self {
+        self.offer_budget = budget;
+        self
+    }
+
+    /// Takes up to `want` offers from the budget at `now`; returns how many it had.
+    fn spend_offers(&mut self, policy: &RtcPolicy, want: usize, now: UnixTime) -> usize {
+        if policy.offers_per_minute == 0 || want == 0 {
+            return want;
+        }
+        let capacity = u64::from(policy.offers_burst.max(1)) * 1000;
+        let budget = self.offer_budget.get_or_insert(OfferBudget {
+            milli: capacity,
+            last: now,
+        });
+        let refill =
+            u64::from(now.since(budget.last)) * u64::from(policy.offers_per_minute) * 1000 / 60;
+        budget.milli = (budget.milli + refill).min(capacity);
+        budget.last = budget.last.max(now);
+        let granted = (budget.milli / 1000).min(want as u64);
+        budget.milli -= granted * 1000;
+        granted as usize
     }
 
     /// The swarms this connection is in, and as which peer.
@@ -73,6 +117,9 @@ impl WsConnection {
 /// What the home lends the core for one message: the swarms, the knobs, and which connections
 /// are open (a peer id held by a closed connection may be claimed by a reconnecting client).
 pub struct WsHome<'a, R> {
+    /// Keys the tags that forwarded offer ids carry ([`offer_tag`]): the same in every place
+    /// that serves the connections of one swarm, and secret.
+    pub offer_key: [u8; 16],
     pub swarms: &'a R,
     pub policy: &'a RtcPolicy,
     pub is_open: &'a dyn Fn(ConnId) -> bool,
@@ -109,6 +156,8 @@ pub struct WsOutcome {
     /// Refused at a cap (torrents, peers in a swarm, swarms per connection).
     pub full: bool,
     pub offers_forwarded: usize,
+    /// Offers not forwarded: past the connection's budget.
+    pub offers_over_budget: usize,
     pub answers_forwarded: usize,
     /// Whose offers the forwards are (the torrent and the offering peer), when they are offers:
     /// a home may tell the recipients where to send the answers.
@@ -140,6 +189,31 @@ fn failure(out: &mut WsOut, action: WsAction, hash: Option<&InfoHash>, reason: &
 
 const TOO_MANY_TORRENTS: &str = "too many torrents on one connection";
 const NOT_IN_SWARM: &str = "answer from a peer that is not in the swarm";
+const NOT_HANDED: &str = "answer to an offer this connection was not handed";
+
+/// Characters of the tag in front of a forwarded offer id.
+pub const OFFER_TAG_LEN: usize = 16;
+
+/// The tag an offer id carries to the connection `to` it is handed to: a keyed hash of that
+/// connection, the offering peer, the torrent and the offer id, in hex. An answer names the
+/// offer by the tagged id, so the tag shows which connection the offer went to, and only that
+/// connection's answer is forwarded: a member that learned another peer's offer id cannot
+/// answer it in that peer's place. Stateless, so the edge's socket objects, which share no
+/// memory, check it as well.
+pub fn offer_tag(
+    key: &[u8; 16],
+    to: ConnId,
+    from: &PeerId,
+    hash: &InfoHash,
+    offer_id: &str,
+) -> String {
+    let mut h = SipHasher13::new_with_key(key);
+    h.write_u64(to);
+    h.write(&from.0);
+    h.write(&hash.0);
+    h.write(offer_id.as_bytes());
+    format!("{:016x}", h.finish())
+}
 const TOO_MANY_PEERS: &str = "too many peers of one torrent on one connection";
 const STORE_UNAVAILABLE: &str = "tracker storage unavailable, try again later";
 
@@ -193,7 +267,7 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
                     );
                 }
                 if a.answer.is_some() {
-                    forward_answer(swarms, conn, &a, out).await
+                    forward_answer(swarms, &home.offer_key, conn, &a, out).await
                 } else {
                     announce(home, conn, &a, now, rng, out).await
                 }
@@ -300,12 +374,35 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
 
 async fn forward_answer(
     swarms: &impl RtcStore,
+    offer_key: &[u8; 16],
     conn: &WsConnection,
     a: &Announce,
     out: &mut WsOut,
 ) -> WsOutcome {
     let answer = a.answer.as_ref().expect("an answer");
     let action = WsAction::Announce;
+    // The offer id as the offerer sent it, if the tag says the offer was handed to this
+    // connection.
+    let handed = answer
+        .offer_id
+        .split_at_checked(OFFER_TAG_LEN)
+        .filter(|(tag, offer_id)| {
+            let expected = offer_tag(
+                offer_key,
+                conn.id,
+                &answer.to_peer_id,
+                &a.info_hash,
+                offer_id,
+            );
+            !offer_id.is_empty()
+                && bool::from(subtle::ConstantTimeEq::ct_eq(
+                    tag.as_bytes(),
+                    expected.as_bytes(),
+                ))
+        });
+    let Some((_, offer_id)) = handed else {
+        return failure(out, action, Some(&a.info_hash), NOT_HANDED);
+    };
     // Only a member may answer, from its own connection: nobody else can push messages at a
     // peer by naming it.
     let route = swarms
@@ -322,8 +419,10 @@ async fn forward_answer(
     };
     // An offerer that has left is no error: the answer had nowhere to go.
     if let Some(to) = to {
-        out.forwards
-            .push((to, ws::write_answer(&a.info_hash, &a.peer_id, answer)));
+        out.forwards.push((
+            to,
+            ws::write_answer(&a.info_hash, &a.peer_id, offer_id, &answer.answer),
+        ));
         outcome.answers_forwarded = 1;
     }
     outcome
@@ -359,16 +458,19 @@ async fn announce<R: RtcStore>(
         outcome.full = true;
         return outcome;
     }
-    let offers = a
+    let wanted = a
         .offers
         .len()
         .min(a.numwant.map_or(usize::MAX, |n| n as usize));
+    // Offers past the connection's budget are not forwarded; the announce itself counts.
+    let offers = conn.spend_offers(policy, wanted, now);
     let announce = RtcAnnounce {
         peer_id: a.peer_id,
         conn: conn.id,
         event: a.event,
         seeding: a.seeding(),
         offers,
+        client: Some(client_key(conn.client)),
     };
     let mut recipients = Vec::with_capacity(offers);
     let announced = swarms
@@ -399,8 +501,17 @@ async fn announce<R: RtcStore>(
         conn.joined.retain(|m| *m != member);
     }
     for (to, offer) in recipients.iter().zip(&a.offers) {
-        out.forwards
-            .push((*to, ws::write_offer(&a.info_hash, &a.peer_id, offer)));
+        let tagged = offer_tag(
+            &home.offer_key,
+            *to,
+            &a.peer_id,
+            &a.info_hash,
+            &offer.offer_id,
+        ) + &offer.offer_id;
+        out.forwards.push((
+            *to,
+            ws::write_offer(&a.info_hash, &a.peer_id, &tagged, &offer.offer),
+        ));
     }
     out.reply = Some(ws::write_announce_reply(
         &a.info_hash,
@@ -411,6 +522,7 @@ async fn announce<R: RtcStore>(
     WsOutcome {
         action: Some(action),
         offers_forwarded: recipients.len(),
+        offers_over_budget: wanted - offers,
         offers_from: (!recipients.is_empty()).then_some(member),
         ..WsOutcome::default()
     }

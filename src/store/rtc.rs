@@ -127,13 +127,20 @@ pub struct RtcSwarms {
     peer_hasher: KeyedHasher,
     max_torrents: usize,
     max_peers_per_torrent: usize,
+    max_peers_per_client: usize,
     torrents: AtomicUsize,
     peers: AtomicUsize,
 }
 
 impl RtcSwarms {
     /// `hash_key` keys the maps against collision attacks: draw it at random.
-    pub fn new(hash_key: [u8; 16], max_torrents: usize, max_peers_per_torrent: usize) -> Self {
+    /// `max_peers_per_client` is per swarm ([`RtcSwarm::with_client_cap`]).
+    pub fn new(
+        hash_key: [u8; 16],
+        max_torrents: usize,
+        max_peers_per_torrent: usize,
+        max_peers_per_client: usize,
+    ) -> Self {
         let derive = |x: u8| {
             let mut k = hash_key;
             k.iter_mut().for_each(|b| *b ^= x);
@@ -147,6 +154,7 @@ impl RtcSwarms {
             peer_hasher: derive(0x6a),
             max_torrents,
             max_peers_per_torrent,
+            max_peers_per_client,
             torrents: AtomicUsize::new(0),
             peers: AtomicUsize::new(0),
         }
@@ -184,9 +192,10 @@ impl RtcSwarms {
                         (n < max).then_some(n + 1)
                     })
                     .map_err(|_| RtcRefusal::TooManyTorrents)?;
-                shard
-                    .entry(*hash)
-                    .or_insert_with(|| RtcSwarm::with_hasher(self.peer_hasher))
+                shard.entry(*hash).or_insert_with(|| {
+                    RtcSwarm::with_hasher(self.peer_hasher)
+                        .with_client_cap(self.max_peers_per_client)
+                })
             }
         };
         let before = swarm.len();

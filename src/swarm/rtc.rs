@@ -14,7 +14,8 @@
 //! in one swarm; knows nothing of JSON, sockets, locks or the other swarms.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::net::IpAddr;
 
 use rand_core::Rng;
 
@@ -39,6 +40,11 @@ pub struct RtcPolicy {
     pub max_offers: usize,
     /// Most swarms one connection may be in at once.
     pub max_torrents_per_connection: usize,
+    /// Offers one connection may have forwarded a minute, after a burst of `offers_burst` (0:
+    /// no limit). Each offer asks a browser to build a WebRTC answer: without a budget one
+    /// socket had the tracker push 86,800 offers a second to the peers of its swarms.
+    pub offers_per_minute: u32,
+    pub offers_burst: u32,
 }
 
 impl RtcPolicy {
@@ -64,6 +70,10 @@ impl Default for RtcPolicy {
             peer_timeout: 360,
             max_offers: 10,
             max_torrents_per_connection: 64,
+            // A browser in 64 swarms, announcing each every 120 s with 10 offers, sends 640 at
+            // its start and 320 a minute after.
+            offers_per_minute: 600,
+            offers_burst: 640,
         }
     }
 }
@@ -73,6 +83,9 @@ struct Member {
     peer_id: PeerId,
     conn: ConnId,
     seen: UnixTime,
+    /// Its client ([`RtcAnnounce::client`]) as a keyed hash; 0: not known (restored), not
+    /// counted.
+    client: u64,
 }
 
 /// An announce into a WebTorrent swarm.
@@ -84,6 +97,9 @@ pub struct RtcAnnounce {
     pub seeding: bool,
     /// Peers to hand an offer to: the offers the client sent (at most what it wants).
     pub offers: usize,
+    /// Who the peer is, for the cap per client ([`RtcSwarm::with_client_cap`]): its IPv4
+    /// address or IPv6 /64 (`client_key`). `None`: not counted.
+    pub client: Option<IpAddr>,
 }
 
 /// Why an announce changed nothing.
@@ -95,6 +111,8 @@ pub enum RtcRefusal {
     Full,
     /// The tracker holds its cap of torrents (a new torrent only).
     TooManyTorrents,
+    /// The swarm holds its cap of peers from the announcing client.
+    FromAddress,
 }
 
 impl RtcRefusal {
@@ -103,6 +121,7 @@ impl RtcRefusal {
             RtcRefusal::PeerIdTaken => "peer_id in use by another connection",
             RtcRefusal::Full => "torrent full: no room for another peer in this swarm",
             RtcRefusal::TooManyTorrents => "tracker full: no room for another torrent",
+            RtcRefusal::FromAddress => "too many peers from your address in this torrent",
         }
     }
 }
@@ -134,6 +153,10 @@ pub struct RtcSwarm<H> {
     roles: [Vec<Member>; 2],
     /// Where each member is: its role (seeding) and index in that role's vector.
     index: HashMap<PeerId, (bool, u32), H>,
+    /// Members per client, by the keyed hash in [`Member::client`] (already keyed: the map's own
+    /// hash need not be).
+    per_client: HashMap<u64, u32, BuildHasherDefault<DefaultHasher>>,
+    max_per_client: usize,
     downloaded: u32,
 }
 
@@ -142,7 +165,31 @@ impl<H: BuildHasher> RtcSwarm<H> {
         RtcSwarm {
             roles: [Vec::new(), Vec::new()],
             index: HashMap::with_hasher(hasher),
+            per_client: HashMap::default(),
+            max_per_client: usize::MAX,
             downloaded: 0,
+        }
+    }
+
+    /// A swarm taking at most `max` peers from one client (`max_peers_per_address`): one
+    /// address's sockets would otherwise fill the swarm everyone else's offers go to.
+    pub fn with_client_cap(mut self, max: usize) -> Self {
+        self.max_per_client = max;
+        self
+    }
+
+    fn client_hash(&self, client: Option<IpAddr>) -> u64 {
+        client.map_or(0, |ip| self.index.hasher().hash_one(ip).max(1))
+    }
+
+    fn count_client(&mut self, client: u64, by: i32) {
+        if client == 0 {
+            return;
+        }
+        let n = self.per_client.entry(client).or_insert(0);
+        *n = n.saturating_add_signed(by);
+        if *n == 0 {
+            self.per_client.remove(&client);
         }
     }
 
@@ -175,6 +222,7 @@ impl<H: BuildHasher> RtcSwarm<H> {
         if let Some(moved) = role.get(i as usize) {
             self.index.insert(moved.peer_id, (seeding, i));
         }
+        self.count_client(gone.client, -1);
         Some(gone)
     }
 
@@ -184,6 +232,7 @@ impl<H: BuildHasher> RtcSwarm<H> {
         let at = (seeding, role.len() as u32);
         self.index.insert(member.peer_id, at);
         role.push(member);
+        self.count_client(member.client, 1);
         at
     }
 
@@ -224,13 +273,25 @@ impl<H: BuildHasher> RtcSwarm<H> {
         if known.is_none() && self.len() >= max_peers {
             return Err(RtcRefusal::Full);
         }
+        let client = self.client_hash(a.client);
+        if known.is_none()
+            && client != 0
+            && self.per_client.get(&client).map_or(0, |&n| n as usize) >= self.max_per_client
+        {
+            return Err(RtcRefusal::FromAddress);
+        }
         let member = Member {
             peer_id: a.peer_id,
             conn: a.conn,
             seen: now,
+            client,
         };
         let at = match known {
-            Some((seeding, i, _)) if seeding == a.seeding => {
+            Some((seeding, i, old)) if seeding == a.seeding => {
+                if old.client != client {
+                    self.count_client(old.client, -1);
+                    self.count_client(client, 1);
+                }
                 self.roles[usize::from(seeding)][i as usize] = member;
                 (seeding, i)
             }
@@ -335,6 +396,7 @@ impl<H: BuildHasher> RtcSwarm<H> {
                     peer_id,
                     conn,
                     seen,
+                    client: 0,
                 },
                 seeding,
             );

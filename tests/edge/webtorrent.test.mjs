@@ -54,6 +54,11 @@ async function open(ip, path = "/announce", worker = mf) {
       await new Promise((r) => setTimeout(r, ms));
       assert.deepEqual(inbox, [], "no message expected");
     },
+    /** Every message that arrived within `ms`, taken from the inbox. */
+    drain: async (ms = 500) => {
+      await new Promise((r) => setTimeout(r, ms));
+      return inbox.splice(0);
+    },
     close: () => ws.close(1000, "bye"),
     get closed() { return closed; },
   };
@@ -105,8 +110,10 @@ test("two browsers exchange an offer and an answer through the Worker", async ()
     action: "announce", info_hash: h, peer_id: bin(1), to_peer_id: offer.peer_id, offer_id: offer.offer_id,
     answer: { type: "answer", sdp: "v=0\r\nanswer from 1\r\n" },
   });
+  // A saw B's offer id behind the tracker's 16-character tag; B gets its own back.
+  assert.equal(offer.offer_id.length, 16 + 40);
   assert.deepEqual(await b.next(), {
-    action: "announce", info_hash: h, peer_id: bin(1), offer_id: offer.offer_id,
+    action: "announce", info_hash: h, peer_id: bin(1), offer_id: offer.offer_id.slice(16),
     answer: { type: "answer", sdp: "v=0\r\nanswer from 1\r\n" },
   });
   assert.deepEqual(await scrape(a, h), { complete: 1, incomplete: 1, downloaded: 0 });
@@ -166,8 +173,63 @@ test("stopped leaves at once; a closed socket's peers leave every swarm it joine
     answer: { type: "answer", sdp: "v=0\r\n" },
   });
   const refused = await b.next();
-  assert.equal(refused["failure reason"], "answer from a peer that is not in the swarm");
+  assert.equal(refused["failure reason"], "answer to an offer this connection was not handed");
   b.close();
+});
+
+test("only the socket an offer was handed to may answer it", async () => {
+  // Before: any member that knew an offer's id could answer it in the place of the peer it was
+  // handed to, and the answer reached the offerer.
+  const h = bin(0xa7);
+  const [a, b, c] = [await open("10.9.0.21"), await open("10.9.0.22"), await open("10.9.0.23")];
+  a.send(announce(h, 21));
+  await a.next();
+  b.send(announce(h, 22));
+  await b.next();
+  // C's one offer goes to A or B; the other, also a member, answers with its id.
+  c.send(announce(h, 23, { offers: 1 }));
+  await c.next();
+  const [handed, other, otherPeer] = await Promise.race([
+    a.next().then((m) => [m, b, 22]),
+    b.next().then((m) => [m, a, 21]),
+  ]);
+  other.send({
+    action: "announce", info_hash: h, peer_id: bin(otherPeer), to_peer_id: bin(23),
+    offer_id: handed.offer_id, answer: { type: "answer", sdp: "v=0\r\nnot mine\r\n" },
+  });
+  assert.equal((await other.next())["failure reason"], "answer to an offer this connection was not handed");
+  await c.quiet();
+  for (const ws of [a, b, c]) ws.close();
+});
+
+test("offers past a socket's budget are not forwarded", async () => {
+  // Before: nothing paced a socket; each frame had up to 10 offers pushed to swarm members.
+  const budgeted = await startWorker({
+    SWARM_STORE: "durable-object", WEBTORRENT_OFFERS_BURST: "3", WEBTORRENT_OFFERS_PER_MINUTE: "1",
+  });
+  try {
+    const h = bin(0xa8);
+    const victims = [];
+    for (const n of [31, 33, 34]) {
+      const v = await open(`10.9.0.${n}`, "/announce", budgeted);
+      v.send(announce(h, n));
+      await v.next();
+      victims.push(v);
+    }
+    const flooder = await open("10.9.0.32", "/announce", budgeted);
+    for (let i = 0; i < 3; i++) {
+      flooder.send(announce(h, 32, { offers: 2 }));
+      assert.equal((await flooder.next()).incomplete, 4, "each announce is answered");
+    }
+    // Six offers sent over three announces (the socket object hibernating or not between
+    // them: the budget rides in its attachment); the burst of three reaches the others.
+    let got = 0;
+    for (const v of victims) got += (await v.drain()).filter((m) => m.offer).length;
+    assert.equal(got, 3);
+    for (const ws of [...victims, flooder]) ws.close();
+  } finally {
+    await budgeted.dispose();
+  }
 });
 
 test("announces sent at once on one socket are all remembered: closing it leaves every swarm", async () => {

@@ -120,11 +120,16 @@ fn two_browsers_exchange_an_offer_and_an_answer_over_ipv4_and_ipv6() {
             "answer": {"type": "answer", "sdp": "v=0\r\nanswer from 1\r\n"},
         }),
     );
+    // The offer id A saw carries the tracker's tag in front of B's; B gets its own back.
+    let original = format!("02{:038x}", 0);
+    let tagged = offer["offer_id"].as_str().unwrap();
+    assert_eq!(tagged.len(), 16 + original.len());
+    assert!(tagged.ends_with(&original), "{tagged}");
     let answer = recv(&mut b);
     assert_eq!(
         answer,
         json!({"action": "announce", "info_hash": bin(&HASH), "peer_id": bin(&[1; 20]),
-               "offer_id": offer["offer_id"], "answer": {"type": "answer", "sdp": "v=0\r\nanswer from 1\r\n"}})
+               "offer_id": original, "answer": {"type": "answer", "sdp": "v=0\r\nanswer from 1\r\n"}})
     );
     let s = stats(&t);
     assert_eq!(
@@ -290,7 +295,8 @@ fn disabled_webtorrent_refuses_the_upgrade() {
 /// its peer leaves, instead of the tracker holding the socket, the task and the queue forever.
 #[test]
 fn a_socket_that_never_reads_is_bounded_then_closed() {
-    let t = tracker();
+    // (Its offers unbudgeted: the budget has a test of its own.)
+    let t = tracker_with(|c| c.webtorrent.offers_per_minute = 0);
     let addr = http_addr(&t, false);
     let mut sleeper = open(addr, "/announce").unwrap();
     send(&mut sleeper, &announce(1, 1000, 0));
@@ -355,5 +361,114 @@ fn a_full_scrape_over_a_websocket_lists_every_swarm_and_shares_the_http_interval
         "{}",
         String::from_utf8_lossy(&body)
     );
+    t.shutdown();
+}
+
+#[test]
+fn one_socket_cannot_flood_its_swarms_with_offers() {
+    // Before: with the rate limit off (the default) nothing paced a socket: one socket had
+    // 868,000 offers forwarded to 20 reading peers in 10 s, 4.03 bytes out per byte in.
+    let t = tracker();
+    let addr = http_addr(&t, false);
+    let _victims: Vec<Socket> = (1..=10)
+        .map(|n| {
+            let mut v = open(addr, "/announce").unwrap();
+            send(&mut v, &announce(n, 1000, 0));
+            recv(&mut v);
+            v
+        })
+        .collect();
+    let mut flooder = open(addr, "/announce").unwrap();
+    for _ in 0..100 {
+        send(&mut flooder, &announce(99, 1000, 10));
+        recv(&mut flooder);
+    }
+    // 1,000 offers sent: the budget forwards its burst (640) and what a minute's rate refills
+    // in the seconds the test takes, no more.
+    let s = stats(&t);
+    let forwarded = s["offers_forwarded"].as_u64().unwrap();
+    let over = s["offers_over_budget"].as_u64().unwrap();
+    assert_eq!(forwarded + over, 1000, "{s}");
+    assert!((640..700).contains(&forwarded), "{s}");
+    t.shutdown();
+}
+
+#[test]
+fn one_address_holds_at_most_max_peers_per_address_in_a_webtorrent_swarm() {
+    // Before: WebTorrent ignored max_peers_per_address (4 peer ids per swarm per socket, 64
+    // sockets per address): one address put 256 peers in one swarm.
+    let t = tracker_with(|c| c.tracker.policy.max_peers_per_address = 3);
+    let mut sockets: Vec<Socket> = (0..2)
+        .map(|_| open(http_addr(&t, false), "/announce").unwrap())
+        .collect();
+    let mut refused = Vec::new();
+    for n in 1..=4u8 {
+        let s = &mut sockets[usize::from(n % 2)];
+        send(s, &announce(n, 1000, 0));
+        let reply = recv(s);
+        if let Some(reason) = reply["failure reason"].as_str() {
+            refused.push((n, reason.to_string()));
+        }
+    }
+    assert_eq!(
+        refused,
+        [(
+            4,
+            "too many peers from your address in this torrent".to_string()
+        )]
+    );
+    // Another address still joins, and sees the three.
+    let mut other = open(http_addr(&t, true), "/announce").unwrap();
+    send(&mut other, &announce(5, 1000, 0));
+    assert_eq!(recv(&mut other)["incomplete"], json!(4));
+    t.shutdown();
+}
+
+#[test]
+fn websockets_have_connection_caps_of_their_own() {
+    // Before: WebSockets counted under the HTTP connection cap: 128 sockets from 2 addresses
+    // (cap lowered to match) got every announce a 503 for as long as they stayed open.
+    let t = tracker_with(|c| {
+        c.network.http_max_connections = 2;
+        c.webtorrent.max_connections = 2;
+    });
+    let addr = http_addr(&t, false);
+    let mut first = open(addr, "/announce").unwrap();
+    let mut second = open(addr, "/announce").unwrap();
+    send(&mut second, &announce(2, 1000, 0));
+    recv(&mut second);
+    // Two sockets open, and the HTTP connections are all free for announces.
+    for _ in 0..3 {
+        assert_eq!(http_get(addr, "/scrape", &[]).0, 200);
+    }
+    // A third socket: the one silent longest (the first, which never sent a message) makes
+    // room, once it has been silent for shed_idle_after (1 s).
+    std::thread::sleep(Duration::from_millis(1200));
+    send(&mut second, &announce(2, 1000, 0));
+    recv(&mut second);
+    let mut third = open(addr, "/announce").expect("room made");
+    send(&mut third, &announce(3, 1000, 0));
+    assert_eq!(recv(&mut third)["incomplete"], json!(2));
+    assert!(
+        eventually(|| matches!(first.read(), Err(_) | Ok(Message::Close(_)))),
+        "the idlest socket was closed"
+    );
+    let (_, _, body) = http_get(addr, "/stats?format=json", &[]);
+    let s: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(s["websocket_connections"]["shed_idle"], 1, "{s}");
+    assert_eq!(s["websocket_connections"]["open"], 2, "{s}");
+    t.shutdown();
+}
+
+#[test]
+fn a_full_websocket_pool_refuses_the_upgrade_with_a_reason() {
+    let t = tracker_with(|c| {
+        c.webtorrent.max_connections = 1;
+        c.network.shed_idle_after = 0;
+    });
+    let addr = http_addr(&t, false);
+    let _held = open(addr, "/announce").unwrap();
+    let refused = open(addr, "/announce").expect_err("no room");
+    assert!(refused.contains("503"), "{refused}");
     t.shutdown();
 }

@@ -128,6 +128,8 @@ impl RtcMembers {
                     event,
                     seeding,
                     offers: usize::from(offers),
+                    // Not counted per client here (the call does not carry the address).
+                    client: None,
                 };
                 // The object cannot see other objects' sockets: a member's socket counts as
                 // open until it leaves or times out.

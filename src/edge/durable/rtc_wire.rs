@@ -73,6 +73,7 @@ fn refusal_code(r: RtcRefusal) -> u8 {
         RtcRefusal::PeerIdTaken => 1,
         RtcRefusal::Full => 2,
         RtcRefusal::TooManyTorrents => 3,
+        RtcRefusal::FromAddress => 4,
     }
 }
 
@@ -81,6 +82,7 @@ fn refusal_of(code: u8) -> Option<RtcRefusal> {
         1 => RtcRefusal::PeerIdTaken,
         2 => RtcRefusal::Full,
         3 => RtcRefusal::TooManyTorrents,
+        4 => RtcRefusal::FromAddress,
         _ => return None,
     })
 }

@@ -130,6 +130,7 @@ pub async fn upgrade(
         client,
         passkey: passkey.map(<[u8]>::to_vec),
         joined: Vec::new(),
+        offer_budget: None,
     };
     let stub = env
         .durable_object(SOCKET_BINDING)?

@@ -44,6 +44,22 @@ pub struct SocketObject {
     busy: Cell<bool>,
 }
 
+/// The key of the tags on forwarded offer ids (see [`crate::service::ws::offer_tag`]): every
+/// socket object must have the same one, and clients none. The id Cloudflare derives for a
+/// fixed name is both: a keyed hash under the namespace's own secret, the same in every
+/// isolate, computed locally (no request).
+fn offer_key(env: &Env) -> worker::Result<[u8; 16]> {
+    let id = env
+        .durable_object(SOCKET_BINDING)?
+        .id_from_name("webtorrent offer tags")?
+        .to_string();
+    let mut key = [0u8; 16];
+    let mut h = siphasher::sip128::SipHasher13::new_with_keys(0, 0);
+    std::hash::Hasher::write(&mut h, id.as_bytes());
+    key.copy_from_slice(&siphasher::sip128::Hasher128::finish128(&h).as_bytes());
+    Ok(key)
+}
+
 /// The header a delivered offer carries: the torrent, the offering peer and its connection, in
 /// hex, so that the answer can go straight back.
 const OFFER_FROM: &str = "x-offer-from";
@@ -266,8 +282,10 @@ impl SocketObject {
             attachment.passkey.clone(),
             attachment.client,
             attachment.joined.clone(),
-        );
+        )
+        .with_offer_budget(attachment.offer_budget);
         let home = WsHome {
+            offer_key: offer_key(&self.env)?,
             swarms: &swarms,
             policy: &knobs.rtc,
             is_open: &|_| true,
@@ -290,9 +308,10 @@ impl SocketObject {
         if let Some(e) = &outcome.store_error {
             worker::console_error!("webtorrent: {e}");
         }
-        if conn.members() != joined {
+        if conn.members() != joined || conn.offer_budget() != attachment.offer_budget {
             let updated = Attachment {
                 joined: conn.members().to_vec(),
+                offer_budget: conn.offer_budget(),
                 ..attachment
             };
             keep(ws, &updated)?;

@@ -248,7 +248,8 @@ fn replies_are_what_clients_read() {
         offer: sdp("offer", "v=0\r\n"),
     };
     let from = PeerId([0x99; 20]);
-    let forwarded: Value = serde_json::from_str(&write_offer(&hash, &from, &offer)).unwrap();
+    let forwarded: Value =
+        serde_json::from_str(&write_offer(&hash, &from, &offer.offer_id, &offer.offer)).unwrap();
     assert_eq!(
         forwarded,
         json!({"action": "announce", "info_hash": bin(&hash.0), "peer_id": bin(&from.0),
@@ -259,7 +260,13 @@ fn replies_are_what_clients_read() {
         offer_id: "2".repeat(40),
         answer: sdp("answer", "v=0\r\n"),
     };
-    let forwarded: Value = serde_json::from_str(&write_answer(&hash, &from, &answer)).unwrap();
+    let forwarded: Value = serde_json::from_str(&write_answer(
+        &hash,
+        &from,
+        &answer.offer_id,
+        &answer.answer,
+    ))
+    .unwrap();
     assert_eq!(
         forwarded,
         json!({"action": "announce", "info_hash": bin(&hash.0), "peer_id": bin(&from.0),
@@ -309,7 +316,7 @@ proptest! {
         for (o, (id, s)) in a.offers.iter().zip(&offers) {
             prop_assert_eq!(&o.offer_id, id);
             prop_assert_eq!(&o.offer.sdp, s);
-            let forwarded: Value = serde_json::from_str(&write_offer(&a.info_hash, &a.peer_id, o)).unwrap();
+            let forwarded: Value = serde_json::from_str(&write_offer(&a.info_hash, &a.peer_id, &o.offer_id, &o.offer)).unwrap();
             prop_assert_eq!(&forwarded["info_hash"], &json!(bin(&hash)));
             prop_assert_eq!(&forwarded["peer_id"], &json!(bin(&peer)));
             prop_assert_eq!(&forwarded["offer"]["sdp"], &json!(s));
@@ -361,15 +368,25 @@ fn binary_offer_ids_are_forwarded_unchanged() {
         panic!("an announce")
     };
     assert_eq!(a.offers[0].offer_id, id);
-    let sent: Value =
-        serde_json::from_str(&write_offer(&a.info_hash, &a.peer_id, &a.offers[0])).unwrap();
+    let sent: Value = serde_json::from_str(&write_offer(
+        &a.info_hash,
+        &a.peer_id,
+        &a.offers[0].offer_id,
+        &a.offers[0].offer,
+    ))
+    .unwrap();
     assert_eq!(sent["offer_id"], json!(id));
     let answer = Answer {
         to_peer_id: PeerId([1; 20]),
         offer_id: id.clone(),
         answer: sdp("answer", "x"),
     };
-    let sent: Value =
-        serde_json::from_str(&write_answer(&a.info_hash, &a.peer_id, &answer)).unwrap();
+    let sent: Value = serde_json::from_str(&write_answer(
+        &a.info_hash,
+        &a.peer_id,
+        &answer.offer_id,
+        &answer.answer,
+    ))
+    .unwrap();
     assert_eq!(sent["offer_id"], json!(id));
 }

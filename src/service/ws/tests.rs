@@ -16,6 +16,7 @@ use crate::swarm::Policy;
 
 const T0: UnixTime = UnixTime(1_750_000_000);
 const HASH: [u8; 20] = [0xab; 20];
+const KEY: [u8; 16] = [0x0f; 16];
 
 struct World {
     tracker: Tracker<MemoryStore>,
@@ -36,7 +37,7 @@ impl World {
                 MemoryStore::new(Policy::default(), [1; 16]),
                 Policy::default(),
             ),
-            swarms: RtcSwarms::new([2; 16], 1000, 1000),
+            swarms: RtcSwarms::new([2; 16], 1000, 1000, 1000),
             policy: RtcPolicy::default(),
             rng: SmallRng::seed_from_u64(5),
             scratch: Scratch::default(),
@@ -87,6 +88,7 @@ impl World {
             _ => Err("full scrape rate limited".to_string()),
         };
         let home = WsHome {
+            offer_key: KEY,
             swarms: &self.swarms,
             policy: &self.policy,
             is_open: &|c| !self.closed.contains(&c),
@@ -153,10 +155,13 @@ fn two_peers_exchange_an_offer_and_an_answer() {
     let (to, text) = &out.forwards[0];
     assert_eq!(*to, 1);
     let offer = parsed(text);
+    // The offer id carries a tag for the connection it was handed to.
+    let original = format!("02{:038x}", 0);
+    let tag = offer_tag(&KEY, 1, &PeerId([2; 20]), &InfoHash(HASH), &original);
     assert_eq!(
         offer,
         json!({"action": "announce", "info_hash": bin(&HASH), "peer_id": peer(2),
-               "offer_id": format!("02{:038x}", 0), "offer": {"type": "offer", "sdp": "sdp of 2/0"}})
+               "offer_id": format!("{tag}{original}"), "offer": {"type": "offer", "sdp": "sdp of 2/0"}})
     );
     // A answers: the answer goes to B's connection, and A gets no reply.
     let answer = json!({
@@ -171,8 +176,68 @@ fn two_peers_exchange_an_offer_and_an_answer() {
     assert_eq!(
         parsed(&out.forwards[0].1),
         json!({"action": "announce", "info_hash": bin(&HASH), "peer_id": peer(1),
-               "offer_id": offer["offer_id"], "answer": {"type": "answer", "sdp": "a's answer"}})
+               "offer_id": original, "answer": {"type": "answer", "sdp": "a's answer"}}),
+        "the offerer gets its own offer id back"
     );
+}
+
+#[test]
+fn only_the_connection_an_offer_was_handed_to_may_answer_it() {
+    // Before: any member that knew an offer's id could answer it in the place of the peer it
+    // was handed to, and the answer reached the offerer.
+    let mut w = World::new();
+    let (mut a, mut b, mut c) = (conn(1), conn(2), conn(3));
+    w.send(&mut a, &announce(1, 100, 0));
+    w.send(&mut c, &announce(3, 0, 0));
+    // B's one offer goes to a leecher or a seeder: A or C.
+    let (out, _) = w.send(&mut b, &announce(2, 100, 1));
+    let (handed_to, text) = out.forwards[0].clone();
+    let offer_id = parsed(&text)["offer_id"].clone();
+    let (mut other, other_peer) = if handed_to == 1 { (c, 3) } else { (a, 1) };
+    let answer = json!({
+        "action": "announce", "info_hash": bin(&HASH), "peer_id": peer(other_peer),
+        "to_peer_id": peer(2), "offer_id": offer_id, "answer": {"type": "answer", "sdp": "not mine"},
+    });
+    let (out, outcome) = w.send(&mut other, &answer);
+    assert!(out.forwards.is_empty(), "not forwarded");
+    assert_eq!(outcome.error.as_deref(), Some(NOT_HANDED));
+    // Nor with the offerer's own id, untagged.
+    let untagged = json!({
+        "action": "announce", "info_hash": bin(&HASH), "peer_id": peer(other_peer),
+        "to_peer_id": peer(2), "offer_id": format!("02{:038x}", 0), "answer": {"type": "answer", "sdp": "x"},
+    });
+    let (out, outcome) = w.send(&mut other, &untagged);
+    assert!(out.forwards.is_empty());
+    assert_eq!(outcome.error.as_deref(), Some(NOT_HANDED));
+}
+
+#[test]
+fn offers_past_a_connections_budget_are_not_forwarded() {
+    // Before: nothing paced a socket: one socket had 868,000 offers forwarded in 10 s to 20
+    // reading peers.
+    let mut w = World::new();
+    w.policy.offers_per_minute = 60;
+    w.policy.offers_burst = 5;
+    let mut members: Vec<WsConnection> = (1..=20).map(conn).collect();
+    for (n, m) in members.iter_mut().enumerate() {
+        w.send(m, &announce(n as u8 + 1, 100, 0));
+    }
+    let mut flooder = conn(99);
+    let (_, outcome) = w.send(&mut flooder, &announce(99, 100, 4));
+    assert_eq!(
+        (outcome.offers_forwarded, outcome.offers_over_budget),
+        (4, 0)
+    );
+    let (out, outcome) = w.send(&mut flooder, &announce(99, 100, 4));
+    assert_eq!(
+        (outcome.offers_forwarded, outcome.offers_over_budget),
+        (1, 3)
+    );
+    assert_eq!(out.forwards.len(), 1);
+    assert!(out.reply.is_some(), "the announce itself is answered");
+    let (_, outcome) = w.send(&mut flooder, &announce(99, 100, 4));
+    assert_eq!(outcome.offers_forwarded, 0);
+    assert_eq!(flooder.offer_budget().map(|b| b.milli), Some(0));
 }
 
 #[test]
@@ -181,9 +246,11 @@ fn only_a_member_may_answer_from_its_own_connection() {
     let (mut a, mut b, mut stranger) = (conn(1), conn(2), conn(3));
     w.send(&mut a, &announce(1, 100, 0));
     w.send(&mut b, &announce(2, 100, 0));
+    // As if an offer "x" of peer 2 had been handed to the stranger's connection (3).
+    let handed = offer_tag(&KEY, 3, &PeerId([2; 20]), &InfoHash(HASH), "x") + "x";
     let answer = |from: u8| {
         json!({"action": "announce", "info_hash": bin(&HASH), "peer_id": peer(from),
-               "to_peer_id": peer(2), "offer_id": "x", "answer": {"type": "answer", "sdp": "spam"}})
+               "to_peer_id": peer(2), "offer_id": handed, "answer": {"type": "answer", "sdp": "spam"}})
     };
     // Neither as a peer id it never announced, nor as a member's id from another connection.
     for from in [3, 1] {

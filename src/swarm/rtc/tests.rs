@@ -26,6 +26,7 @@ fn announce(n: u8, event: Event, seeding: bool, offers: usize) -> RtcAnnounce {
         event,
         seeding,
         offers,
+        client: None,
     }
 }
 
@@ -38,6 +39,38 @@ fn run(
     let mut out = Vec::new();
     s.announce(&a, now, &|_| true, 100, &mut rng, &mut out)
         .map(|r| (r, out))
+}
+
+#[test]
+fn one_client_holds_at_most_its_share_of_a_swarm() {
+    // Before: 64 sockets of one address, 4 peer ids each, put 256 peers in one swarm, and an
+    // honest announce saw `incomplete 257`.
+    let mut s = swarm().with_client_cap(2);
+    let from = |n: u8, ip: [u8; 4], event| RtcAnnounce {
+        client: Some(std::net::IpAddr::from(ip)),
+        ..announce(n, event, false, 0)
+    };
+    let one = [10, 0, 0, 1];
+    assert!(run(&mut s, from(1, one, Event::Started), T0).is_ok());
+    assert!(run(&mut s, from(2, one, Event::Started), T0).is_ok());
+    assert_eq!(
+        run(&mut s, from(3, one, Event::Started), T0),
+        Err(RtcRefusal::FromAddress)
+    );
+    assert!(run(&mut s, from(4, [10, 0, 0, 2], Event::Started), T0).is_ok());
+    assert!(
+        run(&mut s, from(2, one, Event::None), T0 + 1).is_ok(),
+        "a member announcing again is not new"
+    );
+    assert!(run(&mut s, from(1, one, Event::Stopped), T0 + 2).is_ok());
+    assert!(
+        run(&mut s, from(3, one, Event::Started), T0 + 3).is_ok(),
+        "room again"
+    );
+    assert_eq!(s.len(), 3);
+    // Expiry gives the client's places back too.
+    s.expire(T0 + 1000, 10);
+    assert!(s.per_client.is_empty());
 }
 
 #[test]
@@ -245,7 +278,7 @@ proptest! {
             match op {
                 0..=2 => {
                     let event = [Event::Started, Event::None, Event::Stopped][op as usize];
-                    let a = RtcAnnounce { peer_id: id(n), conn, event, seeding, offers: 2 };
+                    let a = RtcAnnounce { peer_id: id(n), conn, event, seeding, offers: 2, client: None };
                     // Every connection stays open here: an id is held by whoever announced it.
                     let held = model.get(&n).is_some_and(|&(c, _, _)| c != conn);
                     let result = run(&mut s, a, now);
