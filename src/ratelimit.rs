@@ -69,6 +69,10 @@ struct Bucket {
 
 const SHARDS: usize = 16;
 
+fn spread_byte(h: usize, b: &u8) -> usize {
+    h.wrapping_mul(31).wrapping_add(usize::from(*b))
+}
+
 /// Token buckets, one per client ([`client_key`], or another key function).
 pub struct Limiter {
     limit: RateLimit,
@@ -102,8 +106,8 @@ impl Limiter {
     fn shard(&self, key: &IpAddr) -> &Mutex<HashMap<IpAddr, Bucket>> {
         // The low bytes of the prefix that vary between keys (the same for every key function).
         let spread = match key {
-            IpAddr::V4(v4) => v4.octets().iter().fold(0, |h, b| h * 31 + *b as usize),
-            IpAddr::V6(v6) => v6.octets()[..8].iter().fold(0, |h, b| h * 31 + *b as usize),
+            IpAddr::V4(v4) => v4.octets().iter().fold(0, spread_byte),
+            IpAddr::V6(v6) => v6.octets()[..8].iter().fold(0, spread_byte),
         };
         &self.shards[spread % SHARDS]
     }

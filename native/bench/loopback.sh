@@ -1,7 +1,9 @@
 # shellcheck shell=bash
 # Load from loopback comes from one address (or a few of 127.0.0.0/24), where a real tracker's
 # clients are many addresses and networks: the caps per client and per network, which would
-# refuse most of it, are lifted; the others stay as shipped.
+# refuse most of it, are lifted; the others stay as shipped. So is the budget of offers per
+# socket: a simulated browser announces far more often than a real one (a minute's worth a
+# second), and a bench of the forwarding itself would measure the budget instead.
 #
 #   env $(loopback_env BIN) BIN ...
 #
@@ -13,12 +15,14 @@ loopback_env() {
     local key value section name
     for setting in \
         TRACKER__MAX_PEERS_PER_ADDRESS=1000000 \
+        TRACKER__RATE_LIMIT_PER_MINUTE=0 \
         TRACKER__NEW_TORRENTS_PER_MINUTE=0 \
         NETWORK__HTTP_MAX_CONNECTIONS_PER_ADDRESS=1000000 \
         NETWORK__HTTP_MAX_CONNECTIONS_PER_NETWORK=1000000 \
         WEBTORRENT__MAX_CONNECTIONS_PER_ADDRESS=1000000 \
         WEBTORRENT__MAX_CONNECTIONS_PER_NETWORK=1000000 \
-        WEBTORRENT__MAX_TORRENTS_PER_CONNECTION=1000000; do
+        WEBTORRENT__MAX_TORRENTS_PER_CONNECTION=1000000 \
+        WEBTORRENT__OFFERS_PER_MINUTE=0; do
         key=${setting%%=*}
         value=${setting#*=}
         section=${key%%__*}

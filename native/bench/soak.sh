@@ -41,8 +41,10 @@ http_max_connections_per_network = 100000
 [webtorrent]
 max_connections_per_address = 100000
 max_connections_per_network = 100000
+offers_per_minute = 0
 [tracker]
 new_torrents_per_minute = 0
+rate_limit_per_minute = 0
 announce_interval = 60
 min_interval = 30
 peer_timeout = 120

@@ -291,8 +291,8 @@ impl Default for TrackerSection {
         TrackerSection {
             policy: Policy::default(),
             cleanup_interval: 60,
-            rate_limit_per_minute: 0,
-            rate_limit_burst: 10,
+            rate_limit_per_minute: 1800,
+            rate_limit_burst: 3600,
             full_scrape: false,
             full_scrape_interval: 600,
         }
@@ -400,10 +400,12 @@ scrape_max_hashes = 64
 # swarm at a third party (BEP 7, 2020 revision).
 accept_claimed_ip = false
 # Per-client announce limit (token bucket; a client is an IPv4 address or an IPv6 /64): this
-# many a minute after a burst of rate_limit_burst. 0 turns it off. Refused announces get "rate limited: ..." and are counted as
-# rate_limited on /stats.
-rate_limit_per_minute = 0
-rate_limit_burst = 10
+# many a minute after a burst of rate_limit_burst. 0 turns it off. Refused announces get "rate
+# limited: ..." and are counted as rate_limited on /stats. The default lets one address announce
+# 54,000 torrents every 30 minutes (a NAT of some thousands of users) and bounds what one
+# address can keep in the swarms to some 81,000 peers (README: "Holding up under abuse").
+rate_limit_per_minute = 1800
+rate_limit_burst = 3600
 # /scrape without info_hash answers for every torrent: expensive, so off by default. When on it
 # is built at most every 30 s, sent gzip-compressed to clients that accept gzip, and each client
 # may fetch it once per full_scrape_interval seconds.
