@@ -3,10 +3,19 @@
 //! Layout (all ASCII, so KV's byte-order listing groups each swarm):
 //!
 //! ```text
-//! p4:<info hash hex>:<compact peer hex>   a peer of the IPv4 swarm; p6: for IPv6
-//!     value ""; metadata {"s": 0|1 seeding, "t": unix time of the write}; expirationTtl = peer timeout
-//! d:<info hash hex>                       completed count (decimal), no expiry
+//! q4:<info hash hex>:<order>   a peer of the IPv4 swarm; q6: for IPv6. <order>: 16 hex digits of
+//!     a keyed hash of the compact peer. Value ""; metadata {"s": 0|1 seeding, "t": unix time of
+//!     the write, "a": compact peer hex, "c": 1 for a seeder gone back to leeching (absent: 0)};
+//!     expirationTtl = peer timeout
+//! d:<info hash hex>            completed count (decimal), no expiry
 //! ```
+//!
+//! A swarm is read through its first pages in key order, so the order is a keyed hash: a list
+//! page is a uniform sample of the swarm that nobody can place its peers in front of (ordered by
+//! address, 250 addresses whose keys sorted first filled the view, locked newcomers out and
+//! were the only peers handed out). The key comes from the home (the Worker derives it from its
+//! Durable Object namespace: the same in every isolate, never sent to a client). Entries of the
+//! earlier layout (`p4:`/`p6:`, ordered by address) are no longer read and expire by their TTL.
 //!
 //! Why: a read-modify-write array per swarm loses updates between peers and hits KV's one write
 //! per second per key on any popular torrent; a key per peer has neither problem, and one prefix
@@ -65,6 +74,16 @@ struct Meta {
     s: u8,
     /// When it was written.
     t: UnixTime,
+    /// The compact peer, hex (the key holds only its keyed hash).
+    #[serde(default)]
+    a: String,
+    /// 1: a seeder that announced something left again; its next `completed` is not counted.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    c: u8,
+}
+
+fn is_zero(c: &u8) -> bool {
+    *c == 0
 }
 
 /// One listed peer.
@@ -72,6 +91,7 @@ struct Listed {
     addr: Vec<u8>,
     seeding: bool,
     written: UnixTime,
+    demoted: bool,
 }
 
 pub struct KvPeerStore {
@@ -79,6 +99,8 @@ pub struct KvPeerStore {
     policy: Policy,
     /// Prepended to every key: lets tests give each store its own namespace in one KV.
     namespace: String,
+    /// Keys the order of a swarm's keys (see the module doc).
+    order_key: [u8; 16],
     ops: Cell<OpCounts>,
 }
 
@@ -87,13 +109,23 @@ fn kv_error(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl KvPeerStore {
-    pub fn new(kv: KvStore, policy: Policy, namespace: String) -> Self {
+    /// `order_key` orders each swarm's keys: secret, and the same wherever the store is opened.
+    pub fn new(kv: KvStore, policy: Policy, namespace: String, order_key: [u8; 16]) -> Self {
         KvPeerStore {
             kv,
             policy,
             namespace,
+            order_key,
             ops: Cell::new(OpCounts::default()),
         }
+    }
+
+    /// A peer's key in the swarm whose keys start with `prefix`.
+    fn peer_key(&self, prefix: &str, peer: &[u8]) -> String {
+        use std::hash::Hasher;
+        let mut h = siphasher::sip::SipHasher13::new_with_key(&self.order_key);
+        h.write(peer);
+        format!("{prefix}{:016x}", h.finish())
     }
 
     /// Operations performed through this store so far.
@@ -109,7 +141,7 @@ impl KvPeerStore {
 
     fn swarm_prefix(&self, hash: &InfoHash, v6: bool) -> String {
         format!(
-            "{}p{}:{}:",
+            "{}q{}:{}:",
             self.namespace,
             if v6 { 6 } else { 4 },
             hex(&hash.0)
@@ -139,13 +171,13 @@ impl KvPeerStore {
             self.count(|o| o.list += 1);
             let page = list.execute().await.map_err(kv_error)?;
             for key in page.keys {
-                let Some(addr) = key.name.strip_prefix(prefix).and_then(unhex) else {
-                    continue;
-                };
                 let Some(meta) = key
                     .metadata
                     .and_then(|m| serde_json::from_value::<Meta>(m).ok())
                 else {
+                    continue;
+                };
+                let Some(addr) = unhex(&meta.a) else {
                     continue;
                 };
                 if now.since(meta.t) > self.policy.peer_timeout {
@@ -155,6 +187,7 @@ impl KvPeerStore {
                     addr,
                     seeding: meta.s == 1,
                     written: meta.t,
+                    demoted: meta.c == 1,
                 });
             }
             if page.list_complete {
@@ -169,6 +202,9 @@ impl KvPeerStore {
                 }
             }
         }
+        // Listed in the keys' (hashed) order; handed to selection in address order, as every
+        // store does, so that one request and RNG pick the same peers whatever the store.
+        out.sort_unstable_by(|a, b| a.addr.cmp(&b.addr));
         Ok((out, complete))
     }
 
@@ -187,6 +223,7 @@ impl KvPeerStore {
                 addr: Vec::new(),
                 seeding: m.s == 1,
                 written: m.t,
+                demoted: m.c == 1,
             }))
     }
 
@@ -203,14 +240,20 @@ impl KvPeerStore {
 
     /// Whether a listed entry must be rewritten: it changed role, or it would expire before the
     /// client's next announce (plus a minute of slack for late clients and KV's propagation).
-    fn needs_write(&self, listed: Option<&Listed>, seeding: bool, now: UnixTime) -> bool {
+    fn needs_write(
+        &self,
+        listed: Option<&Listed>,
+        seeding: bool,
+        demoted: bool,
+        now: UnixTime,
+    ) -> bool {
         let Some(l) = listed else { return true };
         let p = &self.policy;
         let refresh_after = p
             .peer_timeout
             .saturating_sub(p.announce_interval)
             .saturating_sub(60);
-        l.seeding != seeding || now.since(l.written) >= refresh_after
+        l.seeding != seeding || l.demoted != demoted || now.since(l.written) >= refresh_after
     }
 
     async fn announce_inner(
@@ -223,7 +266,7 @@ impl KvPeerStore {
         let v6 = matches!(a.peer, PeerAddr::V6(_));
         let prefix = self.swarm_prefix(&a.info_hash, v6);
         let me = a.peer.as_bytes();
-        let my_key = format!("{prefix}{}", hex(me));
+        let my_key = self.peer_key(&prefix, me);
         let (mut swarm, complete) = self.list_swarm(&prefix, now).await?;
         let mut downloaded = self.downloaded(&a.info_hash).await?;
         let mine = swarm.iter().position(|l| l.addr == me);
@@ -233,9 +276,13 @@ impl KvPeerStore {
             None if !complete && a.event != Event::Stopped => self.own_entry(&my_key, now).await?,
             _ => None,
         };
-        let was_seeder = mine.map_or(beyond_view.as_ref().is_some_and(|l| l.seeding), |i| {
-            swarm[i].seeding
-        });
+        let listed_me = mine.map(|i| &swarm[i]).or(beyond_view.as_ref());
+        let was_seeder = listed_me.is_some_and(|l| l.seeding);
+        let was_demoted = listed_me.is_some_and(|l| l.demoted);
+        // A completion counts once per peer: a seeder going back to leeching is marked, and
+        // its next `completed` is not another download.
+        let counts_completion = a.event == Event::Completed && !was_seeder && !was_demoted;
+        let demoted = !a.seeding && (was_seeder || was_demoted);
         if mine.is_none() && beyond_view.is_none() && a.event != Event::Stopped {
             // A new peer, within the caps as far as the swarm's view shows them.
             let prefix_len = if v6 { 8 } else { 4 };
@@ -243,7 +290,9 @@ impl KvPeerStore {
                 .iter()
                 .filter(|l| l.addr.get(..prefix_len) == Some(&me[..prefix_len]))
                 .count();
-            if swarm.len() >= self.policy.max_peers_per_torrent as usize {
+            // Counted only over a swarm read whole: a full view is a sample, and a newcomer is
+            // never turned away for what it cannot show.
+            if complete && swarm.len() >= self.policy.max_peers_per_torrent as usize {
                 return Err(Full::PeersInTorrent.into());
             }
             if same_address >= self.policy.max_peers_per_address as usize {
@@ -262,13 +311,15 @@ impl KvPeerStore {
             self.kv.delete(&my_key).await.map_err(kv_error)?;
         } else {
             let listed = mine.map(|i| &swarm[i]).or(beyond_view.as_ref());
-            if self.needs_write(listed, a.seeding, now) {
+            if self.needs_write(listed, a.seeding, demoted, now) {
                 self.count(|o| o.put += 1);
                 let written = self.kv.put(&my_key, "").and_then(|p| {
                     p.expiration_ttl(u64::from(self.policy.peer_timeout.max(MIN_TTL)))
                         .metadata(Meta {
                             s: u8::from(a.seeding),
                             t: now,
+                            a: hex(me),
+                            c: u8::from(demoted),
                         })
                 });
                 match written {
@@ -291,9 +342,10 @@ impl KvPeerStore {
                     addr: me.to_vec(),
                     seeding: a.seeding,
                     written: now,
+                    demoted,
                 }),
             }
-            if a.event == Event::Completed && !was_seeder {
+            if counts_completion {
                 downloaded = downloaded.saturating_add(1);
                 self.count(|o| o.put += 1);
                 let key = self.downloaded_key(&a.info_hash);

@@ -296,6 +296,21 @@ fn stats(env: &Env) -> worker::Result<Response> {
     Ok(r)
 }
 
+/// A secret key for `purpose`, the same in every isolate and object of this Worker and never
+/// sent to a client: the id Cloudflare gives the swarm objects' namespace for the name `purpose`
+/// (a keyed hash under the namespace's own secret, computed locally, no request), hashed down to
+/// 16 bytes.
+pub(crate) fn derived_key(env: &Env, purpose: &str) -> worker::Result<[u8; 16]> {
+    use siphasher::sip128::{Hasher128, SipHasher13};
+    let id = env
+        .durable_object(store::DO_BINDING)?
+        .id_from_name(purpose)?
+        .to_string();
+    let mut h = SipHasher13::new();
+    std::hash::Hasher::write(&mut h, id.as_bytes());
+    Ok(h.finish128().as_bytes())
+}
+
 /// Runs the store conformance suite against the real binding of `?store=kv` (the default) or
 /// `?store=durable-object` (tests only: enabled by the CONFORMANCE_TESTS var, which only the
 /// Miniflare tests set). Each case gets its own keys or objects, so the cases share one

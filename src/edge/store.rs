@@ -35,10 +35,13 @@ impl EdgeStore {
                 let kv = env
                     .kv(kv::BINDING)
                     .map_err(|e| format!("KV binding {}: {e}", kv::BINDING))?;
+                let order_key = super::derived_key(env, "kv swarm order")
+                    .map_err(|e| format!("Durable Object binding {DO_BINDING}: {e}"))?;
                 Ok(EdgeStore::Kv(KvPeerStore::new(
                     kv,
                     policy.clone(),
                     namespace,
+                    order_key,
                 )))
             }
             StoreKind::DurableObject => {

@@ -189,10 +189,9 @@ test("only the socket an offer was handed to may answer it", async () => {
   // C's one offer goes to A or B; the other, also a member, answers with its id.
   c.send(announce(h, 23, { offers: 1 }));
   await c.next();
-  const [handed, other, otherPeer] = await Promise.race([
-    a.next().then((m) => [m, b, 22]),
-    b.next().then((m) => [m, a, 21]),
-  ]);
+  const [toA, toB] = [await a.drain(), await b.drain()];
+  assert.equal(toA.length + toB.length, 1, "one offer handed");
+  const [handed, other, otherPeer] = toA.length ? [toA[0], b, 22] : [toB[0], a, 21];
   other.send({
     action: "announce", info_hash: h, peer_id: bin(otherPeer), to_peer_id: bin(23),
     offer_id: handed.offer_id, answer: { type: "answer", sdp: "v=0\r\nnot mine\r\n" },

@@ -81,13 +81,22 @@ test("stopped removes the peer; completed counts once", async () => {
   assert.deepEqual(after.d.get("peers"), Buffer.alloc(0));
 });
 
+/** The KV key of `peer` (compact) in the IPv4 swarm of `h`, found by its metadata. */
+async function keyOf(kv, h, peer) {
+  const { keys } = await kv.list({ prefix: `q4:${Buffer.from(h).toString("hex")}:` });
+  const key = keys.find((k) => k.metadata?.a === peer.toString("hex"));
+  assert.ok(key, "the peer's key");
+  return key.name;
+}
+
 test("stopped deletes the peer's key even when the lagging list did not show it", async () => {
   // KV lists lag writes by up to a minute: a peer that starts and stops within that lag is not
   // in the list its stop reads. Its key, written behind the store's back without the metadata
   // the store lists peers by, stands in for such an entry.
   const h = hash(12);
   const kv = await mf.getKVNamespace("SWARMS");
-  const key = `p4:${Buffer.from(h).toString("hex")}:${compact4("10.0.8.1", 1).toString("hex")}`;
+  await announce("10.0.8.1", h, 1, { left: 1 });
+  const key = await keyOf(kv, h, compact4("10.0.8.1", 1));
   await kv.put(key, "", { expirationTtl: 5400 });
   const stop = await announce("10.0.8.1", h, 1, { left: 1, event: "stopped" });
   assert.equal(stop.ops, "list=1 get=1 put=0 delete=1");
@@ -183,9 +192,14 @@ test("an entry is rewritten only when it would expire before the next announce",
   const h = hash(11);
   const kv = await mf.getKVNamespace("SWARMS");
   const now = Math.floor(Date.now() / 1000);
-  const key = (ip) => `p4:${Buffer.from(h).toString("hex")}:${compact4(ip, 1).toString("hex")}`;
-  await kv.put(key("10.0.7.1"), "", { expirationTtl: 5400, metadata: { s: 1, t: now - 1000 } });
-  await kv.put(key("10.0.7.2"), "", { expirationTtl: 5400, metadata: { s: 1, t: now - 3600 } });
+  // Three seeders' entries, then their write times set back.
+  for (const ip of ["10.0.7.1", "10.0.7.2", "10.0.7.3"]) await announce(ip, h, 1);
+  const keys = {};
+  for (const ip of ["10.0.7.1", "10.0.7.2", "10.0.7.3"]) keys[ip] = await keyOf(kv, h, compact4(ip, 1));
+  const key = (ip) => keys[ip];
+  const a = (ip) => compact4(ip, 1).toString("hex");
+  await kv.put(key("10.0.7.1"), "", { expirationTtl: 5400, metadata: { s: 1, t: now - 1000, a: a("10.0.7.1") } });
+  await kv.put(key("10.0.7.2"), "", { expirationTtl: 5400, metadata: { s: 1, t: now - 3600, a: a("10.0.7.2") } });
   assert.equal((await announce("10.0.7.1", h, 1)).ops, "list=1 get=1 put=0 delete=0", "still fresh: no write");
   assert.equal((await announce("10.0.7.2", h, 1)).ops, "list=1 get=1 put=1 delete=0", "due: rewritten");
   const { metadata } = await kv.getWithMetadata(key("10.0.7.2"));
@@ -193,7 +207,7 @@ test("an entry is rewritten only when it would expire before the next announce",
   // A seeder that starts leeching again changes role: rewritten at once.
   assert.equal((await announce("10.0.7.1", h, 1, { left: 5 })).ops, "list=1 get=1 put=1 delete=0");
   // Entries past the timeout are not served even before KV drops them.
-  await kv.put(key("10.0.7.3"), "", { expirationTtl: 600, metadata: { s: 1, t: now - 6000 } });
+  await kv.put(key("10.0.7.3"), "", { expirationTtl: 600, metadata: { s: 1, t: now - 6000, a: a("10.0.7.3") } });
   const r = await announce("10.0.7.4", h, 1, { left: 1 });
   assert.equal(r.d.get("complete"), 1, "10.0.7.2 only: 10.0.7.1 leeches, 10.0.7.3 is stale");
 });
@@ -206,7 +220,7 @@ test("swarms larger than one KV list page are read in bounded pages", async () =
   const writes = [];
   for (let i = 0; i < 1500; i++) {
     const peer = Buffer.from([10, 9, i >> 8, i & 255, 0x1a, 0xe1]).toString("hex");
-    writes.push(kv.put(`p4:${hex}:${peer}`, "", { expirationTtl: 3600, metadata: { s: 1, t: now } }));
+    writes.push(kv.put(`q4:${hex}:${String(i).padStart(16, "0")}`, "", { expirationTtl: 3600, metadata: { s: 1, t: now, a: peer } }));
   }
   await Promise.all(writes);
   const r = await announce("10.0.6.1", h, 1, { left: 1, numwant: 100 });
@@ -216,23 +230,23 @@ test("swarms larger than one KV list page are read in bounded pages", async () =
 });
 
 test("a peer beyond the pages a swarm's list reads is looked up, not rewritten or recounted", async () => {
-  // Before: the Worker saw a swarm only through its first 4,000 keys in address order; a peer
-  // past them was rewritten at every announce and its repeated completed counted again. Now a
-  // swarm that fills the view takes no new peer (MAX_PEERS_PER_TORRENT is at most 4,000 on KV),
-  // and a peer already beyond it is found by its own key.
+  // Before: the Worker saw a swarm only through its first 4,000 keys; a peer past them was
+  // rewritten at every announce and its repeated completed counted again. A peer beyond the
+  // view is found by its own key; and a full view turns no newcomer away (before: 250
+  // addresses whose keys sorted first filled it, and every new peer was refused).
   const h = hash(16);
   const kv = await mf.getKVNamespace("SWARMS");
   const now = Math.floor(Date.now() / 1000);
   const hex = Buffer.from(h).toString("hex");
+  const id = peerId();
+  await announce("10.200.0.1", h, 1, { left: 5, id });
+  // Planted in front of every real key (a real one starts with 12 zero digits once in 2^48).
   const writes = [];
   for (let i = 0; i < 4100; i++) {
     const peer = Buffer.from([10, 8, i >> 8, i & 255, 0x1a, 0xe1]).toString("hex");
-    writes.push(kv.put(`p4:${hex}:${peer}`, "", { expirationTtl: 3600, metadata: { s: 0, t: now } }));
+    writes.push(kv.put(`q4:${hex}:${String(i).padStart(16, "0")}`, "", { expirationTtl: 3600, metadata: { s: 0, t: now, a: peer } }));
   }
-  const mine = `p4:${hex}:${compact4("10.200.0.1", 1).toString("hex")}`;
-  writes.push(kv.put(mine, "", { expirationTtl: 3600, metadata: { s: 0, t: now } }));
   await Promise.all(writes);
-  const id = peerId();
   const steady = await announce("10.200.0.1", h, 1, { left: 5, id });
   assert.equal(steady.ops, "list=4 get=2 put=0 delete=0", "found by its key, not rewritten");
   const done = await announce("10.200.0.1", h, 1, { left: 0, event: "completed", id });
@@ -240,7 +254,41 @@ test("a peer beyond the pages a swarm's list reads is looked up, not rewritten o
   const again = await announce("10.200.0.1", h, 1, { left: 0, event: "completed", id });
   assert.equal(again.d.get("downloaded"), 1, "a seeder's repeated completed is not counted again");
   const newcomer = await announce("10.201.0.1", h, 1, { left: 5, event: "started" });
-  assert.equal(newcomer.d.get("failure reason").toString(), "torrent full: no room for another peer in this swarm");
+  assert.equal(newcomer.d.get("failure reason"), undefined, "a full view turns no newcomer away");
+  assert.equal(newcomer.d.get("peers").length, 50 * 6, "and hands it peers of the view");
+});
+
+test("a swarm's KV keys are ordered by a keyed hash, not by address", async () => {
+  // Before: keys were p4:<hash>:<address>, listed in address order: whoever held the lowest
+  // addresses filled the pages every announce read, and was every peer handed out.
+  const h = hash(17);
+  const kv = await mf.getKVNamespace("SWARMS");
+  const hex = Buffer.from(h).toString("hex");
+  for (let i = 1; i <= 30; i++) await announce(`10.17.0.${i}`, h, 1000 + i, { left: 1 });
+  const { keys } = await kv.list({ prefix: `q4:${hex}:` });
+  assert.equal(keys.length, 30);
+  const listed = keys.map((k) => k.metadata.a);
+  const byAddress = [...listed].sort();
+  assert.notDeepEqual(listed, byAddress, "list order is not address order");
+  for (const k of keys) {
+    assert.match(k.name, /^q4:[0-9a-f]{40}:[0-9a-f]{16}$/);
+    assert.ok(!k.name.includes(k.metadata.a), "the key does not hold the address");
+  }
+  // The same peer keeps its key: a re-announce writes nothing new.
+  await announce("10.17.0.1", h, 1001, { left: 1 });
+  assert.equal((await kv.list({ prefix: `q4:${hex}:` })).keys.length, 30);
+});
+
+test("KV: a seeder gone back to leeching is not counted completed again", async () => {
+  // Before: a peer alternating a leeching announce and `completed` was counted every cycle.
+  const h = hash(18);
+  const id = peerId();
+  await announce("10.18.0.1", h, 1, { left: 5, event: "started", id });
+  for (let i = 0; i < 3; i++) {
+    const done = await announce("10.18.0.1", h, 1, { left: 0, event: "completed", id });
+    assert.equal(done.d.get("downloaded"), 1, `cycle ${i}`);
+    await announce("10.18.0.1", h, 1, { left: 5, id });
+  }
 });
 
 test("the store conformance suite passes against Workers KV", async () => {

@@ -44,22 +44,6 @@ pub struct SocketObject {
     busy: Cell<bool>,
 }
 
-/// The key of the tags on forwarded offer ids (see [`crate::service::ws::offer_tag`]): every
-/// socket object must have the same one, and clients none. The id Cloudflare derives for a
-/// fixed name is both: a keyed hash under the namespace's own secret, the same in every
-/// isolate, computed locally (no request).
-fn offer_key(env: &Env) -> worker::Result<[u8; 16]> {
-    let id = env
-        .durable_object(SOCKET_BINDING)?
-        .id_from_name("webtorrent offer tags")?
-        .to_string();
-    let mut key = [0u8; 16];
-    let mut h = siphasher::sip128::SipHasher13::new_with_keys(0, 0);
-    std::hash::Hasher::write(&mut h, id.as_bytes());
-    key.copy_from_slice(&siphasher::sip128::Hasher128::finish128(&h).as_bytes());
-    Ok(key)
-}
-
 /// The header a delivered offer carries: the torrent, the offering peer and its connection, in
 /// hex, so that the answer can go straight back.
 const OFFER_FROM: &str = "x-offer-from";
@@ -285,7 +269,7 @@ impl SocketObject {
         )
         .with_offer_budget(attachment.offer_budget);
         let home = WsHome {
-            offer_key: offer_key(&self.env)?,
+            offer_key: crate::edge::derived_key(&self.env, "webtorrent offer tags")?,
             swarms: &swarms,
             policy: &knobs.rtc,
             is_open: &|_| true,
