@@ -215,6 +215,8 @@ pub struct WebtorrentSection {
     /// Offers one connection may have forwarded a minute, after a burst (0: no limit).
     pub offers_per_minute: u32,
     pub offers_burst: u32,
+    /// Bytes waiting in all sockets' queues together; more messages are dropped (and counted).
+    pub max_queued_bytes: usize,
     /// WebSockets open at once: in all, from one client (an IPv4 address, an IPv6 /64) and
     /// from one network (an IPv4 /24, an IPv6 /48). Apart from `[network]`'s HTTP caps.
     pub max_connections: usize,
@@ -235,6 +237,7 @@ impl Default for WebtorrentSection {
             send_queue: 64,
             offers_per_minute: rtc.offers_per_minute,
             offers_burst: rtc.offers_burst,
+            max_queued_bytes: 64 << 20,
             max_connections: 16_384,
             max_connections_per_address: 64,
             max_connections_per_network: 256,
@@ -417,7 +420,7 @@ full_scrape_interval = 600
 completed_retention = 2592000
 # Caps on what clients can make the tracker hold. A new torrent or peer beyond one is refused
 # with a failure reason saying which, and counted on /stats. With these defaults memory stays
-# under about 1.5 GB (README: "Holding up under abuse").
+# under about 2.3 GB, WebTorrent included (README: "Holding up under abuse").
 # At max_torrents, torrents kept without peers (for their completed count) make room for a new
 # one, oldest first; a torrent with peers is never pushed out.
 max_torrents = 5000000
@@ -490,6 +493,9 @@ send_queue = 64
 # its offers are not forwarded (counted as offers_over_budget). 0 turns it off.
 offers_per_minute = 600
 offers_burst = 640
+# Bytes waiting for slow readers in all sockets' queues together (each socket's own is at most
+# send_queue messages and 256 KiB); past it, new messages for anyone are dropped (and counted).
+max_queued_bytes = 67108864
 # WebSockets open at once: in all, from one client (an IPv4 address or an IPv6 /64) and from one
 # network (an IPv4 /24 or an IPv6 /48). A WebSocket leaves [network]'s HTTP caps when it opens,
 # so browsers never take the connections announces need. At the first cap the socket silent
@@ -686,6 +692,12 @@ impl Config {
             return Err(
                 "[webtorrent] idle_timeout must be longer than announce_interval (a browser's socket is silent between announces)".into(),
             );
+        }
+        if ws.max_queued_bytes < edgetracker::protocol::ws::MAX_MESSAGE {
+            return Err(format!(
+                "[webtorrent] max_queued_bytes must be at least {} (one message)",
+                edgetracker::protocol::ws::MAX_MESSAGE
+            ));
         }
         if ws.send_queue == 0 {
             return Err("[webtorrent] send_queue must be at least 1".into());

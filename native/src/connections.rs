@@ -253,8 +253,17 @@ impl Connections {
             return None;
         }
         let mut best: Option<(u64, usize)> = None;
-        for _ in 0..SHED_SAMPLE.min(len) {
-            let slot = pool.random(len);
+        // Every holder when there are few; else a random sample.
+        let mut sample = [0; SHED_SAMPLE];
+        let n = len.min(SHED_SAMPLE);
+        for (i, slot) in sample[..n].iter_mut().enumerate() {
+            *slot = if len <= SHED_SAMPLE {
+                i
+            } else {
+                pool.random(len)
+            };
+        }
+        for &slot in &sample[..n] {
             let Some(holder) = &pool.holders[slot] else {
                 continue;
             };

@@ -54,6 +54,11 @@ pub struct Hub {
     pub policy: RtcPolicy,
     /// Keys the tags of forwarded offer ids (see `offer_tag`).
     offer_key: [u8; 16],
+    /// Bytes waiting in all sockets' queues, and the most they may hold
+    /// (`[webtorrent] max_queued_bytes`): each socket's own bound times the sockets open would
+    /// otherwise be the worst case (4 GiB at the defaults).
+    queued_total: AtomicUsize,
+    max_queued_bytes: usize,
     queues: Box<[Mutex<Queues>]>,
     next_id: AtomicU64,
     counters: Counters,
@@ -92,6 +97,8 @@ impl Hub {
                 max_peers_per_address,
             ),
             offer_key,
+            queued_total: AtomicUsize::new(0),
+            max_queued_bytes: config.max_queued_bytes,
             policy: config.policy(),
             queues: (0..QUEUE_SHARDS).map(|_| Mutex::default()).collect(),
             next_id: AtomicU64::new(1),
@@ -106,16 +113,21 @@ impl Hub {
     }
 
     /// Queues `text` for connection `to`; dropped (and counted) if its queue is full (in
-    /// messages or in bytes) or it has closed.
+    /// messages or in bytes), all queues together hold `max_queued_bytes`, or it has closed.
     fn deliver(&self, to: ConnId, text: String) {
         let len = text.len();
         let queued = match self.queues(to).get(&to) {
-            Some((queue, bytes)) if bytes.load(Ordering::Relaxed) + len <= QUEUE_BYTES => {
+            Some((queue, bytes))
+                if bytes.load(Ordering::Relaxed) + len <= QUEUE_BYTES
+                    && self.queued_total.load(Ordering::Relaxed) + len <= self.max_queued_bytes =>
+            {
                 // Counted before it is queued, so the reader's subtraction never comes first.
                 bytes.fetch_add(len, Ordering::Relaxed);
+                self.queued_total.fetch_add(len, Ordering::Relaxed);
                 let sent = queue.try_send(text).is_ok();
                 if !sent {
                     bytes.fetch_sub(len, Ordering::Relaxed);
+                    self.queued_total.fetch_sub(len, Ordering::Relaxed);
                 }
                 sent
             }
@@ -163,6 +175,7 @@ impl Hub {
             "offers_over_budget": load(&c.offers_over_budget),
             "answers_forwarded": load(&c.answers_forwarded),
             "messages_dropped": load(&c.dropped),
+            "queued_bytes": self.queued_total.load(Ordering::Relaxed),
             "torrents": torrents,
             "peers": peers,
         })
@@ -218,7 +231,12 @@ impl Hub {
             (
                 "messages_dropped",
                 "counter",
-                "Messages for a peer dropped: its queue was full or it had gone.",
+                "Messages for a peer dropped: its queue (or all queues together) was full, or it had gone.",
+            ),
+            (
+                "queued_bytes",
+                "gauge",
+                "Bytes waiting in all WebSockets' queues for slow readers.",
             ),
             ("torrents", "gauge", "Torrents with WebTorrent peers."),
             ("peers", "gauge", "WebTorrent peers in swarms."),
@@ -440,10 +458,12 @@ async fn serve<S>(
             }
             Some(text) = queued.recv() => {
                 queued_bytes.fetch_sub(text.len(), Ordering::Relaxed);
+                hub.queued_total.fetch_sub(text.len(), Ordering::Relaxed);
                 // Whatever else is already waiting goes out in the same write.
                 for _ in 1..BATCH {
                     let Ok(more) = queued.try_recv() else { break };
                     queued_bytes.fetch_sub(more.len(), Ordering::Relaxed);
+                    hub.queued_total.fetch_sub(more.len(), Ordering::Relaxed);
                     batch.push(Message::text(more));
                 }
                 Some(Message::text(text))
@@ -462,6 +482,10 @@ async fn serve<S>(
             break;
         }
     }
+    // Out of the hub (under its queues' lock, so nothing is queued for it after this): what is
+    // still waiting is dropped with the channel, and leaves the total.
     drop(socket);
+    hub.queued_total
+        .fetch_sub(queued_bytes.swap(0, Ordering::Relaxed), Ordering::Relaxed);
     let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
 }

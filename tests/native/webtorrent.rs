@@ -472,3 +472,57 @@ fn a_full_websocket_pool_refuses_the_upgrade_with_a_reason() {
     assert!(refused.contains("503"), "{refused}");
     t.shutdown();
 }
+
+#[test]
+fn all_sockets_queues_together_stay_within_max_queued_bytes() {
+    // Before: each socket's queue was bounded (256 KiB), all of them together were not: 16,384
+    // sockets that never read could hold 4 GiB.
+    let t = tracker_with(|c| {
+        c.webtorrent.max_queued_bytes = 100_000;
+        c.webtorrent.offers_per_minute = 0;
+    });
+    let addr = http_addr(&t, false);
+    let mut sleepers: Vec<Socket> = (1..=3)
+        .map(|n| {
+            let mut s = open(addr, "/announce").unwrap();
+            send(&mut s, &announce(n, 1000, 0));
+            recv(&mut s);
+            s
+        })
+        .collect();
+    let mut talker = open(addr, "/announce").unwrap();
+    // Three offers of 18 KB in one message (a message is at most 64 KiB).
+    let big = "a=candidate ".repeat(1500);
+    // Until the kernel's socket buffers are full and messages wait in the tracker's queues,
+    // and then some (bounded: 400 rounds, about 20 MB).
+    let mut most = 0;
+    for round in 0..400 {
+        let mut m = announce(9, 0, 3);
+        for i in 0..3 {
+            m["offers"][i]["offer"]["sdp"] = json!(big);
+        }
+        send(&mut talker, &m);
+        recv(&mut talker);
+        if round % 10 == 0 {
+            let s = stats(&t);
+            most = most.max(s["queued_bytes"].as_u64().unwrap());
+            if s["messages_dropped"].as_u64() > Some(30) {
+                break;
+            }
+        }
+    }
+    let s = stats(&t);
+    assert!(most <= 100_000, "{most} bytes queued at most");
+    assert!(s["messages_dropped"].as_u64().unwrap() > 0, "{s}");
+    // Closed sockets give their queued bytes back.
+    for s in &mut sleepers {
+        let _ = s.close(None);
+    }
+    drop(sleepers);
+    assert!(
+        eventually(|| stats(&t)["queued_bytes"] == 0),
+        "{}",
+        stats(&t)
+    );
+    t.shutdown();
+}
