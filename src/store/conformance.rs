@@ -232,6 +232,13 @@ pub async fn completed_counts_once<S: PeerStore>(store: &S, rng: &mut impl Rng) 
         vec![counts(2, 0, 2)],
         "completed_counts_once: scrape"
     );
+    // A seeder that goes back to leeching and says completed again is not another download.
+    call(store, announce(a, Event::None, false), T0 + 3, rng).await;
+    let r = call(store, announce(a, Event::Completed, true), T0 + 3, rng).await;
+    assert_eq!(
+        r.counts.downloaded, 2,
+        "completed_counts_once: a cycle through leeching"
+    );
     // Completed downloads are history: they outlive the peers.
     call(store, announce(a, Event::Stopped, true), T0 + 4, rng).await;
     call(store, announce(b, Event::Stopped, true), T0 + 4, rng).await;

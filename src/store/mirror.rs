@@ -15,6 +15,8 @@
 //! nothing needs a timer to keep the object awake. Owns that bookkeeping; knows no SQL, clock,
 //! socket or wire format.
 
+use std::collections::BTreeSet;
+
 use rand_core::Rng;
 
 use super::{Full, PeerAnnounce};
@@ -81,6 +83,8 @@ pub struct Row {
     pub seeding: bool,
     /// When the row was written: on reload, the peer counts as last seen then.
     pub written: UnixTime,
+    /// A leecher that was a seeder: its next `completed` is not another download.
+    pub demoted: bool,
 }
 
 /// What storage must do to mirror the swarm, in order.
@@ -106,6 +110,9 @@ pub struct MirroredSwarm {
     v4: PeerList<6, Written>,
     v6: PeerList<18, Written>,
     downloaded: u32,
+    /// Leechers that were seeders in this swarm (their rows say so too): a completion counts once
+    /// per peer. Few, so kept aside rather than beside every peer.
+    demoted: BTreeSet<PeerAddr>,
     knobs: Knobs,
     /// A row older than this is rewritten at the peer's next announce.
     refresh_after: u32,
@@ -124,6 +131,7 @@ impl MirroredSwarm {
             v4: PeerList::default(),
             v6: PeerList::default(),
             downloaded: 0,
+            demoted: BTreeSet::new(),
             knobs,
             refresh_after: knobs.refresh_after(),
             last_sweep: now,
@@ -154,6 +162,9 @@ impl MirroredSwarm {
             match row.peer {
                 PeerAddr::V4(addr) => load_into(&mut swarm.v4, addr, &row, seen),
                 PeerAddr::V6(addr) => load_into(&mut swarm.v6, addr, &row, seen),
+            }
+            if row.demoted && !row.seeding {
+                swarm.demoted.insert(row.peer);
             }
         }
         swarm
@@ -194,6 +205,7 @@ impl MirroredSwarm {
                 Ok(())
             }
         };
+        let was_demoted = self.demoted.contains(&a.peer);
         let (refresh_after, v4, v6) = (self.refresh_after, &mut self.v4, &mut self.v6);
         let (was_seeder, (complete, incomplete)) = match a.peer {
             PeerAddr::V4(addr) => {
@@ -205,10 +217,25 @@ impl MirroredSwarm {
                 announce_in(v6, addr, a, now, refresh_after, admit, rng, peers, writes)?
             }
         };
+        // A seeder that goes back to leeching stays marked until it seeds again or leaves, in
+        // memory and in the row this request writes for it (a change of role always writes one).
+        let demoted = !a.seeding && a.event != Event::Stopped && (was_seeder || was_demoted);
+        if demoted {
+            self.demoted.insert(a.peer);
+        } else {
+            self.demoted.remove(&a.peer);
+        }
+        for w in writes.iter_mut() {
+            if let Write::Peer(row) = w
+                && row.peer == a.peer
+            {
+                row.demoted = demoted;
+            }
+        }
         if writes.iter().any(|w| matches!(w, Write::Peer(_))) {
             self.stored = true;
         }
-        if a.event == Event::Completed && !was_seeder {
+        if a.event == Event::Completed && !was_seeder && !was_demoted {
             self.downloaded = self.downloaded.saturating_add(1);
             writes.push(Write::Downloaded(self.downloaded));
             self.stored = true;
@@ -245,15 +272,18 @@ impl MirroredSwarm {
 
     /// Every peer's row as storage should hold it (for tests and checks).
     pub fn rows(&self) -> impl Iterator<Item = Row> + '_ {
-        let v4 = self.v4.iter_extra().map(|(a, s, &w)| Row {
+        let demoted = |p: &PeerAddr| self.demoted.contains(p);
+        let v4 = self.v4.iter_extra().map(move |(a, s, &w)| Row {
             peer: PeerAddr::V4(*a),
             seeding: s,
             written: w,
+            demoted: demoted(&PeerAddr::V4(*a)),
         });
-        let v6 = self.v6.iter_extra().map(|(a, s, &w)| Row {
+        let v6 = self.v6.iter_extra().map(move |(a, s, &w)| Row {
             peer: PeerAddr::V6(*a),
             seeding: s,
             written: w,
+            demoted: demoted(&PeerAddr::V6(*a)),
         });
         v4.chain(v6)
     }
@@ -273,12 +303,15 @@ impl MirroredSwarm {
         }
         self.last_sweep = now;
         let timeout = self.knobs.peer_timeout;
-        self.v4.expire_each(now, timeout, |a, _| {
-            writes.push(Write::Forget(PeerAddr::V4(*a)))
-        });
-        self.v6.expire_each(now, timeout, |a, _| {
-            writes.push(Write::Forget(PeerAddr::V6(*a)))
-        });
+        let demoted = &mut self.demoted;
+        let mut gone = |peer: PeerAddr| {
+            demoted.remove(&peer);
+            writes.push(Write::Forget(peer));
+        };
+        self.v4
+            .expire_each(now, timeout, |a, _| gone(PeerAddr::V4(*a)));
+        self.v6
+            .expire_each(now, timeout, |a, _| gone(PeerAddr::V6(*a)));
     }
 
     /// The last step of every request: an empty swarm without a completed count keeps nothing,
@@ -332,6 +365,8 @@ fn announce_in<const N: usize>(
                     peer: a.peer,
                     seeding: a.seeding,
                     written: now,
+                    // Set by the caller, which knows whether the peer was a seeder.
+                    demoted: false,
                 }));
             }
             list.select(Some(at), a.seeding, a.want, rng, peers);

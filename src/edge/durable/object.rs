@@ -7,7 +7,9 @@
 //!
 //! ```text
 //! swarm(key BLOB PRIMARY KEY, seeding INTEGER, value INTEGER) WITHOUT ROWID
-//!   key = a peer's compact address (6 or 18 bytes): seeding 0|1, value = when the row was written
+//!   key = a peer's compact address (6 or 18 bytes): seeding 0 (leeching) | 1 (seeding) | 2
+//!         (leeching, was seeding: its next completed is not counted), value = when the row was
+//!         written
 //!   key = x'' (empty):                              value = the completed count
 //! ```
 //!
@@ -34,6 +36,11 @@ use crate::store::Full;
 use crate::store::mirror::{MirroredSwarm, Row, Write};
 use crate::swarm::PeerAddr;
 use crate::time::UnixTime;
+
+/// The `seeding` column's values.
+const LEECHING: i64 = 0;
+const SEEDING: i64 = 1;
+const DEMOTED: i64 = 2;
 
 #[worker::durable_object]
 pub struct SwarmObject {
@@ -232,8 +239,9 @@ impl SwarmObject {
                 0 => downloaded = value,
                 6 | 18 => peers.push(Row {
                     peer: peer_of(key),
-                    seeding: seeding != 0,
+                    seeding: seeding == SEEDING,
                     written: UnixTime(value),
+                    demoted: seeding == DEMOTED,
                 }),
                 len => worker::console_error!("swarm object: skipped a key of {len} bytes"),
             }
@@ -265,7 +273,11 @@ impl SwarmObject {
                 }
                 Write::Peer(r) => {
                     self.create_table(sql, rows)?;
-                    let seeding = SqlStorageValue::Integer(i64::from(r.seeding));
+                    let seeding = SqlStorageValue::Integer(match (r.seeding, r.demoted) {
+                        (true, _) => SEEDING,
+                        (false, true) => DEMOTED,
+                        (false, false) => LEECHING,
+                    });
                     let written = SqlStorageValue::Integer(i64::from(r.written.secs()));
                     sql.exec(UPSERT, vec![blob(r.peer.as_bytes()), seeding, written])?
                 }

@@ -21,7 +21,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 /// What one object's storage holds.
 #[derive(Default, Debug, PartialEq)]
 struct Stored {
-    rows: BTreeMap<PeerAddr, (bool, UnixTime)>,
+    rows: BTreeMap<PeerAddr, Row>,
     downloaded: u32,
 }
 
@@ -34,7 +34,7 @@ impl Stored {
         for w in writes {
             match *w {
                 Write::Peer(r) => {
-                    self.rows.insert(r.peer, (r.seeding, r.written));
+                    self.rows.insert(r.peer, r);
                 }
                 Write::Forget(p) => {
                     self.rows.remove(&p);
@@ -46,15 +46,7 @@ impl Stored {
     }
     fn rows(&self) -> Vec<Row> {
         // As the Durable Object reads them: leechers, then seeders, each by address.
-        let mut rows: Vec<Row> = self
-            .rows
-            .iter()
-            .map(|(&peer, &(seeding, written))| Row {
-                peer,
-                seeding,
-                written,
-            })
-            .collect();
+        let mut rows: Vec<Row> = self.rows.values().copied().collect();
         rows.sort_by_key(|r| (r.seeding, r.peer));
         rows
     }
@@ -197,7 +189,8 @@ fn steady_announces_write_nothing_until_the_row_would_look_expired() {
         vec![Write::Peer(Row {
             peer: peer(1),
             seeding: false,
-            written: T0
+            written: T0,
+            demoted: false,
         })],
         "a new peer: one row"
     );
@@ -209,7 +202,8 @@ fn steady_announces_write_nothing_until_the_row_would_look_expired() {
         vec![Write::Peer(Row {
             peer: peer(1),
             seeding: false,
-            written: T0 + 3600
+            written: T0 + 3600,
+            demoted: false,
         })],
         "refresh due after 3540 s"
     );
@@ -219,7 +213,8 @@ fn steady_announces_write_nothing_until_the_row_would_look_expired() {
         vec![Write::Peer(Row {
             peer: peer(1),
             seeding: true,
-            written: T0 + 3601
+            written: T0 + 3601,
+            demoted: false,
         })],
         "a role change is written at once"
     );
@@ -237,7 +232,8 @@ fn completed_is_counted_exactly_and_stored() {
             Write::Peer(Row {
                 peer: peer(1),
                 seeding: true,
-                written: T0 + 1
+                written: T0 + 1,
+                demoted: false,
             }),
             Write::Downloaded(1)
         ]
@@ -300,16 +296,19 @@ fn loading_drops_rows_past_the_timeout_and_keeps_the_rest() {
             peer: peer(1),
             seeding: false,
             written: now - 100,
+            demoted: false,
         },
         Row {
             peer: peer(2),
             seeding: true,
             written: now - p.peer_timeout - 1,
+            demoted: false,
         },
         Row {
             peer: PeerAddr::V6([1; 18]),
             seeding: true,
             written: now - 5,
+            demoted: false,
         },
     ];
     let mut w = Vec::new();
@@ -336,6 +335,7 @@ fn loading_drops_rows_past_the_timeout_and_keeps_the_rest() {
             peer: peer(1),
             seeding: false,
             written: UnixTime(1),
+            demoted: false,
         }],
         0,
         now,
@@ -361,6 +361,7 @@ fn a_peer_joining_a_swarm_whose_rows_all_expired_is_stored() {
         peer: peer(1),
         seeding: false,
         written: T0,
+        demoted: false,
     };
     let mut s = MirroredSwarm::load(Knobs::of(&p), [old], 0, now, &mut w);
     let mut rng = SmallRng::seed_from_u64(5);
@@ -376,6 +377,7 @@ fn a_peer_joining_a_swarm_whose_rows_all_expired_is_stored() {
         peer: peer(2),
         seeding: true,
         written: now,
+        demoted: false,
     };
     assert_eq!(
         w,
@@ -394,6 +396,7 @@ fn a_peer_joining_a_swarm_whose_rows_all_expired_is_stored() {
         peer: peer(2),
         seeding: false,
         written: later,
+        demoted: false,
     };
     assert_eq!(w, vec![Write::Forget(peer(1)), Write::Peer(joined)]);
 }
