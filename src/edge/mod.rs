@@ -152,7 +152,10 @@ async fn tracker_request(
             worker::console_error!("{e}");
             return bencoded(
                 200,
-                write_failure("tracker storage unavailable, try again later"),
+                crate::protocol::bencode::write_failure_retry(
+                    crate::service::STORE_UNAVAILABLE,
+                    crate::service::STORE_RETRY_IN_MINUTES,
+                ),
             );
         }
     };

@@ -203,6 +203,24 @@ pub fn write_failure(reason: &str) -> Vec<u8> {
     serde_bencode::to_bytes(&Failure { reason }).expect("serializing a string cannot fail")
 }
 
+#[derive(Serialize)]
+struct FailureRetry<'a> {
+    #[serde(rename = "failure reason")]
+    reason: &'a str,
+    #[serde(rename = "retry in")]
+    retry_in: u32,
+}
+
+/// An error reply that says when to try again: BEP 31's `retry in`, in minutes (libtorrent and
+/// others wait that long instead of their own back-off).
+pub fn write_failure_retry(reason: &str, retry_in_minutes: u32) -> Vec<u8> {
+    serde_bencode::to_bytes(&FailureRetry {
+        reason,
+        retry_in: retry_in_minutes,
+    })
+    .expect("serializing a string and an integer cannot fail")
+}
+
 #[cfg(test)]
 mod tests {
     //! Differential tests: every reply is decoded by serde_bencode's own parser into a generic

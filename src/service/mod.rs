@@ -252,9 +252,17 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
                 );
             }
         };
-        let (interval, min_interval) = self
-            .policy
-            .intervals(req.event, swarm_size(&counts, store_error.as_ref()));
+        if store_error.is_some() {
+            // Not the client's fault, and not a swarm: no peers, and when to try again.
+            return (
+                bencode::write_failure_retry(STORE_UNAVAILABLE, STORE_RETRY_IN_MINUTES),
+                Outcome {
+                    store_error,
+                    ..Outcome::ok(Action::Announce)
+                },
+            );
+        }
+        let (interval, min_interval) = self.policy.intervals(req.event, swarm_size(&counts));
         let body = bencode::write_announce(&AnnounceReply {
             interval,
             min_interval,
@@ -448,7 +456,14 @@ impl<S: PeerStore, L: AnnounceGate> Tracker<S, L> {
                 };
             }
         };
-        let size = swarm_size(&counts, store_error.as_ref());
+        if store_error.is_some() {
+            udp::write_error(out, transaction_id, STORE_UNAVAILABLE, PROVEN_CLIENT);
+            return Outcome {
+                store_error,
+                ..Outcome::ok(Action::Announce)
+            };
+        }
+        let size = swarm_size(&counts);
         let interval = self.policy.intervals(announce.event, size).0;
         udp::write_announce(out, transaction_id, interval, counts, &scratch.peers);
         Outcome {
@@ -497,16 +512,19 @@ const NO_UDP: &str = "this tracker does not serve UDP";
 /// address, so the packet's source is proven and a reply longer than the request amplifies
 /// nothing: the client gets the whole reason (a one-hash scrape is only 36 bytes).
 const PROVEN_CLIENT: usize = 8 + 256;
+/// What a client is told when the store failed (a Durable Object that threw, was overloaded or
+/// whose storage failed; KV refusing an operation): no swarm to answer from.
+pub const STORE_UNAVAILABLE: &str = "tracker storage unavailable, retry later";
+/// Minutes a client is asked to wait after [`STORE_UNAVAILABLE`] (BEP 31 `retry in`): soon for
+/// its user, far enough that an overloaded object is not asked again at once by every client.
+pub const STORE_RETRY_IN_MINUTES: u32 = 5;
+
 /// What a client over the announce rate limit is told.
 pub const RATE_LIMITED: &str = "rate limited: too many announces from your address, retry later";
 
-/// The swarm's size as far as intervals go. Unknown after a store failure: then not small, so a
-/// failing store is not asked back sooner (the zeros it made us send are not a real swarm).
-fn swarm_size(c: &SwarmCounts, store_error: Option<&StoreError>) -> u64 {
-    match store_error {
-        Some(_) => u64::MAX,
-        None => u64::from(c.complete) + u64::from(c.incomplete),
-    }
+/// The swarm's size as far as intervals go.
+fn swarm_size(c: &SwarmCounts) -> u64 {
+    u64::from(c.complete) + u64::from(c.incomplete)
 }
 
 fn refuse_http_rate_limited(action: Action) -> (Vec<u8>, Outcome) {
@@ -593,7 +611,7 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_store_still_gets_the_client_a_well_formed_announce() {
+    fn a_failing_store_gets_the_client_a_failure_with_a_retry_hint() {
         let mut rng = SmallRng::seed_from_u64(1);
         let (body, outcome) = now_or_never(tracker().http_announce(
             starting_seeder().as_bytes(),
@@ -603,9 +621,17 @@ mod tests {
             &mut rng,
             &mut Scratch::default(),
         ));
-        assert_eq!(body, b"d8:completei0e10:downloadedi0e10:incompletei0e8:intervali1800e12:min intervali900e5:peers0:e");
+        // Before: a well-formed announce without peers, and the full interval: the client
+        // waited 30 minutes without a word.
+        assert_eq!(
+            body,
+            b"d14:failure reason40:tracker storage unavailable, retry later8:retry ini5ee"
+        );
         assert_eq!(outcome.store_error, Some(StoreError("backend down".into())));
-        assert_eq!(outcome.error, None, "not the client's fault");
+        assert_eq!(
+            outcome.error, None,
+            "not the client's fault: counted as a store error"
+        );
     }
 
     #[test]
@@ -643,7 +669,7 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_store_does_not_bring_clients_back_sooner() {
+    fn a_failing_store_asks_clients_back_in_its_own_time_not_the_sparse_interval() {
         let t = Tracker::new(
             Broken,
             Policy {
@@ -661,7 +687,8 @@ mod tests {
             &mut Scratch::default(),
         ));
         let body = String::from_utf8_lossy(&body);
-        assert!(body.contains("8:intervali1800e"), "{body}");
+        assert!(body.ends_with("8:retry ini5ee"), "{body}");
+        assert!(!body.contains("interval"), "{body}");
     }
 
     #[test]

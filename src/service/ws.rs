@@ -215,7 +215,7 @@ pub fn offer_tag(
     format!("{:016x}", h.finish())
 }
 const TOO_MANY_PEERS: &str = "too many peers of one torrent on one connection";
-const STORE_UNAVAILABLE: &str = "tracker storage unavailable, try again later";
+use super::STORE_UNAVAILABLE;
 
 fn store_failed(
     out: &mut WsOut,

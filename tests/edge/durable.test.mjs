@@ -105,23 +105,25 @@ test("a swarm that empties deletes its rows, and a new peer starts it again", as
   assert.equal(costs(back).rows_written, 3, "stored afresh, table and all");
 });
 
-test("a Durable Object that throws gives the client a well-formed reply and is counted", async () => {
-  // The tracker's Worker with its SWARM_OBJECTS binding pointed at a class that always throws,
-  // as an overloaded or broken object does.
+/** The tracker with its swarm objects replaced by `script`'s class `Broken` (its socket objects
+ * as built). */
+async function withBrokenSwarms(script, run) {
+  const tracker = workerOptions({ SWARM_STORE: "durable-object" });
   const broken = new Miniflare({
     workers: [
       {
-        ...workerOptions({ SWARM_STORE: "durable-object" }),
+        ...tracker,
         name: "tracker",
-        durableObjects: { SWARM_OBJECTS: { className: "Broken", scriptName: "broken", useSQLite: true } },
+        durableObjects: {
+          ...tracker.durableObjects,
+          SWARM_OBJECTS: { className: "Broken", scriptName: "broken", useSQLite: true },
+        },
       },
       {
         name: "broken",
         modules: true,
         compatibilityDate: "2026-07-01",
-        script: `export class Broken {
-          fetch() { const e = new Error("Durable Object is overloaded. Too many requests queued."); e.overloaded = true; throw e; }
-        }
+        script: `${script}
         export default { fetch() { return new Response("not used"); } };`,
         durableObjects: { BROKEN: { className: "Broken", useSQLite: true } },
       },
@@ -130,23 +132,58 @@ test("a Durable Object that throws gives the client a well-formed reply and is c
   });
   try {
     await broken.ready;
-    const h = hash(38);
-    const r = await getFrom(broken, `/announce?${announceQuery(h, 1, { left: 1, event: "started" })}`, "10.6.0.1");
-    assert.equal(r.status, 200);
-    const d = decode(r.body);
-    assert.equal(d.get("failure reason"), undefined, "not the client's fault");
-    assert.deepEqual(d.get("peers"), Buffer.alloc(0));
-    assert.equal(d.get("complete"), 0);
-    assert.equal(r.storeError, "1");
-    const s = await getFrom(broken, `/scrape?info_hash=${enc(h)}&info_hash=${enc(hash(39))}`, "10.6.0.1");
-    assert.equal(s.status, 200);
-    assert.equal(decode(s.body).get("files").size, 2, "zeros for every hash");
-    const stats = JSON.parse((await getFrom(broken, "/stats")).body.toString());
-    assert.equal(stats.store_errors, 2);
+    await run(broken);
   } finally {
     await broken.dispose();
   }
-});
+}
+
+const FAILURES = {
+  "throws": `export class Broken { fetch() { throw new Error("internal error"); } }`,
+  "is overloaded": `export class Broken {
+    fetch() { const e = new Error("Durable Object is overloaded. Too many requests queued."); e.overloaded = true; throw e; }
+  }`,
+  "has its storage fail": `export class Broken {
+    fetch() { return new Response("SQLITE_FULL: database or disk is full", { status: 500 }); }
+  }`,
+};
+
+for (const [what, script] of Object.entries(FAILURES)) {
+  test(`a swarm object that ${what}: a failure reason with a retry hint, counted`, async () => {
+    // Before: a well-formed announce without peers and the full 30-minute interval, so the
+    // client waited half an hour without a word.
+    await withBrokenSwarms(script, async (broken) => {
+      const h = hash(38);
+      const r = await getFrom(broken, `/announce?${announceQuery(h, 1, { left: 1, event: "started" })}`, "10.6.0.1");
+      assert.equal(r.status, 200);
+      const d = decode(r.body);
+      assert.equal(d.get("failure reason").toString(), "tracker storage unavailable, retry later");
+      assert.equal(d.get("retry in"), 5, "BEP 31: minutes");
+      assert.equal(r.storeError, "1");
+      const s = await getFrom(broken, `/scrape?info_hash=${enc(h)}&info_hash=${enc(hash(39))}`, "10.6.0.1");
+      assert.equal(s.status, 200);
+      assert.equal(decode(s.body).get("files").size, 2, "zeros for every hash");
+      const stats = JSON.parse((await getFrom(broken, "/stats")).body.toString());
+      assert.equal(stats.store_errors, 2);
+      // A browser's announce over a WebSocket gets a failure message; its socket stays open.
+      const res = await broken.dispatchFetch("http://tracker.test/announce", {
+        headers: { Upgrade: "websocket", "CF-Connecting-IP": "10.6.0.2" },
+      });
+      assert.equal(res.status, 101);
+      const ws = res.webSocket;
+      const inbox = [];
+      ws.addEventListener("message", (e) => inbox.push(JSON.parse(e.data)));
+      ws.accept();
+      const bin = String.fromCharCode(...new Array(20).fill(0x38));
+      ws.send(JSON.stringify({
+        action: "announce", info_hash: bin, peer_id: bin, left: 1, event: "started", numwant: 0, offers: [],
+      }));
+      for (let i = 0; i < 50 && !inbox.length; i++) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(inbox[0]?.["failure reason"], "tracker storage unavailable, retry later");
+      ws.close(1000, "bye");
+    });
+  });
+}
 
 test("swarms and completed counts survive a restart: objects reload from SQLite", async () => {
   const dir = mkdtempSync(path.join(tmpdir(), "edgetracker-do-"));
