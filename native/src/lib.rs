@@ -42,12 +42,17 @@ use crate::stats::Stats;
 /// runtime's own.
 const FD_RESERVE: u64 = 128;
 
-/// The caps of the HTTP and WebSocket pools: the configured ones, within what the open-file
-/// limit leaves after [`FD_RESERVE`] and the refused connections being closed (see
-/// [`http::LINGERING_MAX`]). When the two configured totals do not fit, each gets its share.
-fn connection_caps(config: &Config, open_files: u64) -> (connections::Caps, connections::Caps) {
-    let budget =
-        (open_files.saturating_sub(FD_RESERVE + http::LINGERING_MAX as u64) as usize).max(32);
+/// The caps of the HTTP and WebSocket pools, and how many refused connections may linger: the
+/// configured caps, within what the open-file limit leaves after [`FD_RESERVE`] and an eighth
+/// of the rest (at most [`http::LINGERING_MAX`]) for refused connections being closed. When the
+/// two configured totals do not fit, each gets its share.
+fn connection_caps(
+    config: &Config,
+    open_files: u64,
+) -> (connections::Caps, connections::Caps, usize) {
+    let usable = open_files.saturating_sub(FD_RESERVE) as usize;
+    let lingering = (usable / 8).min(http::LINGERING_MAX);
+    let budget = (usable - lingering).max(32);
     let (net, ws) = (&config.network, &config.webtorrent);
     let (mut http_total, mut ws_total) = (net.http_max_connections, ws.max_connections);
     if !ws.enabled {
@@ -73,6 +78,7 @@ fn connection_caps(config: &Config, open_files: u64) -> (connections::Caps, conn
             per_network: ws.max_connections_per_network,
             shed_after,
         },
+        lingering,
     )
 }
 
@@ -286,7 +292,8 @@ pub fn start(config: Config) -> io::Result<Running> {
     // The connection cap, not the process's default 1,024 descriptors, decides how many HTTP
     // clients are served; descriptors for sockets, files and the runtime stay in reserve.
     let open_files = connections::raise_open_file_limit()?;
-    let (http_caps, ws_caps) = connection_caps(&config, open_files);
+    let (http_caps, ws_caps, lingering) = connection_caps(&config, open_files);
+    http::set_lingering_limit(lingering);
     tracing::info!(
         "at most {} HTTP connections and {} WebSockets (open-file limit {open_files})",
         http_caps.total,

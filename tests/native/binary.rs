@@ -22,8 +22,14 @@ fn spawn(args: &[&str]) -> (Child, Vec<String>) {
 
 /// As [`spawn`], with environment variables, also handing back the rest of its log.
 fn spawn_with_log(args: &[&str], env: &[(&str, &str)]) -> (Child, Vec<String>, Log) {
-    let mut child = Command::new(BIN)
-        .args(args)
+    let mut command = Command::new(BIN);
+    command.args(args);
+    spawn_command(command, env)
+}
+
+/// As [`spawn_with_log`], for a command that runs the binary (a shell that sets limits first).
+fn spawn_command(mut command: Command, env: &[(&str, &str)]) -> (Child, Vec<String>, Log) {
+    let mut child = command
         // No state file unless the test asks for one (`env` may override this).
         .env("EDGETRACKER__STATE__FILE", "\"\"")
         .envs(env.iter().copied())
@@ -407,4 +413,48 @@ fn the_open_file_limit_is_raised_to_the_hard_limit_at_start() {
     );
     assert_eq!(terminate(child).code(), Some(0));
     drop(stderr);
+}
+
+#[test]
+fn refused_connections_stay_within_the_open_file_limit() {
+    // Before: the connection cap was the limit less 128 descriptors in reserve, and up to 256
+    // refused connections lingered beyond it: 2-3 "accept: Too many open files" per cap test,
+    // at limits of 256 and 1,024.
+    let mut command = Command::new("bash");
+    command.args([
+        "-c",
+        &format!("ulimit -n 256 && exec {BIN} --listen 127.0.0.1 --port 0"),
+    ]);
+    // Silent connections handed over at once, so each takes a descriptor from the start.
+    let (child, urls, mut log) =
+        spawn_command(command, &[("EDGETRACKER__NETWORK__HTTP_DEFER_ACCEPT", "0")]);
+    let http: std::net::SocketAddr = urls
+        .iter()
+        .find_map(|u| u.strip_prefix("http://"))
+        .and_then(|a| a.split('/').next()?.parse().ok())
+        .expect("an HTTP address");
+    // 600 connections from 10 networks (the caps per address and network would refuse most
+    // from one), far past the cap; held open for a second, then dropped.
+    let held: Vec<std::net::TcpStream> = (0..600)
+        .filter_map(|i| {
+            let from = std::net::SocketAddr::new(
+                std::net::IpAddr::from([127, 0, (i % 10) as u8 + 1, (i / 10) as u8 + 1]),
+                0,
+            );
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+            s.bind(&from.into()).ok()?;
+            s.connect(&http.into()).ok()?;
+            Some(s.into())
+        })
+        .collect();
+    assert!(held.len() > 400, "{} connections made", held.len());
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        log.find("Too many open files", Duration::from_secs(2)),
+        None,
+        "the tracker ran out of descriptors"
+    );
+    drop(held);
+    assert_eq!(terminate(child).code(), Some(0));
 }

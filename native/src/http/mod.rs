@@ -267,6 +267,15 @@ async fn serve(
 
 /// Refused connections being closed gracefully at once; past this, they are dropped outright.
 pub const LINGERING_MAX: usize = 256;
+/// The same, as set at start within the open-file limit ([`set_lingering_limit`]).
+static LINGERING_LIMIT: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(LINGERING_MAX);
+
+/// How many refused connections may linger at once (at most [`LINGERING_MAX`]): a share of the
+/// open-file limit, so that they, the connections and the reserve fit in it together.
+pub fn set_lingering_limit(n: usize) {
+    LINGERING_LIMIT.store(n.min(LINGERING_MAX), std::sync::atomic::Ordering::Relaxed);
+}
 /// How long a refused connection is given to deliver its request before it is closed.
 const LINGER: Duration = Duration::from_secs(2);
 static LINGERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -277,7 +286,8 @@ static LINGERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsiz
 /// Closing a socket whose peer's request is still arriving makes the kernel answer that request
 /// with a reset, and a client that sees the reset may throw away the 503 it had not read yet.
 /// So the answer is followed by a half-close, and the request is read and dropped for up to
-/// [`LINGER`] before the socket closes: for [`LINGERING_MAX`] connections at a time, so that a
+/// [`LINGER`] before the socket closes: for [`LINGERING_MAX`] connections at a time (fewer under a
+/// low open-file limit), so that a
 /// flood of refused connections cannot hold descriptors (beyond that, they are dropped at once).
 fn refuse_connection(socket: Socket, reason: &str) {
     use std::io::Write;
@@ -292,7 +302,7 @@ fn refuse_connection(socket: Socket, reason: &str) {
     if !(&socket).write(&answer).is_ok_and(|n| n == answer.len()) {
         return;
     }
-    if LINGERING.fetch_add(1, Ordering::Relaxed) >= LINGERING_MAX {
+    if LINGERING.fetch_add(1, Ordering::Relaxed) >= LINGERING_LIMIT.load(Ordering::Relaxed) {
         LINGERING.fetch_sub(1, Ordering::Relaxed);
         return;
     }
