@@ -19,7 +19,6 @@ sharing the probe's interpreter would hold its lock, and one sharing its core wo
 machine, not the tracker). Stops the tracker it started, by PID. Standard library only.
 """
 import argparse
-import base64
 import json
 import os
 import socket
@@ -31,6 +30,8 @@ import multiprocessing
 import threading
 import time
 import urllib.request
+
+from wsclient import binary, open_socket, send_json
 
 
 def percentile(xs, p):
@@ -114,30 +115,6 @@ def flood_http(port, until):
         c.close()
 
 
-def ws_open(port, source="127.0.0.1"):
-    s = socket.create_connection(("127.0.0.1", port), source_address=(source, 0))
-    key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall((f"GET /announce HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += s.recv(1024)
-    return s
-
-
-def ws_send(s, obj):
-    data = json.dumps(obj).encode()
-    mask = os.urandom(4)
-    head = bytearray([0x81])
-    if len(data) < 126:
-        head.append(0x80 | len(data))
-    elif len(data) < 65536:
-        head += bytes([0x80 | 126]) + struct.pack(">H", len(data))
-    else:
-        head += bytes([0x80 | 127]) + struct.pack(">Q", len(data))
-    s.sendall(bytes(head) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
-
-
 def drain(s, stop):
     s.settimeout(0.5)
     while not stop.is_set():
@@ -149,23 +126,22 @@ def drain(s, stop):
 
 
 def flood_websocket(port, until):
-    binstr = lambda b: "".join(chr(x) for x in b)
-    h = binstr([0x55] * 20)
+    h = binary([0x55] * 20)
     stop = threading.Event()
     victims = []
     # The reading peers are other clients (127.0.0.2 onwards): one address holds at most
     # max_peers_per_address of a swarm.
     for n in range(20):
-        v = ws_open(port, f"127.0.0.{n + 2}")
-        ws_send(v, {"action": "announce", "info_hash": h, "peer_id": binstr([n] * 20), "left": 1,
+        v = open_socket(port, f"127.0.0.{n + 2}")
+        send_json(v, {"action": "announce", "info_hash": h, "peer_id": binary([n] * 20), "left": 1,
                     "event": "started", "numwant": 0, "offers": []})
         threading.Thread(target=drain, args=(v, stop), daemon=True).start()
         victims.append(v)
-    f = ws_open(port)
+    f = open_socket(port)
     threading.Thread(target=drain, args=(f, stop), daemon=True).start()
     sdp = "v=0\r\n" + "a=candidate x\r\n" * 20
     while time.monotonic() < until:
-        ws_send(f, {"action": "announce", "info_hash": h, "peer_id": binstr([99] * 20), "left": 1,
+        send_json(f, {"action": "announce", "info_hash": h, "peer_id": binary([99] * 20), "left": 1,
                     "numwant": 10, "offers": [{"offer_id": os.urandom(10).hex(),
                                                "offer": {"type": "offer", "sdp": sdp}}
                                               for _ in range(10)]})

@@ -297,24 +297,14 @@ fn one_address_cannot_fill_a_swarm_or_the_tracker() {
         c.tracker.policy.max_torrents = 5;
     });
     let (h, u) = (http_addr(&t, false), udp_addr(&t, false));
-    let reason = |body: &[u8]| {
-        let text = String::from_utf8_lossy(body).to_string();
-        text.strip_prefix("d14:failure reason").map(|r| {
-            r.split_once(':')
-                .unwrap()
-                .1
-                .trim_end_matches('e')
-                .to_string()
-        })
-    };
     let announce_http = |hash: u8, port: u16| {
-        let q = edgetracker::protocol::http::announce_query(&announce(
-            common::hash(hash),
+        announce_over_http(
+            h,
+            hash,
             port,
             5,
             edgetracker::protocol::types::Event::Started,
-        ));
-        reason(&http_get(h, &format!("/announce?{q}"), &[]).2)
+        )
     };
     for port in 1..=3 {
         assert_eq!(announce_http(1, port), None, "port {port} joins");
