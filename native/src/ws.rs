@@ -341,7 +341,14 @@ struct Registered<'a> {
 
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
-        self.hub.queues(self.conn.id).remove(&self.conn.id);
+        // Out of the hub under its queues' lock, so nothing is queued for it after this: what is
+        // still waiting is dropped with the channel, and leaves the total (on every way out of
+        // the task, an unwinding one included).
+        if let Some((_, bytes)) = self.hub.queues(self.conn.id).remove(&self.conn.id) {
+            self.hub
+                .queued_total
+                .fetch_sub(bytes.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+        }
         self.hub.counters.open.fetch_sub(1, Ordering::Relaxed);
         self.conn.close(&self.hub.swarms);
     }
@@ -482,10 +489,6 @@ async fn serve<S>(
             break;
         }
     }
-    // Out of the hub (under its queues' lock, so nothing is queued for it after this): what is
-    // still waiting is dropped with the channel, and leaves the total.
     drop(socket);
-    hub.queued_total
-        .fetch_sub(queued_bytes.swap(0, Ordering::Relaxed), Ordering::Relaxed);
     let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
 }

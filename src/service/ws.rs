@@ -77,6 +77,15 @@ impl WsConnection {
         self
     }
 
+    /// Gives back `n` offers taken but not forwarded (a refused announce, a swarm with fewer
+    /// peers than offers).
+    fn refund_offers(&mut self, policy: &RtcPolicy, n: usize) {
+        if let Some(budget) = &mut self.offer_budget {
+            let capacity = u64::from(policy.offers_burst.max(1)) * 1000;
+            budget.milli = (budget.milli + n as u64 * 1000).min(capacity);
+        }
+    }
+
     /// Takes up to `want` offers from the budget at `now`; returns how many it had.
     fn spend_offers(&mut self, policy: &RtcPolicy, want: usize, now: UnixTime) -> usize {
         if policy.offers_per_minute == 0 || want == 0 {
@@ -483,6 +492,8 @@ async fn announce<R: RtcStore>(
             &mut recipients,
         )
         .await;
+    // Only what reaches a peer is spent.
+    conn.refund_offers(policy, offers - recipients.len().min(offers));
     let (done, counts) = match announced {
         Ok(Ok(done)) => done,
         Err(e) => return store_failed(out, action, Some(&a.info_hash), e),

@@ -59,10 +59,11 @@ struct Shard {
     /// makes room for a new torrent. An entry whose torrent has since gained peers or been
     /// dropped no longer matches its torrent and is skipped; sweeps drop such entries.
     quiet: VecDeque<(InfoHash, u16)>,
-    /// Peers that were seeders and then announced something left (a recheck, or a client
-    /// cycling to be counted again): their next `completed` is not another download. Rare, so
-    /// kept aside rather than in every peer's slot; sweeps forget peers that left.
-    demoted: HashSet<(InfoHash, PeerAddr), KeyedHasher>,
+    /// Peers that said `completed` within the peer timeout, and when they last did: another
+    /// `completed` from the same address and port in that time (after going back to leeching,
+    /// or stopping and starting again) is not another download. Kept aside rather than in every
+    /// peer's slot; sweeps forget entries past the timeout.
+    completed: HashMap<(InfoHash, PeerAddr), UnixTime, KeyedHasher>,
 }
 
 /// The Unix day of `now`, as [`Torrent::quiet_since`] keeps it (never 0, which means "has peers").
@@ -88,14 +89,14 @@ impl Shard {
             torrents: HashMap::with_hasher(KeyedHasher(hash_key)),
             totals: ShardTotals::default(),
             quiet: VecDeque::new(),
-            demoted: HashSet::with_hasher(KeyedHasher(hash_key)),
+            completed: HashMap::with_hasher(KeyedHasher(hash_key)),
         }
     }
 
-    /// Drops entries of [`Shard::quiet`] and [`Shard::demoted`] that no longer match their
-    /// torrent, after a sweep that left `quiet_now` torrents without peers, so neither outgrows
-    /// what it describes.
-    fn tidy_aside(&mut self, quiet_now: usize) {
+    /// Drops entries of [`Shard::quiet`] that no longer match their torrent, after a sweep that
+    /// left `quiet_now` torrents without peers, and of [`Shard::completed`] older than `timeout`
+    /// at `now`, so neither outgrows what it describes.
+    fn tidy_aside(&mut self, quiet_now: usize, now: UnixTime, timeout: u32) {
         let torrents = &self.torrents;
         self.quiet
             .retain(|(hash, day)| quiet_since(torrents, hash, *day));
@@ -105,17 +106,12 @@ impl Shard {
             let mut seen = HashSet::with_capacity(quiet_now);
             self.quiet.retain(|(hash, _)| seen.insert(*hash));
         }
-        self.demoted.retain(|(hash, peer)| {
-            torrents.get(hash).is_some_and(|t| match peer {
-                PeerAddr::V4(a) => t.v4.count_prefix(a) > 0,
-                PeerAddr::V6(a) => t.v6.as_ref().is_some_and(|l| l.count_prefix(a) > 0),
-            })
-        });
+        self.completed.retain(|_, at| now.since(*at) <= timeout);
         if self.quiet.capacity() > 2 * self.quiet.len() + 64 {
             self.quiet.shrink_to_fit();
         }
-        if self.demoted.capacity() > 2 * self.demoted.len() + 64 {
-            self.demoted.shrink_to_fit();
+        if self.completed.capacity() > 2 * self.completed.len() + 64 {
+            self.completed.shrink_to_fit();
         }
     }
 
@@ -405,15 +401,21 @@ impl MemoryStore {
                 return Err(full);
             }
         };
-        // A completion counts once per peer: a peer that seeded, went back to leeching and says
-        // `completed` again is not another download.
-        if a.event == Event::Completed
-            && !announced.was_seeder
-            && !shard.demoted.remove(&(a.info_hash, a.peer))
-        {
-            torrent.downloaded = torrent.downloaded.saturating_add(1);
-        } else if announced.was_seeder && !a.seeding && !stopped {
-            shard.demoted.insert((a.info_hash, a.peer));
+        // A completion counts once per peer within the peer timeout: a peer that seeded and
+        // says `completed` again, after leeching again or leaving and coming back, is not
+        // another download.
+        if a.event == Event::Completed && !announced.was_seeder {
+            let key = (a.info_hash, a.peer);
+            let timeout = self.policy.peer_timeout;
+            // Each `completed` restarts the wait, so a peer cycling through it is not counted
+            // again for as long as it keeps cycling.
+            if shard
+                .completed
+                .insert(key, now)
+                .is_none_or(|at| now.since(at) > timeout)
+            {
+                torrent.downloaded = torrent.downloaded.saturating_add(1);
+            }
         }
         let downloaded = torrent.downloaded;
         if torrent.has_peers() {
@@ -442,7 +444,8 @@ impl MemoryStore {
     /// is spent.
     fn spend_new_torrent_budget(&self, peer: &PeerAddr, now: UnixTime) -> Result<(), Full> {
         let ip = peer.socket_addr().ip();
-        if self.new_torrents.allow(ip, now) && self.new_torrents_by_group.allow(ip, now) {
+        // The network's first: a network out of budget then adds no bucket per client.
+        if self.new_torrents_by_group.allow(ip, now) && self.new_torrents.allow(ip, now) {
             Ok(())
         } else {
             Err(Full::NewTorrentsFromAddress)
@@ -548,7 +551,7 @@ impl MemoryStore {
                 quiet_now += usize::from(keep);
                 keep
             });
-            shard.tidy_aside(quiet_now);
+            shard.tidy_aside(quiet_now, now, timeout);
             self.torrent_count
                 .fetch_sub(before - shard.torrents.len(), Ordering::Relaxed);
             self.apply(shard, false, gone4);
@@ -557,6 +560,14 @@ impl MemoryStore {
                 shard.torrents.shrink_to_fit();
             }
         }
+        self.prune_budgets(now);
+    }
+
+    /// Forgets the budgets of new torrents that have refilled (every sweep: without it, each
+    /// client that ever made a torrent would keep a bucket).
+    fn prune_budgets(&self, now: UnixTime) {
+        self.new_torrents.prune(now);
+        self.new_torrents_by_group.prune(now);
     }
 
     /// Store-wide totals, from the per-shard counters.
@@ -596,7 +607,10 @@ impl MemoryStore {
             Entry::Occupied(known) => known.into_mut(),
             Entry::Vacant(_) if self.at_torrent_cap() => {
                 out.refused_torrent = true;
-                out.refused_peers = peers.into_iter().count();
+                out.refused_peers = peers
+                    .into_iter()
+                    .filter(|p| now.since(p.last_seen.min(now)) <= timeout)
+                    .count();
                 return out;
             }
             Entry::Vacant(vacant) => {
@@ -654,7 +668,10 @@ impl MemoryStore {
         }
         // Peers added, not entries read: a file naming one peer twice restores it once.
         out.peers = (d4.seeders + d4.leechers + d6.seeders + d6.leechers) as usize;
-        if !torrent.has_peers() {
+        if torrent.has_peers() {
+            // A part of its peers read earlier may have found it quiet.
+            torrent.quiet_since = 0;
+        } else {
             if torrent.downloaded == 0 {
                 shard.torrents.remove(&hash);
                 self.torrent_count.fetch_sub(1, Ordering::Relaxed);
@@ -926,6 +943,16 @@ mod tests {
                 .announce_now(&known, UnixTime(101), &mut rng, &mut Vec::new())
                 .is_ok()
         );
+        // Budgets that refilled are forgotten at a sweep: a client that made a torrent once
+        // does not keep a bucket.
+        store.expire_now(UnixTime(100_000));
+        assert_eq!(
+            (
+                store.new_torrents.tracked(),
+                store.new_torrents_by_group.tracked()
+            ),
+            (0, 0)
+        );
     }
 
     #[test]
@@ -951,24 +978,31 @@ mod tests {
             run("10.0.0.1", Event::None, false, 1002 + 2 * cycle);
         }
         assert_eq!(run("10.0.0.1", Event::Completed, true, 1200), 1);
+        // Nor by leaving and coming back.
+        for cycle in 0..10 {
+            run("10.0.0.1", Event::Stopped, true, 1201 + 2 * cycle);
+            run("10.0.0.1", Event::Completed, true, 1202 + 2 * cycle);
+        }
+        assert_eq!(run("10.0.0.1", Event::None, true, 1230), 1);
         run("10.0.0.2", Event::Started, false, 1200);
         assert_eq!(
             run("10.0.0.2", Event::Completed, true, 1201),
             2,
             "another peer counts"
         );
-        // A sweep forgets what it no longer needs: the peer left.
-        run("10.0.0.1", Event::None, false, 1300);
-        run("10.0.0.1", Event::Stopped, false, 1301);
-        store.expire_now(UnixTime(1400));
+        // A sweep forgets completions past the peer timeout; then the peer counts again.
+        let later = 1300 + conformance::policy().peer_timeout + 1;
+        store.expire_now(UnixTime(later));
         assert_eq!(
             store
                 .shards
                 .iter()
-                .map(|s| s.0.lock().unwrap().demoted.len())
+                .map(|s| s.0.lock().unwrap().completed.len())
                 .sum::<usize>(),
             0
         );
+        run("10.0.0.1", Event::Started, false, later);
+        assert_eq!(run("10.0.0.1", Event::Completed, true, later + 1), 3);
     }
 
     #[test]

@@ -200,8 +200,11 @@ async fn accept_loop(
                 };
                 let limit = Duration::from_secs(shared.config.network.http_idle_timeout);
                 tokio::spawn(async move {
-                    let _admitted = admitted;
-                    let _ = tokio::time::timeout(limit, stream.write_all(&rest)).await;
+                    // Shed like any holder: out of the caps at once, so its socket must go too.
+                    tokio::select! {
+                        _ = tokio::time::timeout(limit, stream.write_all(&rest)) => {}
+                        () = admitted.shed() => {}
+                    }
                 });
             }
             AtAccept::ToHyper(read) => {

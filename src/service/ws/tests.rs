@@ -222,7 +222,17 @@ fn offers_past_a_connections_budget_are_not_forwarded() {
     for (n, m) in members.iter_mut().enumerate() {
         w.send(m, &announce(n as u8 + 1, 100, 0));
     }
+    // Offers nobody receives cost nothing: alone in another swarm, four offers go nowhere.
     let mut flooder = conn(99);
+    let mut alone = announce(99, 100, 4);
+    alone["info_hash"] = json!(bin(&[0xcd; 20]));
+    let (_, outcome) = w.send(&mut flooder, &alone);
+    assert_eq!(outcome.offers_forwarded, 0);
+    assert_eq!(
+        flooder.offer_budget().map(|b| b.milli),
+        Some(5000),
+        "all refunded"
+    );
     let (_, outcome) = w.send(&mut flooder, &announce(99, 100, 4));
     assert_eq!(
         (outcome.offers_forwarded, outcome.offers_over_budget),
