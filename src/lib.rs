@@ -9,6 +9,8 @@
 //! - [`access`]: who may use the tracker — info-hash allow/deny lists and private-mode passkeys;
 //!   [`stats_access`]: who may see its stats.
 //! - [`ratelimit`]: per-IP announce token buckets.
+//! - [`xbt`]: XBT Tracker's rules for private sites (torrent_passes, refusals, traffic credit),
+//!   for a home that serves a site's XBT database.
 //! - [`service`]: request bytes in, reply bytes out — the order of the steps above, shared by
 //!   every home so they answer alike.
 //!
@@ -28,6 +30,7 @@ pub mod stats_access;
 pub mod store;
 pub mod swarm;
 pub mod time;
+pub mod xbt;
 
 #[cfg(target_arch = "wasm32")]
 pub mod edge;
