@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 secs=${1:-60}
 shift || true
 CARGO_FUZZ_VERSION=0.13.2
-ALL=(udp_packet http_request http_head state_file access_lists config ws_message)
+ALL=(udp_packet http_request http_head state_file access_lists config ws_message xbt_conf)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${ALL[@]}")
 

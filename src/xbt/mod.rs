@@ -12,3 +12,4 @@ pub mod credit;
 pub mod ledger;
 pub mod pass;
 pub mod refusal;
+pub mod settings;
