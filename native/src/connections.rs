@@ -167,10 +167,6 @@ impl Connections {
         }
     }
 
-    pub fn caps(&self) -> Caps {
-        self.caps
-    }
-
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }

@@ -347,20 +347,8 @@ impl MemoryStore {
             }
         };
         let in_torrent = torrent.v4.len() + torrent.v6.as_ref().map_or(0, |l| l.len());
-        let policy = &self.policy;
-        let peer_count = &self.peer_count;
         // Asked only for a peer that would be new to the swarm.
-        let may_join = |same_address: usize| {
-            if peer_count.load(Ordering::Relaxed) >= i64::from(policy.max_peers) {
-                Err(Full::Peers)
-            } else if in_torrent >= policy.max_peers_per_torrent as usize {
-                Err(Full::PeersInTorrent)
-            } else if same_address >= policy.max_peers_per_address as usize {
-                Err(Full::PeersFromAddress)
-            } else {
-                Ok(())
-            }
-        };
+        let may_join = |same_address: usize| self.may_join(0, in_torrent, same_address);
         let joined = match &a.peer {
             PeerAddr::V4(addr) => torrent
                 .v4
@@ -434,6 +422,21 @@ impl MemoryStore {
             incomplete: counts.1,
             downloaded,
         })
+    }
+
+    /// Whether a peer new to a torrent of `in_torrent` peers, `same_address` of them from its
+    /// client, fits the caps, with `pending` peers added but not yet in the store's count.
+    fn may_join(&self, pending: i64, in_torrent: usize, same_address: usize) -> Result<(), Full> {
+        let policy = &self.policy;
+        if self.peer_count.load(Ordering::Relaxed) + pending >= i64::from(policy.max_peers) {
+            Err(Full::Peers)
+        } else if in_torrent >= policy.max_peers_per_torrent as usize {
+            Err(Full::PeersInTorrent)
+        } else if same_address >= policy.max_peers_per_address as usize {
+            Err(Full::PeersFromAddress)
+        } else {
+            Ok(())
+        }
     }
 
     fn at_torrent_cap(&self) -> bool {
@@ -623,8 +626,6 @@ impl MemoryStore {
         if torrent.quiet_since == 0 {
             torrent.quiet_since = quiet_since;
         }
-        let policy = &self.policy;
-        let peer_count = &self.peer_count;
         let (mut d4, mut d6) = (Delta::default(), Delta::default());
         for SavedPeer {
             addr,
@@ -639,16 +640,7 @@ impl MemoryStore {
             let in_torrent = torrent.v4.len() + torrent.v6.as_ref().map_or(0, |l| l.len());
             // Added by this call so far: the store's count takes them at the end.
             let added = d4.seeders + d4.leechers + d6.seeders + d6.leechers;
-            let room = |same_address: usize| {
-                if peer_count.load(Ordering::Relaxed) + added >= i64::from(policy.max_peers)
-                    || in_torrent >= policy.max_peers_per_torrent as usize
-                    || same_address >= policy.max_peers_per_address as usize
-                {
-                    Err(())
-                } else {
-                    Ok(())
-                }
-            };
+            let room = |same_address: usize| self.may_join(added, in_torrent, same_address);
             let status = PeerStatus::staying(seeding);
             let joined = match addr {
                 PeerAddr::V4(addr) => torrent
